@@ -1,0 +1,5 @@
+"""``python -m kws`` runs the command-line interface."""
+
+from kws.cli import main
+
+main()

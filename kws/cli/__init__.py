@@ -1,0 +1,75 @@
+"""The ``kws`` command-line interface.
+
+Each subcommand lives in its own module of this package and exposes a Click object named
+``command``; modules whose names start with an underscore are helpers. Commands are
+imported only when listed or run, and they import TensorFlow, Keras and librosa inside
+their bodies, so ``kws --help`` stays fast.
+"""
+
+from __future__ import annotations
+
+import importlib
+import pkgutil
+import sys
+
+import click
+
+from kws import __version__
+from kws.errors import KwsError
+
+
+def _command_modules() -> dict[str, str]:
+    """Map each command name to the module that defines it."""
+    return {
+        info.name.replace("_", "-"): f"{__name__}.{info.name}"
+        for info in pkgutil.iter_modules(__path__)
+        if not info.name.startswith("_")
+    }
+
+
+class _LazyGroup(click.Group):
+    """A Click group that imports a command's module only when it is needed."""
+
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        return sorted(_command_modules())
+
+    def get_command(self, ctx: click.Context, name: str) -> click.Command | None:
+        module = _command_modules().get(name)
+        if module is None:
+            return None
+        return importlib.import_module(module).command
+
+
+@click.group(cls=_LazyGroup, context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(__version__, prog_name="kws")
+def cli() -> None:
+    """Keyword spotting on raw waveforms: Speech Commands data, training and inference.
+
+    Results go to stdout, progress and errors to stderr. Exit codes: 0 success, 1 some
+    inputs failed, 2 usage error.
+    """
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Run the CLI, turning kws errors into one line on stderr and an exit code."""
+    try:
+        status = cli.main(args=argv, prog_name="kws", standalone_mode=False)
+    except click.exceptions.Abort:
+        click.echo("kws: interrupted", err=True)
+        sys.exit(130)
+    except click.ClickException as error:
+        error.show()
+        sys.exit(error.exit_code)
+    except KwsError as error:
+        click.echo(f"kws: error: {error}", err=True)
+        sys.exit(error.exit_code)
+    except KeyboardInterrupt:
+        click.echo("kws: interrupted", err=True)
+        sys.exit(130)
+    except BrokenPipeError:
+        sys.stderr.close()
+        sys.exit(1)
+    except OSError as error:
+        click.echo(f"kws: error: {error}", err=True)
+        sys.exit(1)
+    sys.exit(status if isinstance(status, int) else 0)

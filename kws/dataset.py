@@ -1,0 +1,364 @@
+"""The Speech Commands data layer: layout, splits and labels.
+
+Two layouts are read:
+
+* the dataset layout (v0.01 and v0.02): one folder per word holding
+  ``<speaker>_nohash_<n>.wav``, ``_background_noise_/``, and optionally
+  ``validation_list.txt`` / ``testing_list.txt``;
+* the canonical 12-label test layout: word folders plus ``_silence_/`` (clips of background
+  noise) and ``_unknown_/`` whose files are named ``<word>_<speaker>_nohash_<n>.wav``.
+
+Splits come from the list files when a folder has them, otherwise from the dataset's own
+rule (:func:`which_set`: SHA-1 of the file name up to ``_nohash_``), which puts every file
+where the official lists put it. When several folders are combined a speaker never
+crosses splits: a speaker found in more than one split is moved to the most held-out one.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import math
+import os
+import random
+import re
+from collections import Counter, defaultdict
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from kws.audio import is_audio_path
+from kws.errors import DatasetError
+
+SILENCE = "_silence_"
+UNKNOWN = "_unknown_"
+BACKGROUND_FOLDER = "_background_noise_"
+VALIDATION_LIST = "validation_list.txt"
+TESTING_LIST = "testing_list.txt"
+
+TRAINING, VALIDATION, TESTING = "training", "validation", "testing"
+SPLITS = (TRAINING, VALIDATION, TESTING)
+#: How held-out a split is; a speaker found in several splits goes to the highest.
+_HOLDOUT_RANK = {TRAINING: 0, VALIDATION: 1, TESTING: 2}
+
+#: The 30 words of Speech Commands v0.01.
+V1_WORDS = tuple(
+    "bed bird cat dog down eight five four go happy house left marvin nine no off on one "
+    "right seven sheila six stop three tree two up wow yes zero".split()
+)
+#: The ten keywords of the canonical 12-label task (plus silence and unknown).
+KEYWORDS_12 = ("yes", "no", "up", "down", "left", "right", "on", "off", "stop", "go")
+
+#: From the Speech Commands README: the hash is taken modulo this many buckets.
+_MAX_NUM_WAVS_PER_CLASS = 2**27 - 1
+_UNKNOWN_NAME = re.compile(r"^(?P<word>[^_]+)_(?P<rest>.+)$")
+
+
+def which_set(filename: str, validation_percent: float = 10.0, testing_percent: float = 10.0) -> str:
+    """The split a Speech Commands file belongs to, by the dataset's own hashing rule.
+
+    The part of the file name before ``_nohash_`` (the speaker) is hashed with SHA-1, so
+    every clip of a speaker lands in the same split and the split stays stable as the
+    dataset grows. This is the rule of the dataset's README and TensorFlow's
+    ``speech_commands/input_data.py``.
+    """
+    base_name = os.path.basename(filename)
+    hash_name = re.sub(r"_nohash_.*$", "", base_name)
+    hashed = hashlib.sha1(hash_name.encode("utf-8")).hexdigest()
+    percentage = (int(hashed, 16) % (_MAX_NUM_WAVS_PER_CLASS + 1)) * (
+        100.0 / _MAX_NUM_WAVS_PER_CLASS
+    )
+    if percentage < validation_percent:
+        return VALIDATION
+    if percentage < validation_percent + testing_percent:
+        return TESTING
+    return TRAINING
+
+
+@dataclass(frozen=True)
+class Clip:
+    """One labelled example: a file, or a segment of a background recording for silence.
+
+    ``word`` is what was said (``_silence_`` for noise); ``label`` is the class a model
+    learns, which is ``word`` or ``_unknown_`` depending on the chosen words.
+    """
+
+    path: Path
+    word: str
+    speaker: str | None
+    split: str
+    label: str = ""
+    #: For silence cut from a background recording: start in seconds and gain.
+    offset: float | None = None
+    gain: float = 1.0
+
+    @property
+    def is_segment(self) -> bool:
+        """Whether this clip is cut from a longer background recording."""
+        return self.offset is not None
+
+
+@dataclass
+class Dataset:
+    """Clips and background recordings of one or more dataset folders."""
+
+    roots: list[Path]
+    clips: list[Clip]
+    backgrounds: list[Path]
+    #: Word folders found (the vocabulary of "all words").
+    words: list[str]
+    #: Human-readable remarks found while reading (speakers moved between splits, ...).
+    notes: list[str] = field(default_factory=list)
+
+    def split(self, name: str) -> list[Clip]:
+        """The clips of one split (``training``, ``validation`` or ``testing``)."""
+        return [clip for clip in self.clips if clip.split == name]
+
+
+def scan(
+    root: str | os.PathLike,
+    validation_percent: float = 10.0,
+    testing_percent: float = 10.0,
+) -> Dataset:
+    """Read one dataset folder in either Speech Commands layout.
+
+    Parameters
+    ----------
+    root
+        The folder holding the word folders.
+    validation_percent, testing_percent
+        Used by :func:`which_set` only when the folder has no list files.
+    """
+    root = Path(root)
+    if not root.exists():
+        raise DatasetError(f"{root}: no such dataset folder")
+    if not root.is_dir():
+        raise DatasetError(f"{root}: not a folder")
+    lists = _read_split_lists(root)
+    clips: list[Clip] = []
+    backgrounds: list[Path] = []
+    words: list[str] = []
+    for folder in sorted(p for p in root.iterdir() if p.is_dir()):
+        files = sorted(p for p in folder.iterdir() if p.is_file() and is_audio_path(p))
+        if folder.name == BACKGROUND_FOLDER:
+            backgrounds.extend(files)
+            continue
+        if folder.name.startswith(".") or (
+            folder.name.startswith("_") and folder.name not in (SILENCE, UNKNOWN)
+        ):
+            continue
+        if folder.name not in (SILENCE, UNKNOWN):
+            words.append(folder.name)
+        for path in files:
+            word, speaker, hash_key = _identify(folder.name, path.name)
+            if lists is not None:
+                split = lists.get(f"{folder.name}/{path.name}", TRAINING)
+            else:
+                split = which_set(hash_key, validation_percent, testing_percent)
+            clips.append(Clip(path=path, word=word, speaker=speaker, split=split))
+    if not clips and not backgrounds:
+        raise DatasetError(f"{root}: no audio found in the Speech Commands layout (word folders)")
+    return Dataset(roots=[root], clips=clips, backgrounds=backgrounds, words=words)
+
+
+def open_datasets(
+    roots: Sequence[str | os.PathLike],
+    validation_percent: float = 10.0,
+    testing_percent: float = 10.0,
+    backgrounds: Sequence[str | os.PathLike] = (),
+) -> Dataset:
+    """Read and combine dataset folders, keeping every speaker inside one split.
+
+    ``backgrounds`` adds folders (or files) of background recordings to those found in
+    the datasets' ``_background_noise_`` folders.
+    """
+    if not roots:
+        raise DatasetError("no dataset folder given")
+    parts = [scan(root, validation_percent, testing_percent) for root in roots]
+    clips = [clip for part in parts for clip in part.clips]
+    noise = [path for part in parts for path in part.backgrounds]
+    noise.extend(_background_files(backgrounds))
+    words = sorted({word for part in parts for word in part.words})
+    clips, moved = _keep_speakers_in_one_split(clips)
+    notes = []
+    if moved:
+        notes.append(
+            f"{moved} speaker(s) appeared in more than one split; their clips were moved to "
+            "the most held-out one"
+        )
+    return Dataset(
+        roots=[Path(r) for r in roots],
+        clips=clips,
+        backgrounds=list(dict.fromkeys(noise)),
+        words=words,
+        notes=notes,
+    )
+
+
+@dataclass(frozen=True)
+class LabelPolicy:
+    """Which classes a model learns, as in TensorFlow's speech_commands trainer.
+
+    ``words=None`` means every word folder of the datasets. Other words become
+    ``_unknown_`` (sampled at ``unknown_percent`` of each split's keyword clips when
+    ``words`` is given, all of them otherwise), and ``_silence_`` clips are cut from the
+    background recordings at ``silence_percent`` of each split's keyword clips.
+    """
+
+    words: tuple[str, ...] | None = None
+    silence_percent: float = 10.0
+    unknown_percent: float = 10.0
+    seed: int = 59185
+
+
+def parse_words(text: str | None) -> tuple[str, ...] | None:
+    """Parse ``--words``: a comma-separated list, or ``all``/empty for every word."""
+    if text is None or text.strip().lower() in ("", "all"):
+        return None
+    words = tuple(dict.fromkeys(w.strip() for w in text.split(",") if w.strip()))
+    for word in words:
+        if word.startswith("_"):
+            raise DatasetError(f"--words: {word!r} is not a word (names starting with '_' are reserved)")
+    return words
+
+
+def assign_labels(dataset: Dataset, policy: LabelPolicy = LabelPolicy()) -> tuple[list[Clip], list[str]]:
+    """Give every clip its class under ``policy``; return ``(clips, labels)``.
+
+    Labels are ordered ``_silence_``, ``_unknown_`` (when present), then the words in
+    alphabetical order. Clips not chosen (unknown words beyond the sampled share) are
+    dropped. Sampling is seeded, so the same inputs give the same clips.
+    """
+    rng = random.Random(policy.seed)
+    vocabulary = set(policy.words) if policy.words is not None else set(dataset.words)
+    labelled: list[Clip] = []
+    for split in SPLITS:
+        known, unknown, silence = [], [], []
+        for clip in dataset.split(split):
+            if clip.word == SILENCE:
+                silence.append(dataclasses.replace(clip, label=SILENCE))
+            elif clip.word in vocabulary:
+                known.append(dataclasses.replace(clip, label=clip.word))
+            else:
+                unknown.append(dataclasses.replace(clip, label=UNKNOWN))
+        if policy.words is not None:
+            wanted = math.ceil(len(known) * policy.unknown_percent / 100)
+            rng.shuffle(unknown)
+            unknown = unknown[:wanted]
+        else:
+            unknown = [clip for clip in unknown if clip.path.parent.name == UNKNOWN]
+        silence += _silence_segments(
+            dataset.backgrounds,
+            math.ceil(len(known) * policy.silence_percent / 100),
+            split,
+            rng,
+        )
+        labelled += known + unknown + silence
+    present = {clip.label for clip in labelled}
+    words = sorted(policy.words if policy.words is not None else vocabulary)
+    labels = [special for special in (SILENCE, UNKNOWN) if special in present] + words
+    return labelled, labels
+
+
+def count_by_label(clips: Iterable[Clip]) -> dict[str, dict[str, int]]:
+    """``{split: {label: count}}`` for a list of labelled clips."""
+    counts: dict[str, Counter] = defaultdict(Counter)
+    for clip in clips:
+        counts[clip.split][clip.label or clip.word] += 1
+    return {split: dict(sorted(counts[split].items())) for split in SPLITS}
+
+
+def _identify(folder: str, name: str) -> tuple[str, str | None, str]:
+    """``(word, speaker, hash key)`` of a file in a word, _unknown_ or _silence_ folder."""
+    if folder == SILENCE:
+        return SILENCE, None, Path(name).stem
+    if folder == UNKNOWN:
+        match = _UNKNOWN_NAME.match(name)
+        if match and "_nohash_" in match["rest"]:
+            rest = match["rest"]
+            return match["word"], rest.split("_nohash_")[0], rest
+        return UNKNOWN, None, name
+    speaker = name.split("_nohash_")[0] if "_nohash_" in name else None
+    return folder, speaker, name
+
+
+def _read_split_lists(root: Path) -> dict[str, str] | None:
+    """``{relative path: split}`` from the list files, or None when there are none."""
+    found = {}
+    for split, list_name in ((VALIDATION, VALIDATION_LIST), (TESTING, TESTING_LIST)):
+        list_path = root / list_name
+        if list_path.is_file():
+            for line in list_path.read_text(encoding="utf-8").splitlines():
+                if line.strip():
+                    found[line.strip()] = split
+    has_lists = (root / VALIDATION_LIST).is_file() or (root / TESTING_LIST).is_file()
+    return found if has_lists else None
+
+
+def _background_files(sources: Iterable[str | os.PathLike]) -> list[Path]:
+    files = []
+    for source in sources:
+        source = Path(source)
+        if source.is_dir():
+            files.extend(sorted(p for p in source.iterdir() if p.is_file() and is_audio_path(p)))
+        elif source.is_file():
+            files.append(source)
+        else:
+            raise DatasetError(f"{source}: no such background folder or file")
+    return files
+
+
+def _keep_speakers_in_one_split(clips: list[Clip]) -> tuple[list[Clip], int]:
+    """Move every speaker found in several splits to the most held-out of them."""
+    splits_of: dict[str, set[str]] = defaultdict(set)
+    for clip in clips:
+        if clip.speaker:
+            splits_of[clip.speaker].add(clip.split)
+    target = {
+        speaker: max(splits, key=_HOLDOUT_RANK.__getitem__)
+        for speaker, splits in splits_of.items()
+        if len(splits) > 1
+    }
+    if not target:
+        return clips, 0
+    moved = [
+        dataclasses.replace(clip, split=target[clip.speaker])
+        if clip.speaker in target
+        else clip
+        for clip in clips
+    ]
+    return moved, len(target)
+
+
+def _silence_segments(backgrounds: Sequence[Path], count: int, split: str, rng: random.Random) -> list[Clip]:
+    """``count`` one-second silence clips cut from random places of the background recordings."""
+    if not backgrounds or count <= 0:
+        return []
+    durations = _durations(backgrounds)
+    usable = [path for path in backgrounds if durations.get(path, 0.0) > 1.0]
+    segments = []
+    for _ in range(count if usable else 0):
+        path = rng.choice(usable)
+        offset = rng.uniform(0.0, durations[path] - 1.0)
+        gain = math.exp(rng.uniform(math.log(0.05), 0.0))
+        segments.append(
+            Clip(path=path, word=SILENCE, speaker=None, split=split, label=SILENCE,
+                 offset=round(offset, 4), gain=round(gain, 4))
+        )
+    return segments
+
+
+_DURATIONS: dict[Path, float] = {}
+
+
+def _durations(paths: Iterable[Path]) -> dict[Path, float]:
+    """Durations in seconds of background recordings (unreadable ones are left out)."""
+    import soundfile
+
+    for path in paths:
+        if path not in _DURATIONS:
+            try:
+                _DURATIONS[path] = soundfile.info(path).duration
+            except (RuntimeError, OSError):
+                _DURATIONS[path] = 0.0
+    return {path: _DURATIONS[path] for path in paths}

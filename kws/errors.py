@@ -1,0 +1,36 @@
+"""The error types kws raises for problems a user can fix.
+
+The command-line interface prints a :class:`KwsError` as one line on stderr (never a
+traceback) and exits with :attr:`KwsError.exit_code`.
+"""
+
+from __future__ import annotations
+
+
+class KwsError(Exception):
+    """A problem with the user's input or environment, explained in one line."""
+
+    exit_code = 1
+
+
+class UsageError(KwsError):
+    """The command was called with options that cannot work together."""
+
+    exit_code = 2
+
+
+class AudioError(KwsError):
+    """A file could not be read as audio; the message names the file and the problem."""
+
+    def __init__(self, path: object, problem: str) -> None:
+        self.path = str(path)
+        self.problem = problem
+        super().__init__(f"{self.path}: {problem}")
+
+
+class DatasetError(KwsError):
+    """A dataset folder is missing, empty or not in a layout kws understands."""
+
+
+class DownloadError(KwsError):
+    """A download or archive failed verification or could not be extracted safely."""
