@@ -88,7 +88,7 @@ class AudioCache:
         decoded: dict[str, np.ndarray] = {}
         if missing:
             with ThreadPoolExecutor(max_workers=max(1, os.cpu_count() or 1) * 2) as pool:
-                for path, result in zip(missing, pool.map(self._decode, missing)):
+                for path, result in zip(missing, pool.map(self._decode, missing), strict=True):
                     if isinstance(result, AudioError):
                         failed[path] = result
                     else:

@@ -26,6 +26,7 @@ from collections import Counter, defaultdict
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from kws.audio import is_audio_path
 from kws.errors import DatasetError
@@ -54,7 +55,9 @@ _MAX_NUM_WAVS_PER_CLASS = 2**27 - 1
 _UNKNOWN_NAME = re.compile(r"^(?P<word>[^_]+)_(?P<rest>.+)$")
 
 
-def which_set(filename: str, validation_percent: float = 10.0, testing_percent: float = 10.0) -> str:
+def which_set(
+    filename: str, validation_percent: float = 10.0, testing_percent: float = 10.0
+) -> str:
     """The split a Speech Commands file belongs to, by the dataset's own hashing rule.
 
     The part of the file name before ``_nohash_`` (the speaker) is hashed with SHA-1, so
@@ -218,11 +221,15 @@ def parse_words(text: str | None) -> tuple[str, ...] | None:
     words = tuple(dict.fromkeys(w.strip() for w in text.split(",") if w.strip()))
     for word in words:
         if word.startswith("_"):
-            raise DatasetError(f"--words: {word!r} is not a word (names starting with '_' are reserved)")
+            raise DatasetError(
+                f"--words: {word!r} is not a word (names starting with '_' are reserved)"
+            )
     return words
 
 
-def assign_labels(dataset: Dataset, policy: LabelPolicy = LabelPolicy()) -> tuple[list[Clip], list[str]]:
+def assign_labels(
+    dataset: Dataset, policy: LabelPolicy = LabelPolicy()
+) -> tuple[list[Clip], list[str]]:
     """Give every clip its class under ``policy``; return ``(clips, labels)``.
 
     Labels are ordered ``_silence_``, ``_unknown_`` (when present), then the words in
@@ -322,15 +329,15 @@ def _keep_speakers_in_one_split(clips: list[Clip]) -> tuple[list[Clip], int]:
     if not target:
         return clips, 0
     moved = [
-        dataclasses.replace(clip, split=target[clip.speaker])
-        if clip.speaker in target
-        else clip
+        dataclasses.replace(clip, split=target[clip.speaker]) if clip.speaker in target else clip
         for clip in clips
     ]
     return moved, len(target)
 
 
-def _silence_segments(backgrounds: Sequence[Path], count: int, split: str, rng: random.Random) -> list[Clip]:
+def _silence_segments(
+    backgrounds: Sequence[Path], count: int, split: str, rng: random.Random
+) -> list[Clip]:
     """``count`` one-second silence clips cut from random places of the background recordings."""
     if not backgrounds or count <= 0:
         return []
@@ -342,8 +349,15 @@ def _silence_segments(backgrounds: Sequence[Path], count: int, split: str, rng: 
         offset = rng.uniform(0.0, durations[path] - 1.0)
         gain = math.exp(rng.uniform(math.log(0.05), 0.0))
         segments.append(
-            Clip(path=path, word=SILENCE, speaker=None, split=split, label=SILENCE,
-                 offset=round(offset, 4), gain=round(gain, 4))
+            Clip(
+                path=path,
+                word=SILENCE,
+                speaker=None,
+                split=split,
+                label=SILENCE,
+                offset=round(offset, 4),
+                gain=round(gain, 4),
+            )
         )
     return segments
 
@@ -362,3 +376,141 @@ def _durations(paths: Iterable[Path]) -> dict[Path, float]:
             except (RuntimeError, OSError):
                 _DURATIONS[path] = 0.0
     return {path: _DURATIONS[path] for path in paths}
+
+
+@dataclass
+class FileCheck:
+    """What reading every file's header found: rates, unreadable files, empty folders."""
+
+    rates: Counter
+    unreadable: list[tuple[Path, str]]
+    wrong_rate: list[tuple[Path, int, int]]
+    empty_words: list[str]
+
+
+def check_files(dataset: Dataset, workers: int = 8) -> FileCheck:
+    """Read the header of every file of a dataset (not the samples) and report problems.
+
+    A file's rate is "wrong" when it differs from the most common rate of its dataset
+    folder. Empty words are word folders without any audio file.
+    """
+    from concurrent.futures import ThreadPoolExecutor
+
+    import soundfile
+
+    def probe(path: Path) -> tuple[Path, int | None, str | None]:
+        try:
+            if path.stat().st_size == 0:
+                return path, None, "empty file (0 bytes)"
+            info = soundfile.info(path)
+            if info.frames == 0:
+                return path, None, "contains no audio samples (zero length)"
+            return path, int(info.samplerate), None
+        except (RuntimeError, OSError) as error:
+            return path, None, str(error).strip().splitlines()[0]
+
+    files = [clip.path for clip in dataset.clips if not clip.is_segment]
+    with ThreadPoolExecutor(max_workers=workers) as pool:
+        results = list(pool.map(probe, files))
+    rates: Counter = Counter()
+    rate_by_root: dict[Path, Counter] = defaultdict(Counter)
+    unreadable = []
+    for path, rate, problem in results:
+        if problem:
+            unreadable.append((path, problem))
+        else:
+            rates[rate] += 1
+            rate_by_root[_root_of(path, dataset.roots)][rate] += 1
+    usual = {root: counts.most_common(1)[0][0] for root, counts in rate_by_root.items()}
+    wrong_rate = [
+        (path, rate, usual[_root_of(path, dataset.roots)])
+        for path, rate, problem in results
+        if not problem and rate != usual[_root_of(path, dataset.roots)]
+    ]
+    present = {clip.word for clip in dataset.clips}
+    empty_words = [word for word in dataset.words if word not in present]
+    return FileCheck(
+        rates=rates, unreadable=unreadable, wrong_rate=wrong_rate, empty_words=empty_words
+    )
+
+
+def _root_of(path: Path, roots: Sequence[Path]) -> Path:
+    for root in roots:
+        if root in path.parents:
+            return root
+    return path.parent
+
+
+def describe(
+    roots: Sequence[str | os.PathLike],
+    policy: LabelPolicy = LabelPolicy(),
+    validation_percent: float = 10.0,
+    testing_percent: float = 10.0,
+    backgrounds: Sequence[str | os.PathLike] = (),
+    check: bool = True,
+) -> dict[str, Any]:
+    """Everything ``kws dataset`` reports about dataset folders, as JSON-ready data.
+
+    Returns counts per split and label, files and speakers per split, the label list,
+    every clip's split and label, and warnings (unreadable files, unusual rates, empty
+    words, labels missing from a split).
+    """
+    dataset = open_datasets(roots, validation_percent, testing_percent, backgrounds)
+    clips, labels = assign_labels(dataset, policy)
+    counts = count_by_label(clips)
+    warnings = list(dataset.notes)
+    if check:
+        found = check_files(dataset)
+        warnings += _grouped(found.unreadable)
+        warnings += _grouped(
+            [
+                (path, f"sample rate {rate} Hz differs from its dataset's {usual} Hz")
+                for path, rate, usual in found.wrong_rate
+            ]
+        )
+        warnings += [f"word folder {word!r} holds no audio" for word in found.empty_words]
+    for split in SPLITS:
+        if counts[split]:
+            missing = [label for label in labels if label not in counts[split]]
+            if missing:
+                warnings.append(f"{split} split has no clips of: {', '.join(missing)}")
+    files = [clip for clip in clips if not clip.is_segment]
+    return {
+        "roots": [str(root) for root in dataset.roots],
+        "labels": labels,
+        "counts": counts,
+        "files": {split: sum(1 for c in files if c.split == split) for split in SPLITS},
+        "speakers": {
+            split: len({c.speaker for c in files if c.split == split and c.speaker})
+            for split in SPLITS
+        },
+        "generated_silence": {
+            split: sum(1 for c in clips if c.is_segment and c.split == split) for split in SPLITS
+        },
+        "backgrounds": [str(path) for path in dataset.backgrounds],
+        "warnings": warnings,
+        "clips": [
+            {
+                "path": str(c.path),
+                "split": c.split,
+                "label": c.label,
+                "word": c.word,
+                "speaker": c.speaker,
+            }
+            for c in files
+        ],
+    }
+
+
+def _grouped(problems: list[tuple[Path, str]], limit: int = 3) -> list[str]:
+    """One warning per file, or one per kind of problem when a kind is frequent."""
+    by_problem: dict[str, list[Path]] = defaultdict(list)
+    for path, problem in problems:
+        by_problem[problem].append(path)
+    lines = []
+    for problem, paths in by_problem.items():
+        if len(paths) <= limit:
+            lines += [f"{path}: {problem}" for path in paths]
+        else:
+            lines.append(f"{len(paths)} files: {problem} (first: {paths[0]})")
+    return lines

@@ -1,0 +1,70 @@
+"""Fixtures shared by the test suite: synthesized audio and small datasets on disk."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import numpy as np
+import pytest
+import soundfile
+
+
+@pytest.fixture(autouse=True)
+def _isolated_cache(tmp_path_factory, monkeypatch):
+    """Keep decoded-audio caches of the tests out of the user's cache folder."""
+    monkeypatch.setenv("KWS_CACHE_DIR", str(tmp_path_factory.getbasetemp() / "kws-cache"))
+
+
+def tone(frequency: float, seconds: float = 1.0, rate: int = 16000, amplitude: float = 0.5):
+    """A sine tone as float32."""
+    t = np.arange(int(seconds * rate)) / rate
+    return (amplitude * np.sin(2 * np.pi * frequency * t)).astype(np.float32)
+
+
+def write_wav(path: Path, waveform, rate: int = 16000, subtype: str = "PCM_16") -> Path:
+    """Write a waveform (mono or (n, channels)) to a WAV file, creating folders."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    soundfile.write(path, waveform, rate, subtype=subtype)
+    return path
+
+
+#: Words, tone frequencies and speakers of the small synthetic dataset.
+SYNTHETIC_WORDS = {"yes": 440.0, "no": 880.0, "up": 1320.0}
+SYNTHETIC_SPEAKERS = ["aaaa0001", "bbbb0002", "cccc0003", "dddd0004"]
+
+
+def make_speech_commands(root: Path, lists: bool = True, rate: int = 16000) -> Path:
+    """A tiny dataset in the Speech Commands layout: tones per word, noise, lists.
+
+    Speaker ``cccc0003`` is in the validation list and ``dddd0004`` in the testing list.
+    """
+    rng = np.random.default_rng(0)
+    for word, frequency in SYNTHETIC_WORDS.items():
+        for speaker_index, speaker in enumerate(SYNTHETIC_SPEAKERS):
+            for n in range(2):
+                wave = tone(frequency * (1 + 0.02 * speaker_index), 1.0, rate)
+                wave += 0.01 * rng.standard_normal(wave.shape).astype(np.float32)
+                write_wav(root / word / f"{speaker}_nohash_{n}.wav", wave, rate)
+    noise = (0.1 * rng.standard_normal(3 * rate)).astype(np.float32)
+    write_wav(root / "_background_noise_" / "white_noise.wav", noise, rate)
+    if lists:
+        for list_name, speaker in (("validation_list.txt", "cccc0003"),
+                                   ("testing_list.txt", "dddd0004")):
+            names = [f"{word}/{speaker}_nohash_{n}.wav" for word in SYNTHETIC_WORDS for n in range(2)]
+            (root / list_name).write_text("\n".join(names) + "\n")
+    return root
+
+
+@pytest.fixture
+def speech_commands(tmp_path) -> Path:
+    """Path of a tiny Speech Commands dataset with list files."""
+    return make_speech_commands(tmp_path / "speech_commands")
+
+
+@pytest.fixture
+def project_env():
+    """Environment for running the ``kws`` console command in a subprocess."""
+    env = dict(os.environ)
+    env.pop("PYTHONPATH", None)
+    return env
