@@ -178,24 +178,10 @@ def open_datasets(
     if not roots:
         raise DatasetError("no dataset folder given")
     parts = [scan(root, validation_percent, testing_percent) for root in roots]
-    clips = [clip for part in parts for clip in part.clips]
-    noise = [path for part in parts for path in part.backgrounds]
-    noise.extend(_background_files(backgrounds))
-    words = sorted({word for part in parts for word in part.words})
-    clips, moved = _keep_speakers_in_one_split(clips)
-    notes = []
-    if moved:
-        notes.append(
-            f"{moved} speaker(s) appeared in more than one split; their clips were moved to "
-            "the most held-out one"
-        )
-    return Dataset(
-        roots=[Path(r) for r in roots],
-        clips=clips,
-        backgrounds=list(dict.fromkeys(noise)),
-        words=words,
-        notes=notes,
-    )
+    extra = _background_files(backgrounds)
+    if extra:
+        parts.append(Dataset(roots=[], clips=[], backgrounds=extra, words=[]))
+    return combine(parts)
 
 
 @dataclass(frozen=True)
@@ -514,3 +500,47 @@ def _grouped(problems: list[tuple[Path, str]], limit: int = 3) -> list[str]:
         else:
             lines.append(f"{len(paths)} files: {problem} (first: {paths[0]})")
     return lines
+
+
+def resplit_by_speaker(
+    dataset: Dataset,
+    validation_percent: float,
+    testing_percent: float,
+    salt: str = "kws",
+) -> Dataset:
+    """Split a dataset by speaker with a salted hash, ignoring its lists and the official rule.
+
+    Used to hold out part of a folder that the official rule puts in a single split (the
+    canonical test set is all ``testing``). A speaker's clips stay together; clips with no
+    speaker (``_silence_`` files) are split by file name.
+    """
+
+    def split_of(clip: Clip) -> str:
+        key = clip.speaker or clip.path.stem
+        bucket = int(hashlib.sha1(f"{salt}|{key}".encode()).hexdigest(), 16) % 100
+        if bucket < testing_percent:
+            return TESTING
+        if bucket < testing_percent + validation_percent:
+            return VALIDATION
+        return TRAINING
+
+    clips = [dataclasses.replace(clip, split=split_of(clip)) for clip in dataset.clips]
+    return dataclasses.replace(dataset, clips=clips)
+
+
+def combine(datasets: Sequence[Dataset]) -> Dataset:
+    """Merge datasets into one, moving any speaker found in several splits to the most held-out."""
+    clips, moved = _keep_speakers_in_one_split([c for d in datasets for c in d.clips])
+    notes = [note for d in datasets for note in d.notes]
+    if moved:
+        notes.append(
+            f"{moved} speaker(s) appeared in more than one split; their clips were moved to "
+            "the most held-out one"
+        )
+    return Dataset(
+        roots=[root for d in datasets for root in d.roots],
+        clips=clips,
+        backgrounds=list(dict.fromkeys(b for d in datasets for b in d.backgrounds)),
+        words=sorted({w for d in datasets for w in d.words}),
+        notes=notes,
+    )

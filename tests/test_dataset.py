@@ -158,3 +158,18 @@ def test_dataset_command_table(speech_commands):
     result = CliRunner().invoke(cli, ["dataset", str(speech_commands)])
     assert result.exit_code == 0
     assert "training" in result.stdout and "speakers" in result.stdout
+
+
+def test_resplit_by_speaker_keeps_speakers_together(tmp_path):
+    root = tmp_path / "test12"
+    for i in range(40):
+        for n in range(2):
+            write_wav(root / "yes" / f"{i:08x}_nohash_{n}.wav", tone(440, 0.1))
+    found = dataset.resplit_by_speaker(dataset.scan(root), 10, 50, salt="x")
+    by_speaker: dict[str, set] = {}
+    for clip in found.clips:
+        by_speaker.setdefault(clip.speaker, set()).add(clip.split)
+    assert all(len(splits) == 1 for splits in by_speaker.values())
+    share = sum(c.split == "testing" for c in found.clips) / len(found.clips)
+    assert 0.3 < share < 0.7
+    assert {c.split for c in found.clips} == {"training", "validation", "testing"}
