@@ -49,9 +49,13 @@ def make_speech_commands(root: Path, lists: bool = True, rate: int = 16000) -> P
     noise = (0.1 * rng.standard_normal(3 * rate)).astype(np.float32)
     write_wav(root / "_background_noise_" / "white_noise.wav", noise, rate)
     if lists:
-        for list_name, speaker in (("validation_list.txt", "cccc0003"),
-                                   ("testing_list.txt", "dddd0004")):
-            names = [f"{word}/{speaker}_nohash_{n}.wav" for word in SYNTHETIC_WORDS for n in range(2)]
+        for list_name, speaker in (
+            ("validation_list.txt", "cccc0003"),
+            ("testing_list.txt", "dddd0004"),
+        ):
+            names = [
+                f"{word}/{speaker}_nohash_{n}.wav" for word in SYNTHETIC_WORDS for n in range(2)
+            ]
             (root / list_name).write_text("\n".join(names) + "\n")
     return root
 
