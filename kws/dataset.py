@@ -169,15 +169,28 @@ def open_datasets(
     validation_percent: float = 10.0,
     testing_percent: float = 10.0,
     backgrounds: Sequence[str | os.PathLike] = (),
+    resplit: Sequence[str | os.PathLike] = (),
 ) -> Dataset:
     """Read and combine dataset folders, keeping every speaker inside one split.
 
     ``backgrounds`` adds folders (or files) of background recordings to those found in
-    the datasets' ``_background_noise_`` folders.
+    the datasets' ``_background_noise_`` folders. Folders named in ``resplit`` (which must
+    also be in ``roots``) are split by speaker with :func:`resplit_by_speaker` at
+    :data:`RESPLIT_PERCENT`, ignoring their lists and the official rule.
     """
     if not roots:
         raise DatasetError("no dataset folder given")
+    resplit_folders = {Path(folder).resolve() for folder in resplit}
+    unknown = resplit_folders - {Path(root).resolve() for root in roots}
+    if unknown:
+        raise DatasetError(f"{sorted(unknown)[0]}: --resplit names a folder that is not a --data")
     parts = [scan(root, validation_percent, testing_percent) for root in roots]
+    parts = [
+        resplit_by_speaker(part, *RESPLIT_PERCENT)
+        if Path(root).resolve() in resplit_folders
+        else part
+        for root, part in zip(roots, parts, strict=True)
+    ]
     extra = _background_files(backgrounds)
     if extra:
         parts.append(Dataset(roots=[], clips=[], backgrounds=extra, words=[]))
@@ -434,6 +447,7 @@ def describe(
     testing_percent: float = 10.0,
     backgrounds: Sequence[str | os.PathLike] = (),
     check: bool = True,
+    resplit: Sequence[str | os.PathLike] = (),
 ) -> dict[str, Any]:
     """Everything ``kws dataset`` reports about dataset folders, as JSON-ready data.
 
@@ -441,7 +455,7 @@ def describe(
     every clip's split and label, and warnings (unreadable files, unusual rates, empty
     words, labels missing from a split).
     """
-    dataset = open_datasets(roots, validation_percent, testing_percent, backgrounds)
+    dataset = open_datasets(roots, validation_percent, testing_percent, backgrounds, resplit)
     clips, labels = assign_labels(dataset, policy)
     counts = count_by_label(clips)
     warnings = list(dataset.notes)
@@ -502,11 +516,17 @@ def _grouped(problems: list[tuple[Path, str]], limit: int = 3) -> list[str]:
     return lines
 
 
+#: ``(validation, testing)`` percentages of ``--resplit``: half the speakers held out.
+RESPLIT_PERCENT = (10.0, 50.0)
+#: Salt of ``--resplit``'s speaker hash (independent of the official rule's hash).
+RESPLIT_SALT = "kws-v2-holdout"
+
+
 def resplit_by_speaker(
     dataset: Dataset,
     validation_percent: float,
     testing_percent: float,
-    salt: str = "kws",
+    salt: str = RESPLIT_SALT,
 ) -> Dataset:
     """Split a dataset by speaker with a salted hash, ignoring its lists and the official rule.
 

@@ -39,8 +39,10 @@ def test_scan_uses_list_files(speech_commands):
     found = dataset.scan(speech_commands)
     splits = {(c.speaker, c.split) for c in found.clips}
     assert splits == {
-        ("aaaa0001", "training"), ("bbbb0002", "training"),
-        ("cccc0003", "validation"), ("dddd0004", "testing"),
+        ("aaaa0001", "training"),
+        ("bbbb0002", "training"),
+        ("cccc0003", "validation"),
+        ("dddd0004", "testing"),
     }
     assert found.words == ["no", "up", "yes"]
     assert [p.name for p in found.backgrounds] == ["white_noise.wav"]
@@ -173,3 +175,18 @@ def test_resplit_by_speaker_keeps_speakers_together(tmp_path):
     share = sum(c.split == "testing" for c in found.clips) / len(found.clips)
     assert 0.3 < share < 0.7
     assert {c.split for c in found.clips} == {"training", "validation", "testing"}
+
+
+def test_open_datasets_resplits_named_folders_only(tmp_path, speech_commands):
+    other = tmp_path / "test12"
+    for i in range(30):
+        write_wav(other / "yes" / f"{i:08x}_nohash_0.wav", tone(440, 0.1))
+    combined = dataset.open_datasets([speech_commands, other], resplit=[other])
+    resplit = {c.split for c in combined.clips if c.path.is_relative_to(other)}
+    assert resplit == {"training", "validation", "testing"}
+    listed = {
+        (c.speaker, c.split) for c in combined.clips if c.path.is_relative_to(speech_commands)
+    }
+    assert ("cccc0003", "validation") in listed
+    with pytest.raises(DatasetError, match="not a --data"):
+        dataset.open_datasets([speech_commands], resplit=[other])

@@ -23,12 +23,15 @@ from kws.cli import _console
               help="Testing share for folders without list files (hash rule).")
 @click.option("--background", "backgrounds", multiple=True, type=click.Path(exists=True),
               help="Extra folder of background recordings (repeatable).")
+@click.option("--resplit", multiple=True, type=click.Path(file_okay=False),
+              help="A --data folder to split by speaker instead (10%% validation, 50%% "
+                   "testing), e.g. the 12-label test set. Repeatable.")
 @click.option("--check/--no-check", default=True, show_default=True,
               help="Read every file's header to find unreadable files and odd rates.")
 @click.option("--json", "as_json", is_flag=True,
               help="Print one JSON object (counts, labels, each clip's split) to stdout.")
 def command(folders, words, silence_percent, unknown_percent, validation_percent,
-            testing_percent, backgrounds, check, as_json) -> None:
+            testing_percent, backgrounds, resplit, check, as_json) -> None:
     """Count the clips of dataset FOLDERS per split and label.
 
     Reads the Speech Commands layout (word folders, _background_noise_, list files) and
@@ -43,7 +46,7 @@ def command(folders, words, silence_percent, unknown_percent, validation_percent
         unknown_percent=unknown_percent,
     )
     summary = dataset.describe(folders, policy, validation_percent, testing_percent,
-                               backgrounds, check=check)
+                               backgrounds, check=check, resplit=resplit)
     if as_json:
         click.echo(json.dumps(summary, indent=1))
     else:
