@@ -161,6 +161,8 @@ def scan(
             clips.append(Clip(path=path, word=word, speaker=speaker, split=split))
     if not clips and not backgrounds:
         raise DatasetError(f"{root}: no audio found in the Speech Commands layout (word folders)")
+    if lists is None:
+        clips = _silence_follows_speakers(clips)
     return Dataset(roots=[root], clips=clips, backgrounds=backgrounds, words=words)
 
 
@@ -286,6 +288,22 @@ def _identify(folder: str, name: str) -> tuple[str, str | None, str]:
         return UNKNOWN, None, name
     speaker = name.split("_nohash_")[0] if "_nohash_" in name else None
     return folder, speaker, name
+
+
+def _silence_follows_speakers(clips: list[Clip]) -> list[Clip]:
+    """Put ``_silence_`` files (no speaker to hash) in the split most spoken clips are in.
+
+    In the canonical test set every speaker hashes to ``testing``, so its silence clips
+    are test clips too, instead of being scattered by their file names.
+    """
+    spoken = Counter(clip.split for clip in clips if clip.speaker)
+    if not spoken:
+        return clips
+    usual = spoken.most_common(1)[0][0]
+    return [
+        dataclasses.replace(clip, split=usual) if clip.word == SILENCE else clip
+        for clip in clips
+    ]
 
 
 def _read_split_lists(root: Path) -> dict[str, str] | None:

@@ -65,6 +65,8 @@ def test_scan_reads_12_label_test_layout(tmp_path):
     assert by_name["bed_0a1b2c3d_nohash_1.wav"].word == "bed"
     assert by_name["bed_0a1b2c3d_nohash_1.wav"].speaker == "0a1b2c3d"
     assert by_name["1024.wav"].word == dataset.SILENCE
+    # Silence has no speaker: it follows the split most spoken clips are in.
+    assert by_name["1024.wav"].split == by_name["0a1b2c3d_nohash_0.wav"].split
     assert found.words == ["yes"]
     clips, labels = dataset.assign_labels(found, dataset.LabelPolicy(silence_percent=0))
     assert labels == ["_silence_", "_unknown_", "yes"]

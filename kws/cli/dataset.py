@@ -14,9 +14,9 @@ from kws.cli import _console
 @click.option("--words", default="all", show_default=True,
               help="Comma-separated words to keep (others become _unknown_), or 'all'.")
 @click.option("--silence-percent", default=10.0, show_default=True,
-              help="_silence_ clips cut from background noise, as %% of each split's words.")
+              help="_silence_ clips cut from background noise, as % of each split's words.")
 @click.option("--unknown-percent", default=10.0, show_default=True,
-              help="_unknown_ clips (other words) as %% of each split's words, with --words.")
+              help="_unknown_ clips (other words) as % of each split's words, with --words.")
 @click.option("--validation-percent", default=10.0, show_default=True,
               help="Validation share for folders without list files (hash rule).")
 @click.option("--testing-percent", default=10.0, show_default=True,
@@ -24,7 +24,7 @@ from kws.cli import _console
 @click.option("--background", "backgrounds", multiple=True, type=click.Path(exists=True),
               help="Extra folder of background recordings (repeatable).")
 @click.option("--resplit", multiple=True, type=click.Path(file_okay=False),
-              help="A --data folder to split by speaker instead (10%% validation, 50%% "
+              help="A --data folder to split by speaker instead (10% validation, 50% "
                    "testing), e.g. the 12-label test set. Repeatable.")
 @click.option("--check/--no-check", default=True, show_default=True,
               help="Read every file's header to find unreadable files and odd rates.")

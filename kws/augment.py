@@ -1,0 +1,200 @@
+"""Waveform augmentation for training: noise, real background mixing, shift, gain, speed.
+
+Every function takes a batch of waveforms ``(n, length)`` and an explicit
+:class:`numpy.random.Generator`, works on the whole batch at once with numpy, and returns a
+new float32 array of the same shape (the input is never modified). :func:`augment_batch`
+applies the settings of an :class:`Augmentation` in a fixed order; ``kws train`` calls it
+on every training batch (never at evaluation) and ``kws augment`` writes its output to files.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass
+
+import numpy as np
+
+#: Power below which a clip is treated as silent when mixing at a signal-to-noise ratio.
+_SILENT_POWER = 1e-10
+
+
+def _as_batch(batch: np.ndarray) -> np.ndarray:
+    batch = np.asarray(batch, dtype=np.float32)
+    if batch.ndim != 2:
+        raise ValueError(f"expected a batch of waveforms (n, length), got shape {batch.shape}")
+    return batch
+
+
+def _range(value: float | Sequence[float]) -> tuple[float, float]:
+    """``x`` -> ``(-x, x)``; a pair is returned as a sorted pair."""
+    if np.isscalar(value):
+        return -abs(float(value)), abs(float(value))
+    low, high = (float(v) for v in value)
+    return min(low, high), max(low, high)
+
+
+def add_noise(batch: np.ndarray, factor: float, rng: np.random.Generator) -> np.ndarray:
+    """The seed model's augmentation: add Gaussian noise ``factor * N(0, 1)`` to every sample."""
+    batch = _as_batch(batch)
+    if factor <= 0:
+        return batch.copy()
+    noise = rng.standard_normal(batch.shape, dtype=np.float32)
+    return batch + np.float32(factor) * noise
+
+
+def mix_background(
+    batch: np.ndarray,
+    backgrounds: Sequence[np.ndarray],
+    snr_db: tuple[float, float],
+    rng: np.random.Generator,
+    probability: float = 0.8,
+) -> np.ndarray:
+    """Mix real background recordings into clips at a random signal-to-noise ratio.
+
+    Each clip, with ``probability``, gets a segment of a random recording cut at a random
+    offset (recordings shorter than a clip are tiled), scaled so that the clip's power over
+    the segment's power is a ratio drawn uniformly in ``snr_db`` (decibels). A silent clip
+    (all zeros) gets the segment at its own level scaled by ``10 ** (-snr / 20)``, so
+    silence stays quiet noise.
+    """
+    batch = _as_batch(batch)
+    n, length = batch.shape
+    usable = [np.asarray(b, dtype=np.float32).ravel() for b in backgrounds if np.size(b) > 0]
+    if not usable or probability <= 0 or n == 0:
+        return batch.copy()
+    chosen = rng.integers(0, len(usable), size=n)
+    mixed = rng.random(n) < probability
+    snr = rng.uniform(*_range(snr_db), size=n)
+    segments = np.zeros_like(batch)
+    for index, recording in enumerate(usable):
+        rows = np.flatnonzero(mixed & (chosen == index))
+        if rows.size == 0:
+            continue
+        if recording.size < length:
+            recording = np.tile(recording, -(-length // recording.size))
+        starts = rng.integers(0, recording.size - length + 1, size=rows.size)
+        segments[rows] = recording[starts[:, None] + np.arange(length)]
+    clip_power = np.mean(np.square(batch, dtype=np.float64), axis=1)
+    noise_power = np.mean(np.square(segments, dtype=np.float64), axis=1)
+    reference = np.where(clip_power > _SILENT_POWER, clip_power, noise_power)
+    scale = np.sqrt(reference / np.maximum(noise_power, _SILENT_POWER) / 10.0 ** (snr / 10.0))
+    scale = np.where(mixed & (noise_power > _SILENT_POWER), scale, 0.0)
+    return batch + (scale[:, None] * segments).astype(np.float32)
+
+
+def time_shift(batch: np.ndarray, max_shift: int, rng: np.random.Generator) -> np.ndarray:
+    """Shift each clip by a random number of samples in ``[-max_shift, max_shift]``, zero-filled."""
+    batch = _as_batch(batch)
+    n, length = batch.shape
+    if max_shift <= 0 or n == 0:
+        return batch.copy()
+    shifts = rng.integers(-max_shift, max_shift + 1, size=n)
+    source = np.arange(length)[None, :] - shifts[:, None]
+    inside = (source >= 0) & (source < length)
+    shifted = np.take_along_axis(batch, np.clip(source, 0, length - 1), axis=1)
+    return np.where(inside, shifted, np.float32(0.0))
+
+
+def random_gain(
+    batch: np.ndarray, gain_db: float | tuple[float, float], rng: np.random.Generator
+) -> np.ndarray:
+    """Scale each clip by a random gain in decibels (``x`` means ``[-x, x]``), clip to [-1, 1]."""
+    batch = _as_batch(batch)
+    low, high = _range(gain_db)
+    gains = 10.0 ** (rng.uniform(low, high, size=batch.shape[0]) / 20.0)
+    return np.clip(batch * gains[:, None].astype(np.float32), -1.0, 1.0)
+
+
+def speed_perturb(batch: np.ndarray, max_change: float, rng: np.random.Generator) -> np.ndarray:
+    """Play each clip at a random speed in ``[1 - max_change, 1 + max_change]``.
+
+    Linear-interpolation resampling about the clip's centre, so tempo and pitch change
+    together (as in Kaldi's speed perturbation); the length is kept, padding with zeros.
+    """
+    batch = _as_batch(batch)
+    n, length = batch.shape
+    if max_change <= 0 or n == 0:
+        return batch.copy()
+    rates = rng.uniform(1.0 - max_change, 1.0 + max_change, size=n).astype(np.float32)
+    centre = np.float32((length - 1) / 2.0)
+    positions = centre + (np.arange(length, dtype=np.float32)[None, :] - centre) * rates[:, None]
+    outside = (positions < 0) | (positions > length - 1)
+    np.clip(positions, 0, length - 1.001, out=positions)
+    floor = np.floor(positions)
+    frac = positions - floor
+    left = floor.astype(np.int32)
+    left += (np.arange(n, dtype=np.int32) * length)[:, None]
+    flat = batch.ravel()
+    a = flat[left]
+    out = a + frac * (flat[left + 1] - a)
+    out[outside] = 0.0
+    return out
+
+
+@dataclass(frozen=True)
+class Augmentation:
+    """Settings of the on-the-fly training augmentation (rate independent).
+
+    Attributes
+    ----------
+    background_probability
+        Share of clips that get a real background recording mixed in.
+    snr_db
+        Range of the signal-to-noise ratio of that mix, in decibels.
+    shift
+        Largest time shift, as a fraction of the clip length (0.1 = 100 ms of 1 s).
+    gain_db
+        Range of the random gain, in decibels.
+    speed
+        Largest relative speed change (0.1 = 0.9x to 1.1x); 0 disables.
+    noise_factor
+        Coefficient of the seed's additive Gaussian noise; 0 disables.
+    """
+
+    background_probability: float = 0.8
+    snr_db: tuple[float, float] = (0.0, 20.0)
+    shift: float = 0.1
+    gain_db: tuple[float, float] = (-10.0, 10.0)
+    speed: float = 0.1
+    noise_factor: float = 0.0
+
+    def to_dict(self) -> dict:
+        """The settings as plain JSON-ready values (for a model card)."""
+        return {key: list(v) if isinstance(v, tuple) else v for key, v in asdict(self).items()}
+
+    @classmethod
+    def from_dict(cls, values: dict) -> Augmentation:
+        """Settings from :meth:`to_dict` output; unknown keys are ignored."""
+        known = cls.__dataclass_fields__
+        kept = {k: tuple(v) if isinstance(v, list) else v for k, v in values.items() if k in known}
+        return cls(**kept)
+
+
+#: No augmentation at all.
+NO_AUGMENTATION = Augmentation(
+    background_probability=0.0, shift=0.0, gain_db=(0.0, 0.0), speed=0.0, noise_factor=0.0
+)
+
+
+def augment_batch(
+    batch: np.ndarray,
+    backgrounds: Sequence[np.ndarray],
+    augmentation: Augmentation,
+    rng: np.random.Generator,
+) -> np.ndarray:
+    """Apply ``augmentation`` to a batch: speed, shift, background, gain, then noise."""
+    batch = _as_batch(batch)
+    out = batch
+    if augmentation.speed > 0:
+        out = speed_perturb(out, augmentation.speed, rng)
+    if augmentation.shift > 0:
+        out = time_shift(out, int(round(augmentation.shift * batch.shape[1])), rng)
+    if augmentation.background_probability > 0 and backgrounds:
+        out = mix_background(
+            out, backgrounds, augmentation.snr_db, rng, augmentation.background_probability
+        )
+    if augmentation.gain_db[0] != 0 or augmentation.gain_db[1] != 0:
+        out = random_gain(out, augmentation.gain_db, rng)
+    if augmentation.noise_factor > 0:
+        out = add_noise(out, augmentation.noise_factor, rng)
+    return out if out is not batch else batch.copy()

@@ -1,0 +1,264 @@
+"""``kws predict``: label audio files (or spot keywords in long recordings) with a model."""
+
+from __future__ import annotations
+
+import abc
+import csv
+import json
+import sys
+import time
+
+import click
+
+from kws.cli import _console
+
+FORMATS = ("auto", "table", "jsonl", "csv", "tsv")
+
+
+@click.command("predict")
+@click.argument("inputs", nargs=-1, metavar="FILE|DIR|- ...")
+@click.option("--model", "-m", type=click.Path(), default=None,
+              help="Model folder (default: the shipped model, models/default).")
+@click.option("--format", "-f", "fmt", type=click.Choice(FORMATS), default="auto",
+              show_default=True,
+              help="Output: a table, or jsonl/csv/tsv for scripts. auto = table when stdout "
+                   "is a terminal, jsonl otherwise.")
+@click.option("--top-k", "-k", default=1, show_default=True, type=int,
+              help="Also report the K most likely labels of each file.")
+@click.option("--threshold", "-t", type=float, default=None,
+              help="Report _unknown_ when the top probability is below P. With --spot: the "
+                   "probability a window needs to count as a keyword (default 0.7).")
+@click.option("--spot", is_flag=True,
+              help="Slide the model's window over each recording and report every keyword "
+                   "found, with start and end times (for recordings longer than the model's "
+                   "input).")
+@click.option("--hop", default=0.1, show_default=True, type=float,
+              help="With --spot: seconds between windows.")
+@click.option("--min-gap", default=0.3, show_default=True, type=float,
+              help="With --spot: detections of the same word closer than this many seconds "
+                   "are one utterance.")
+@click.option("--batch-size", "-b", default=128, show_default=True, type=int,
+              help="Windows classified together.")
+@click.option("--runner", type=click.Choice(("auto", "keras", "tflite", "tflite-int8")),
+              default="auto", show_default=True,
+              help="auto runs the folder's exported model.tflite (else model-int8.tflite) "
+                   "with LiteRT when it is current, else model.keras with Keras.")
+@click.option("--threads", type=int, default=None,
+              help="Threads for LiteRT inference and for decoding files (default: the "
+                   "number of CPUs for inference, twice that, at most 8, for decoding).")
+def command(inputs, model, fmt, top_k, threshold, spot, hop, min_gap, batch_size, runner,
+            threads) -> int:
+    """Label audio FILEs, every audio file in DIRs, or the paths listed on stdin (-).
+
+    Audio is read at the model's sample rate and cut to its input length (a longer
+    recording is classified on its loudest window; use --spot to find every keyword in
+    it). Results go to stdout as they are ready; unreadable files are reported on stderr,
+    one line each, and skipped. Exit status: 0 when every input was classified, 1 when
+    some failed, 2 for usage errors.
+    """
+    from kws.errors import UsageError
+    from kws.predict import PredictOptions, predict
+
+    if not inputs:
+        raise UsageError("give audio files, folders, or - to read paths from stdin")
+    options = PredictOptions(batch_size=batch_size, top_k=top_k, threshold=threshold,
+                             spot=spot, hop=hop, min_gap=min_gap, threads=threads)
+    started = time.perf_counter()
+    stream = predict(inputs, model, runner, options)
+    for note in stream.runner.notes:
+        _console.warn(_escape(note))
+    if fmt == "auto":
+        fmt = "table" if sys.stdout.isatty() else "jsonl"
+    top_k = min(top_k, len(stream.runner.labels))
+    writer = _WRITERS[fmt](stream.runner.labels, top_k, spot)
+    show_progress = _console.interactive() and not sys.stdout.isatty()
+    detections = _render(stream, writer, show_progress)
+    if _console.interactive():
+        _summary(stream, detections if spot else None, time.perf_counter() - started)
+    return 1 if stream.failed else 0
+
+
+def _render(stream, writer, show_progress: bool) -> int:
+    """Write every result; report failures on stderr; return the number of results."""
+    from kws.predict import Failure
+
+    count = 0
+    progress = _progress() if show_progress else None
+    task = progress.add_task("classifying", total=None) if progress else None
+    try:
+        if progress:
+            progress.start()
+        for result in stream:
+            if isinstance(result, Failure):
+                _error(result.message)
+            else:
+                writer.write(result)
+                count += 1
+            if progress:
+                progress.update(task, completed=stream.succeeded + stream.failed)
+    finally:
+        if progress:
+            progress.stop()
+        writer.close()
+    return count
+
+
+def _progress():
+    from rich.progress import MofNCompleteColumn, Progress, SpinnerColumn, TimeElapsedColumn
+
+    # Results are written to sys.stdout directly: rich must not capture it for the display.
+    return Progress(SpinnerColumn(), "{task.description}", MofNCompleteColumn(),
+                    TimeElapsedColumn(), console=_console.stderr(), transient=True,
+                    redirect_stdout=False, redirect_stderr=False)
+
+
+def _escape(text: str) -> str:
+    """Text with rich markup characters (``[`` in file names) shown as they are."""
+    from rich.markup import escape
+
+    return escape(text)
+
+
+def _error(message: str) -> None:
+    _console.stderr().print(f"[red]kws: error:[/red] {_escape(message)}", soft_wrap=True)
+
+
+def _summary(stream, detections: int | None, seconds: float) -> None:
+    done = stream.succeeded + stream.failed
+    rate = done / seconds if seconds > 0 else 0.0
+    found = "" if detections is None else f", {detections} keyword(s) found"
+    failed = f", {stream.failed} failed" if stream.failed else ""
+    _console.stderr().print(
+        f"[dim]{stream.succeeded} of {done} file(s) classified{failed}{found} in "
+        f"{seconds:.2f} s ({rate:.0f} files/s, {stream.runner.name} runner)[/dim]",
+        soft_wrap=True,
+    )
+
+
+class _Writer(abc.ABC):
+    """Writes predictions to stdout in one format (rows flushed as they come)."""
+
+    def __init__(self, labels: list[str], top_k: int, spot: bool) -> None:
+        self.labels = labels
+        self.top_k = top_k
+        self.spot = spot
+        self.started = False
+
+    def write(self, prediction) -> None:
+        if not self.started:
+            self.started = True
+            self.header()
+        self.row(prediction)
+        sys.stdout.flush()
+
+    def header(self) -> None:
+        """Write the header before the first row (JSON lines have none)."""
+        return None
+
+    @abc.abstractmethod
+    def row(self, prediction) -> None:
+        """Write one prediction."""
+
+    def close(self) -> None:
+        sys.stdout.flush()
+
+
+class _JsonLines(_Writer):
+    """One JSON object per line: path, label, probability, and top or start/end."""
+
+    def row(self, prediction) -> None:
+        record = {"path": prediction.path, "label": prediction.label,
+                  "probability": prediction.probability}
+        if self.spot:
+            record.update(start=prediction.start, end=prediction.end)
+        elif self.top_k > 1:
+            record["top"] = [{"label": label, "probability": p}
+                             for label, p in prediction.top[: self.top_k]]
+        sys.stdout.write(json.dumps(record) + "\n")
+
+
+class _Delimited(_Writer):
+    """CSV or TSV with a header row."""
+
+    delimiter = ","
+
+    def __init__(self, labels: list[str], top_k: int, spot: bool) -> None:
+        super().__init__(labels, top_k, spot)
+        self.csv = csv.writer(sys.stdout, delimiter=self.delimiter, lineterminator="\n")
+
+    def header(self) -> None:
+        columns = ["path", "label", "probability"]
+        if self.spot:
+            columns += ["start", "end"]
+        elif self.top_k > 1:
+            for rank in range(1, self.top_k + 1):
+                columns += [f"label_{rank}", f"probability_{rank}"]
+        self.csv.writerow(columns)
+
+    def row(self, prediction) -> None:
+        values = [prediction.path, prediction.label, f"{prediction.probability:.4f}"]
+        if self.spot:
+            values += [f"{prediction.start:.3f}", f"{prediction.end:.3f}"]
+        elif self.top_k > 1:
+            for label, p in prediction.top[: self.top_k]:
+                values += [label, f"{p:.4f}"]
+        self.csv.writerow(values)
+
+
+    def close(self) -> None:
+        if not self.started:
+            self.started = True
+            self.header()
+        super().close()
+
+
+class _Tabs(_Delimited):
+    delimiter = "\t"
+
+
+class _Table(_Writer):
+    """Aligned, coloured columns streamed row by row; the path comes last, so no column
+    width depends on rows not yet seen."""
+
+    def __init__(self, labels: list[str], top_k: int, spot: bool) -> None:
+        super().__init__(labels, top_k, spot)
+        self.width = max(len(label) for label in [*labels, "_unknown_", "label"])
+        self.top_width = self.width + 7
+
+    def header(self) -> None:
+        columns = [f"{'label':<{self.width}}", f"{'prob':>6}"]
+        if self.spot:
+            columns += [f"{'start':>7}", f"{'end':>7}"]
+        elif self.top_k > 1:
+            columns += [f"{'next':<{self.top_width * (self.top_k - 1)}}"]
+        columns.append("path")
+        _console.stdout().print("  ".join(columns), style="bold", soft_wrap=True)
+
+    def row(self, prediction) -> None:
+        from rich.text import Text
+
+        from kws.predict import NOT_WORDS
+
+        text = Text()
+        style = "dim" if prediction.label in NOT_WORDS else "bold"
+        text.append(f"{prediction.label:<{self.width}}", style=style)
+        text.append("  ")
+        text.append(f"{prediction.probability:>6.3f}", style=_probability_style(
+            prediction.probability))
+        if self.spot:
+            text.append(f"  {prediction.start:>6.2f}s  {prediction.end:>6.2f}s")
+        elif self.top_k > 1:
+            others = "".join(f"{label:<{self.width}} {p:5.3f} "
+                             for label, p in prediction.top[1: self.top_k])
+            text.append("  " + others, style="dim")
+        text.append("  " + prediction.path)
+        _console.stdout().print(text, soft_wrap=True)
+
+
+def _probability_style(probability: float) -> str:
+    if probability >= 0.9:
+        return "green"
+    return "yellow" if probability >= 0.5 else "red"
+
+
+_WRITERS = {"table": _Table, "jsonl": _JsonLines, "csv": _Delimited, "tsv": _Tabs}

@@ -1,0 +1,272 @@
+"""Measuring a model on a dataset: accuracy, per-class precision/recall/F1, confusion.
+
+A model and a dataset need not share their labels. The canonical 12-label test set, for
+example, has ten words plus ``_silence_`` and ``_unknown_``, while a model may know thirty
+words. The rule (:func:`label_mapping`): a model label the dataset also has is itself; any
+other model label folds into the dataset's ``_unknown_`` (when the dataset has one) and is
+otherwise kept as a column of its own, always wrong. Dataset labels the model cannot
+predict are reported with their clip counts and count as errors.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from kws.dataset import (
+    SILENCE,
+    TESTING,
+    TRAINING,
+    UNKNOWN,
+    VALIDATION,
+    Dataset,
+    LabelPolicy,
+    assign_labels,
+    open_datasets,
+)
+from kws.errors import DatasetError, KwsError, UsageError
+from kws.modelfolder import ModelCard, read_card
+
+#: ``--split`` names and the dataset split each selects (``None``: every split).
+SPLIT_CHOICES = {"test": TESTING, "validation": VALIDATION, "train": TRAINING, "all": None}
+
+
+@dataclass
+class Evaluation:
+    """A model's predictions on a dataset, summarised.
+
+    ``confusion[i, j]`` counts clips of true label ``labels[i]`` predicted as
+    ``labels[j]`` (after folding model labels onto the dataset's).
+    """
+
+    model: str
+    data: list[str]
+    split: str
+    labels: list[str]
+    confusion: np.ndarray
+    model_labels: list[str]
+    #: Model labels folded into another label: ``{model label: dataset label}``.
+    folded: dict[str, str] = field(default_factory=dict)
+    #: Dataset labels the model cannot predict: ``{label: clips}``.
+    unknown_to_model: dict[str, int] = field(default_factory=dict)
+    #: Files that could not be read: ``[(path, problem)]``.
+    failed: list[tuple[str, str]] = field(default_factory=list)
+
+    @property
+    def clips(self) -> int:
+        return int(self.confusion.sum())
+
+    @property
+    def accuracy(self) -> float:
+        total = self.confusion.sum()
+        return float(np.trace(self.confusion) / total) if total else 0.0
+
+    def class_metrics(self) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+        """``(precision, recall, f1, support)`` per label."""
+        return class_metrics(self.confusion)
+
+    def to_json(self) -> dict[str, Any]:
+        """Everything as JSON-ready data (what ``kws evaluate --json`` prints)."""
+        precision, recall, f1, support = self.class_metrics()
+        present = support > 0
+        return {
+            "model": self.model,
+            "data": self.data,
+            "split": self.split,
+            "clips": self.clips,
+            "accuracy": round(self.accuracy, 6),
+            "macro_f1": round(float(f1[present].mean()), 6) if present.any() else 0.0,
+            "labels": self.labels,
+            "per_class": {
+                label: {
+                    "precision": round(float(precision[i]), 6),
+                    "recall": round(float(recall[i]), 6),
+                    "f1": round(float(f1[i]), 6),
+                    "support": int(support[i]),
+                }
+                for i, label in enumerate(self.labels)
+            },
+            "confusion": self.confusion.astype(int).tolist(),
+            "model_labels": self.model_labels,
+            "folded": self.folded,
+            "unknown_to_model": self.unknown_to_model,
+            "failed": [{"path": path, "error": problem} for path, problem in self.failed],
+        }
+
+
+def label_mapping(
+    model_labels: Sequence[str], dataset_labels: Sequence[str]
+) -> tuple[list[str], np.ndarray, dict[str, str]]:
+    """Map each model output onto a column of the confusion matrix.
+
+    Returns ``(labels, index, folded)``: the matrix's labels (the dataset's, then model
+    labels that could not fold), ``index[k]`` the column of model output ``k``, and the
+    model labels folded into the dataset's ``_unknown_``.
+    """
+    labels = list(dataset_labels)
+    column = {label: i for i, label in enumerate(labels)}
+    index, folded = [], {}
+    for label in model_labels:
+        if label in column:
+            index.append(column[label])
+        elif UNKNOWN in column:
+            index.append(column[UNKNOWN])
+            folded[label] = UNKNOWN
+        else:
+            column[label] = len(labels)
+            labels.append(label)
+            index.append(column[label])
+    return labels, np.asarray(index, dtype=np.int64), folded
+
+
+def confusion_matrix(true: np.ndarray, predicted: np.ndarray, size: int) -> np.ndarray:
+    """``(size, size)`` counts of (true, predicted) index pairs."""
+    true = np.asarray(true, dtype=np.int64)
+    predicted = np.asarray(predicted, dtype=np.int64)
+    flat = np.bincount(true * size + predicted, minlength=size * size)
+    return flat.reshape(size, size)
+
+
+def class_metrics(confusion: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """Precision, recall, F1 and support of every label of a confusion matrix.
+
+    A ratio with a zero denominator (a label never predicted, or with no clips) is 0.
+    """
+    confusion = np.asarray(confusion, dtype=np.float64)
+    hits = np.diag(confusion)
+    predicted = confusion.sum(axis=0)
+    support = confusion.sum(axis=1)
+    precision = np.divide(hits, predicted, out=np.zeros_like(hits), where=predicted > 0)
+    recall = np.divide(hits, support, out=np.zeros_like(hits), where=support > 0)
+    total = precision + recall
+    f1 = np.divide(2 * precision * recall, total, out=np.zeros_like(hits), where=total > 0)
+    return precision, recall, f1, support.astype(np.int64)
+
+
+def is_test_layout(dataset: Dataset) -> bool:
+    """Whether a dataset has ``_silence_``/``_unknown_`` folders (the 12-label test layout)."""
+    return any(
+        clip.word == SILENCE or clip.path.parent.name == UNKNOWN
+        for clip in dataset.clips
+        if not clip.is_segment
+    )
+
+
+def evaluation_policy(card: ModelCard, dataset: Dataset) -> LabelPolicy:
+    """How to label a dataset for a model.
+
+    A dataset in the 12-label test layout brings its own labels (its folders). Otherwise
+    the dataset is labelled as the model's training data was: the model's words, other
+    words as ``_unknown_`` and silence cut from background noise when the model has those
+    labels, at the shares recorded in its card.
+    """
+    if is_test_layout(dataset):
+        return LabelPolicy(words=None, silence_percent=0.0, unknown_percent=0.0)
+    words = tuple(label for label in card.labels if label not in (SILENCE, UNKNOWN))
+    recipe = card.recipe or {}
+    return LabelPolicy(
+        words=words if UNKNOWN in card.labels else None,
+        silence_percent=float(recipe.get("silence_percent", 10.0)) if SILENCE in card.labels
+        else 0.0,
+        unknown_percent=float(recipe.get("unknown_percent", 10.0)),
+    )
+
+
+def score(
+    probabilities: np.ndarray,
+    true_labels: Sequence[str],
+    model_labels: Sequence[str],
+    dataset_labels: Sequence[str],
+) -> tuple[list[str], np.ndarray, dict[str, str]]:
+    """Confusion matrix of model outputs against true labels; ``(labels, confusion, folded)``."""
+    labels, index, folded = label_mapping(model_labels, dataset_labels)
+    column = {label: i for i, label in enumerate(labels)}
+    true = np.asarray([column[label] for label in true_labels], dtype=np.int64)
+    predicted = index[np.argmax(probabilities, axis=1)] if len(true) else true
+    return labels, confusion_matrix(true, predicted, len(labels)), folded
+
+
+def evaluate(
+    model_dir: str | os.PathLike,
+    data: Sequence[str | os.PathLike],
+    split: str = "test",
+    batch_size: int = 256,
+    validation_percent: float = 10.0,
+    testing_percent: float = 10.0,
+    backgrounds: Sequence[str | os.PathLike] = (),
+    console=None,
+) -> Evaluation:
+    """Run a model folder's model on a split of dataset folders and score it.
+
+    Parameters
+    ----------
+    model_dir
+        A model folder (``model.keras`` + ``card.json``).
+    data
+        Dataset folders in either Speech Commands layout.
+    split
+        ``test``, ``validation``, ``train`` or ``all``.
+    console
+        A rich console for progress and warnings (stderr); ``None`` makes one.
+    """
+    from kws.training import load_arrays, stderr_console, warn_unreadable
+
+    console = console or stderr_console()
+    if split not in SPLIT_CHOICES:
+        raise UsageError(f"--split: {split!r} is not one of {', '.join(SPLIT_CHOICES)}")
+    card = read_card(model_dir)
+    if card.task != "classifier":
+        raise KwsError(f"{model_dir}: a {card.task} model; kws evaluate needs a classifier")
+    dataset = open_datasets(data, validation_percent, testing_percent, backgrounds)
+    clips, dataset_labels = assign_labels(dataset, evaluation_policy(card, dataset))
+    wanted = SPLIT_CHOICES[split]
+    if wanted is not None:
+        clips = [clip for clip in clips if clip.split == wanted]
+    if not clips:
+        raise DatasetError(f"{', '.join(map(str, data))}: no clips in the {split} split")
+    x, kept, failed = load_arrays(clips, card.sample_rate, card.input_length, console,
+                                  what=f"{split} clips")
+    warn_unreadable(console, [str(error) for error in failed.values()])
+    if not kept:
+        raise DatasetError(f"{', '.join(map(str, data))}: none of the {split} clips is readable")
+    probabilities = predict_probabilities(model_dir, x, batch_size)
+    true_labels = [clip.label for clip in kept]
+    labels, confusion, folded = score(probabilities, true_labels, card.labels, dataset_labels)
+    counts = dict(zip(labels, confusion.sum(axis=1).tolist(), strict=True))
+    predictable = set(card.labels) | set(folded.values())
+    unknown_to_model = {
+        label: int(counts[label])
+        for label in dataset_labels
+        if label not in predictable and counts.get(label)
+    }
+    return Evaluation(
+        model=str(model_dir),
+        data=[str(Path(root)) for root in data],
+        split=split,
+        labels=labels,
+        confusion=confusion,
+        model_labels=list(card.labels),
+        folded=folded,
+        unknown_to_model=unknown_to_model,
+        failed=[(str(path), error.problem) for path, error in failed.items()],
+    )
+
+
+def predict_probabilities(model_dir: str | os.PathLike, x: np.ndarray, batch_size: int = 256):
+    """Class probabilities of a model folder's Keras model for waveforms ``x``."""
+    from kws.modelfolder import load_keras_model
+
+    model = load_keras_model(model_dir)
+    return predict_arrays(model, x, batch_size)
+
+
+def predict_arrays(model, x: np.ndarray, batch_size: int = 256) -> np.ndarray:
+    """Run a Keras model over ``x`` in batches; float32 probabilities."""
+    if len(x) == 0:
+        return np.zeros((0, model.output_shape[-1]), dtype=np.float32)
+    return np.asarray(model.predict(x, batch_size=batch_size, verbose=0), dtype=np.float32)

@@ -1,0 +1,246 @@
+"""Tables and figures of training and evaluation, in one place.
+
+Tables are :mod:`rich` renderables (the caller chooses the console); figures are PNG files
+drawn with matplotlib's Agg canvas (no display needed), imported only when a figure is
+drawn and written atomically (temporary file, then rename).
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from rich.table import Table
+
+
+def _percent(value: float | None) -> str:
+    return "-" if value is None else f"{100 * value:.2f} %"
+
+
+def format_duration(seconds: float) -> str:
+    """``1h02m03s``, ``2m03s`` or ``4.5s``."""
+    if seconds < 60:
+        return f"{seconds:.1f}s"
+    minutes, secs = divmod(int(round(seconds)), 60)
+    hours, minutes = divmod(minutes, 60)
+    return f"{hours}h{minutes:02d}m{secs:02d}s" if hours else f"{minutes}m{secs:02d}s"
+
+
+def format_count(value: int | None) -> str:
+    """A large count with a unit: ``12.3 k``, ``4.56 M``."""
+    if value is None:
+        return "-"
+    for scale, unit in ((1e9, "G"), (1e6, "M"), (1e3, "k")):
+        if value >= scale:
+            return f"{value / scale:.3g} {unit}"
+    return str(value)
+
+
+def training_summary_table(summary: Mapping[str, Any]) -> Table:
+    """The table ``kws train`` prints at the end.
+
+    ``summary`` holds ``out``, ``epochs``, ``best_epoch``, ``metrics`` (``train_accuracy``,
+    ``validation_accuracy``, ``best_validation_accuracy``, ``final_validation_accuracy``,
+    ``test_accuracy``), ``wall_time_s``, ``clips_per_s``, ``parameters`` and
+    ``multiply_adds``; missing entries print as ``-``.
+    """
+    metrics = summary.get("metrics", {})
+    table = Table(title=f"model saved to {summary.get('out', '?')}", title_justify="left")
+    table.add_column("")
+    table.add_column("value", justify="right")
+    best_epoch = summary.get("best_epoch")
+    rows = [
+        ("epochs run", str(summary.get("epochs", "-"))),
+        ("best epoch", "-" if best_epoch is None else str(best_epoch)),
+        ("final validation accuracy", _percent(metrics.get("final_validation_accuracy"))),
+        ("best validation accuracy", _percent(metrics.get("best_validation_accuracy"))),
+        ("training accuracy (clean)", _percent(metrics.get("train_accuracy"))),
+        ("test accuracy", _percent(metrics.get("test_accuracy"))),
+        ("wall time", format_duration(summary.get("wall_time_s", 0.0))),
+        ("training clips/s", f"{summary.get('clips_per_s', 0.0):.0f}"),
+        ("parameters", format_count(summary.get("parameters"))),
+        ("multiply-adds per clip", format_count(summary.get("multiply_adds"))),
+    ]
+    for name, value in rows:
+        table.add_row(name, value)
+    return table
+
+
+def metrics_table(
+    labels: Sequence[str],
+    precision: np.ndarray,
+    recall: np.ndarray,
+    f1: np.ndarray,
+    support: np.ndarray,
+    accuracy: float,
+    title: str = "",
+) -> Table:
+    """Per-class precision, recall, F1 and support, with accuracy and macro averages."""
+    table = Table(title=title or None, title_justify="left")
+    table.add_column("label")
+    for name in ("precision", "recall", "F1"):
+        table.add_column(name, justify="right")
+    table.add_column("clips", justify="right")
+    for i, label in enumerate(labels):
+        if support[i] == 0 and precision[i] == 0:
+            continue
+        table.add_row(label, f"{precision[i]:.3f}", f"{recall[i]:.3f}", f"{f1[i]:.3f}",
+                      str(int(support[i])))
+    present = support > 0
+    table.add_section()
+    table.add_row(
+        "macro average",
+        f"{precision[present].mean():.3f}" if present.any() else "-",
+        f"{recall[present].mean():.3f}" if present.any() else "-",
+        f"{f1[present].mean():.3f}" if present.any() else "-",
+        str(int(support.sum())),
+        style="bold",
+    )
+    table.add_row("accuracy", "", "", f"{accuracy:.3f}", str(int(support.sum())), style="bold")
+    return table
+
+
+def confusion_table(labels: Sequence[str], confusion: np.ndarray, title: str = "") -> Table:
+    """The confusion matrix as a table: rows are true labels, columns predictions."""
+    table = Table(title=title or "confusion (rows: true label, columns: predicted)",
+                  title_justify="left")
+    table.add_column("true \\ predicted")
+    for label in labels:
+        table.add_column(_short(label), justify="right")
+    for i, label in enumerate(labels):
+        cells = []
+        for j in range(len(labels)):
+            count = int(confusion[i, j])
+            if count == 0:
+                cells.append("[dim]·[/dim]")
+            elif i == j:
+                cells.append(f"[green]{count}[/green]")
+            else:
+                cells.append(f"[red]{count}[/red]")
+        table.add_row(label, *cells)
+    return table
+
+
+def _short(label: str) -> str:
+    return {"_silence_": "_sil_", "_unknown_": "_unk_"}.get(label, label)
+
+
+def _save_figure(figure, path: str | os.PathLike) -> Path:
+    """Render a matplotlib Figure with the Agg canvas to a PNG, atomically."""
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp.png")
+    try:
+        FigureCanvasAgg(figure)
+        figure.savefig(tmp, format="png", dpi=100)
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
+    return path
+
+
+#: The panels of :func:`plot_curves` unless told: history key and title.
+CURVE_PANELS = (("loss", "loss"), ("accuracy", "accuracy"))
+
+
+def plot_curves(
+    history: Mapping[str, Sequence[float]],
+    path: str | os.PathLike,
+    panels: Sequence[tuple[str, str]] = CURVE_PANELS,
+) -> Path:
+    """Loss and accuracy per epoch, training and validation, side by side as a PNG.
+
+    ``panels`` chooses other history entries (``(key, title)``; ``val_<key>`` is the
+    validation curve), as ``kws vae train`` does for its two loss terms.
+    """
+    from matplotlib.figure import Figure
+
+    figure = Figure(figsize=(5 * len(panels), 4))
+    for position, (key, title) in enumerate(panels, 1):
+        axes = figure.add_subplot(1, len(panels), position)
+        for prefix, name in (("", "training"), ("val_", "validation")):
+            values = list(history.get(prefix + key, []))
+            if values:
+                epochs = np.arange(1, len(values) + 1)
+                axes.plot(epochs, values, marker="o" if len(values) < 30 else None, label=name)
+        axes.set_xlabel("epoch")
+        axes.set_title(title)
+        axes.grid(True, alpha=0.3)
+        if axes.lines:
+            axes.legend()
+        if key == "accuracy":
+            axes.set_ylim(0.0, 1.0)
+    figure.tight_layout()
+    return _save_figure(figure, path)
+
+
+def plot_confusion(
+    labels: Sequence[str], confusion: np.ndarray, path: str | os.PathLike, title: str = ""
+) -> Path:
+    """The confusion matrix as a PNG heat map, each row normalised to recall."""
+    from matplotlib.figure import Figure
+
+    confusion = np.asarray(confusion, dtype=np.float64)
+    totals = confusion.sum(axis=1, keepdims=True)
+    normalised = np.divide(confusion, totals, out=np.zeros_like(confusion), where=totals > 0)
+    size = max(4.0, 0.5 * len(labels) + 2)
+    figure = Figure(figsize=(size + 1, size))
+    axes = figure.add_subplot(1, 1, 1)
+    image = axes.imshow(normalised, cmap="Blues", vmin=0.0, vmax=1.0)
+    figure.colorbar(image, ax=axes, fraction=0.046, pad=0.04, label="share of the true label")
+    ticks = np.arange(len(labels))
+    axes.set_xticks(ticks, labels=list(labels), rotation=90)
+    axes.set_yticks(ticks, labels=list(labels))
+    axes.set_xlabel("predicted")
+    axes.set_ylabel("true")
+    if title:
+        axes.set_title(title)
+    if len(labels) <= 20:
+        for i in range(len(labels)):
+            for j in range(len(labels)):
+                if confusion[i, j]:
+                    colour = "white" if normalised[i, j] > 0.5 else "black"
+                    axes.text(j, i, str(int(confusion[i, j])), ha="center", va="center",
+                              fontsize=7, color=colour)
+    figure.tight_layout()
+    return _save_figure(figure, path)
+
+
+def plot_latent(
+    points: np.ndarray, words: Sequence[str], path: str | os.PathLike, title: str = ""
+) -> Path:
+    """A 2-D scatter of points (e.g. latent codes projected by PCA) coloured by word, as a PNG.
+
+    Each word's centroid is labelled with the word, so 30 colours stay readable.
+    """
+    from matplotlib import colormaps
+    from matplotlib.figure import Figure
+
+    points = np.asarray(points, dtype=np.float64)
+    words = np.asarray(words)
+    names = list(dict.fromkeys(words.tolist()))
+    colours = colormaps["tab20"].colors + colormaps["tab20b"].colors
+    figure = Figure(figsize=(9, 7.5))
+    axes = figure.add_subplot(1, 1, 1)
+    for index, name in enumerate(names):
+        chosen = points[words == name]
+        colour = colours[index % len(colours)]
+        axes.scatter(chosen[:, 0], chosen[:, 1], s=10, alpha=0.6, color=colour, label=name)
+        centre = chosen.mean(axis=0)
+        axes.annotate(name, centre, fontsize=8, weight="bold", ha="center", va="center",
+                      color=colour)
+    axes.set_xlabel("first principal component")
+    axes.set_ylabel("second principal component")
+    axes.grid(True, alpha=0.3)
+    if title:
+        axes.set_title(title, fontsize=10)
+    if len(names) <= 40:
+        axes.legend(fontsize=7, markerscale=1.5, ncol=2, loc="center left",
+                    bbox_to_anchor=(1.01, 0.5))
+    figure.tight_layout()
+    return _save_figure(figure, path)

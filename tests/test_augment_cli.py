@@ -1,0 +1,127 @@
+"""``kws augment``: layout, split preservation, refusals, no overwrite, seeding."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+import soundfile
+from click.testing import CliRunner
+from conftest import SYNTHETIC_SPEAKERS, SYNTHETIC_WORDS, make_speech_commands, tone, write_wav
+
+from kws.augment import Augmentation
+from kws.augment_files import augment_folder, copy_name
+from kws.cli import cli, main
+from kws.dataset import open_datasets, which_set
+from kws.errors import UsageError
+
+
+def run_kws(args: list[str], capsys) -> tuple[int, str, str]:
+    with pytest.raises(SystemExit) as exit_info:
+        main(args)
+    captured = capsys.readouterr()
+    return exit_info.value.code, captured.out, captured.err
+
+
+def files_under(root: Path) -> dict[str, bytes]:
+    return {p.relative_to(root).as_posix(): p.read_bytes()
+            for p in sorted(root.rglob("*")) if p.is_file()}
+
+
+def test_copies_keep_the_layout_and_their_split(tmp_path):
+    data = make_speech_commands(tmp_path / "data")
+    out = tmp_path / "augmented"
+    result = CliRunner().invoke(cli, ["augment", "--data", str(data), "--out", str(out),
+                                      "--copies", "2", "--seed", "5"])
+    assert result.exit_code == 0, result.output
+    clips = len(SYNTHETIC_WORDS) * len(SYNTHETIC_SPEAKERS) * 2
+    assert f"wrote {2 * clips} copies of {clips} clips" in result.stdout
+    for word in SYNTHETIC_WORDS:
+        names = sorted(p.name for p in (out / word).iterdir())
+        assert names == sorted(f"{speaker}_nohash_{n}_aug{k}.wav"
+                               for speaker in SYNTHETIC_SPEAKERS for n in range(2)
+                               for k in (1, 2))
+    assert not (out / "_background_noise_").exists()
+    source = {(c.path.parent.name, c.path.stem): c.split for c in open_datasets([data]).clips}
+    copies = open_datasets([out]).clips
+    assert len(copies) == 2 * clips
+    for clip in copies:
+        stem = clip.path.stem.rsplit("_aug", 1)[0]
+        assert clip.split == source[(clip.path.parent.name, stem)]
+    validation = (out / "validation_list.txt").read_text().split()
+    assert "yes/cccc0003_nohash_0_aug2.wav" in validation
+    assert all("dddd0004" in line for line in (out / "testing_list.txt").read_text().split())
+
+
+def test_hash_rule_keeps_a_copy_with_its_speaker():
+    name = "0a7c2a8d_nohash_3.wav"
+    assert copy_name(name, 4) == "0a7c2a8d_nohash_3_aug4.wav"
+    for percent in (10.0, 30.0, 45.0):
+        assert which_set(copy_name(name, 4), percent, percent) == which_set(name, percent, percent)
+
+
+def test_copies_differ_from_their_source_and_keep_its_rate(tmp_path):
+    data = tmp_path / "data"
+    write_wav(data / "yes" / "aaaa0001_nohash_0.wav", tone(440.0, rate=8000), rate=8000)
+    out = tmp_path / "out"
+    result = augment_folder(data, out, augmentation=Augmentation(
+        background_probability=0.0, shift=0.0, gain_db=(0.0, 0.0), speed=0.0,
+        noise_factor=0.05))
+    assert result.written == 1
+    copy, rate = soundfile.read(out / "yes" / "aaaa0001_nohash_0_aug1.wav", dtype="float32")
+    original, _ = soundfile.read(data / "yes" / "aaaa0001_nohash_0.wav", dtype="float32")
+    assert rate == 8000 and copy.shape == original.shape
+    assert 0.03 < np.std(copy - original) < 0.07
+
+
+def test_same_seed_same_files_other_seed_other_files(tmp_path):
+    data = make_speech_commands(tmp_path / "data")
+    for name, seed in (("a", 1), ("b", 1), ("c", 2)):
+        augment_folder(data, tmp_path / name, seed=seed)
+    assert files_under(tmp_path / "a") == files_under(tmp_path / "b")
+    assert files_under(tmp_path / "a") != files_under(tmp_path / "c")
+
+
+@pytest.mark.parametrize("where", ["same", "inside", "around"])
+def test_refuses_to_write_into_its_input(tmp_path, capsys, where):
+    data = make_speech_commands(tmp_path / "data")
+    out = {"same": data, "inside": data / "yes" / "more", "around": tmp_path}[where]
+    before = files_under(tmp_path)
+    code, _, err = run_kws(["augment", "--data", str(data), "--out", str(out)], capsys)
+    assert code == 2
+    assert "would write into the input" in err
+    assert files_under(tmp_path) == before
+
+
+def test_never_overwrites_and_a_second_run_completes_the_first(tmp_path):
+    data = make_speech_commands(tmp_path / "data")
+    out = tmp_path / "out"
+    existing = out / "yes" / "aaaa0001_nohash_0_aug1.wav"
+    existing.parent.mkdir(parents=True)
+    existing.write_bytes(b"mine")
+    first = augment_folder(data, out)
+    assert existing.read_bytes() == b"mine"
+    assert first.existing == 1 and first.written == first.sources - 1
+    snapshot = files_under(out)
+    second = augment_folder(data, out)
+    assert second.written == 0 and second.existing == second.sources
+    assert files_under(out) == snapshot
+
+
+def test_nothing_to_add_is_a_usage_error(tmp_path):
+    data = tmp_path / "data"
+    write_wav(data / "yes" / "aaaa0001_nohash_0.wav", tone(440.0))
+    with pytest.raises(UsageError, match="nothing to add"):
+        augment_folder(data, tmp_path / "out")
+    assert not (tmp_path / "out").exists()
+
+
+def test_unreadable_files_are_skipped_with_exit_code_1(tmp_path, capsys):
+    data = make_speech_commands(tmp_path / "data")
+    (data / "no" / "eeee0005_nohash_0.wav").write_bytes(b"not audio at all")
+    code, out, err = run_kws(["augment", "--data", str(data), "--out", str(tmp_path / "o")],
+                             capsys)
+    assert code == 1
+    assert "wrote 24 copies of 25 clips" in out
+    assert "skipped 1 unreadable file(s)" in err and "eeee0005" in err

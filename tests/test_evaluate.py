@@ -1,0 +1,169 @@
+"""Evaluation: metrics, confusion, label folding, the ``kws evaluate`` command."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+from click.testing import CliRunner
+from conftest import make_speech_commands, tone, write_wav
+
+from kws import evaluate as evaluation
+from kws.cli import cli
+from kws.errors import KwsError, UsageError
+from kws.modelfolder import ModelCard, save_keras_model, write_card
+
+TWELVE = ["_silence_", "_unknown_", "down", "go", "left", "no", "off", "on", "right", "stop",
+          "up", "yes"]
+RATE = 2000
+
+
+def make_model_folder(folder: Path, labels: list[str], recipe: dict | None = None) -> Path:
+    """An untrained ``seed`` model at 2 kHz with a card: enough to exercise evaluation."""
+    from kws.models.classifier import build_classifier
+
+    model = build_classifier("seed", len(labels), RATE, RATE, seed=1)
+    save_keras_model(folder, model)
+    write_card(folder, ModelCard(labels=labels, sample_rate=RATE, input_length=RATE,
+                                 arch="seed", recipe=recipe or {}))
+    return folder
+
+
+def make_test_layout(root: Path) -> Path:
+    """A tiny 12-label test layout: yes/, no/, _silence_/ and _unknown_/ (cat, dog)."""
+    rng = np.random.default_rng(3)
+    for word, frequency in (("yes", 440.0), ("no", 880.0)):
+        for n in range(3):
+            write_wav(root / word / f"spk{n}abc_nohash_0.wav", tone(frequency * (1 + n / 50)))
+    for n in range(2):
+        write_wav(root / "_silence_" / f"{n}.wav", (0.05 * rng.standard_normal(16000)))
+    for word in ("cat", "dog"):
+        write_wav(root / "_unknown_" / f"{word}_spk9abc_nohash_0.wav", tone(300.0))
+    return root
+
+
+@pytest.fixture(scope="module")
+def superset_model(tmp_path_factory) -> Path:
+    """A model knowing more words than the test layout: cat, dog and up fold to _unknown_."""
+    labels = ["_silence_", "_unknown_", "cat", "dog", "no", "up", "yes"]
+    return make_model_folder(tmp_path_factory.mktemp("models") / "superset", labels)
+
+
+@pytest.fixture
+def test_layout(tmp_path) -> Path:
+    return make_test_layout(tmp_path / "test_set")
+
+
+def test_model_labels_outside_the_dataset_fold_into_unknown():
+    model_labels = TWELVE[:2] + ["bed", "bird", "cat"] + TWELVE[2:] + ["zero"]
+    labels, index, folded = evaluation.label_mapping(model_labels, TWELVE)
+    assert labels == TWELVE
+    assert folded == {"bed": "_unknown_", "bird": "_unknown_", "cat": "_unknown_",
+                      "zero": "_unknown_"}
+    assert [labels[i] for i in index] == [
+        "_silence_", "_unknown_", "_unknown_", "_unknown_", "_unknown_", *TWELVE[2:],
+        "_unknown_",
+    ]
+
+
+def test_without_an_unknown_label_extra_model_labels_get_their_own_column():
+    labels, index, folded = evaluation.label_mapping(["a", "b", "c"], ["b", "a"])
+    assert labels == ["b", "a", "c"]
+    assert index.tolist() == [1, 0, 2]
+    assert folded == {}
+
+
+def test_class_metrics_match_hand_computation():
+    confusion = np.array([[3, 1, 0], [2, 4, 0], [0, 0, 0]])
+    precision, recall, f1, support = evaluation.class_metrics(confusion)
+    np.testing.assert_allclose(precision, [3 / 5, 4 / 5, 0.0])
+    np.testing.assert_allclose(recall, [3 / 4, 4 / 6, 0.0])
+    np.testing.assert_allclose(f1[0], 2 * (3 / 5) * (3 / 4) / (3 / 5 + 3 / 4))
+    assert support.tolist() == [4, 6, 0]
+
+
+def test_confusion_matrix_counts_pairs():
+    confusion = evaluation.confusion_matrix(np.array([0, 0, 1, 2]), np.array([0, 1, 1, 1]), 3)
+    assert confusion.tolist() == [[1, 1, 0], [0, 1, 0], [0, 1, 0]]
+
+
+def test_folded_prediction_of_an_unknown_clip_is_correct():
+    model_labels = ["_unknown_", "cat", "yes"]
+    probabilities = np.array([[0.1, 0.8, 0.1],   # an unknown clip predicted "cat": right
+                              [0.1, 0.7, 0.2],   # a "yes" clip predicted "cat": wrong
+                              [0.1, 0.1, 0.8]])  # a "yes" clip predicted "yes": right
+    labels, confusion, folded = evaluation.score(
+        probabilities, ["_unknown_", "yes", "yes"], model_labels, ["_unknown_", "yes"])
+    assert labels == ["_unknown_", "yes"]
+    assert confusion.tolist() == [[1, 0], [1, 1]]
+    assert folded == {"cat": "_unknown_"}
+
+
+def test_evaluate_on_the_test_layout(superset_model, test_layout):
+    result = evaluation.evaluate(superset_model, [test_layout], split="all")
+    assert result.labels == ["_silence_", "_unknown_", "no", "yes"]
+    assert result.confusion.shape == (4, 4)
+    assert result.confusion.sum(axis=1).tolist() == [2, 2, 3, 3]
+    assert result.folded == {"cat": "_unknown_", "dog": "_unknown_", "up": "_unknown_"}
+    assert result.unknown_to_model == {}
+    assert 0.0 <= result.accuracy <= 1.0
+
+
+def test_labels_the_model_cannot_predict_are_reported(tmp_path, test_layout):
+    model = make_model_folder(tmp_path / "small", ["_silence_", "_unknown_", "yes"])
+    result = evaluation.evaluate(model, [test_layout], split="all")
+    assert result.unknown_to_model == {"no": 3}
+    assert result.confusion[result.labels.index("no"), result.labels.index("no")] == 0
+
+
+def test_unknown_is_predictable_through_folded_words(tmp_path, test_layout):
+    model = make_model_folder(tmp_path / "words", ["_silence_", "cat", "no", "yes"])
+    result = evaluation.evaluate(model, [test_layout], split="all")
+    assert result.folded == {"cat": "_unknown_"}
+    assert result.unknown_to_model == {}
+
+
+def test_training_layout_is_labelled_like_the_models_data(tmp_path):
+    data = make_speech_commands(tmp_path / "sc")
+    model = make_model_folder(tmp_path / "m", ["_silence_", "_unknown_", "no", "yes"],
+                              recipe={"silence_percent": 50.0, "unknown_percent": 100.0})
+    result = evaluation.evaluate(model, [data], split="test")
+    counts = dict(zip(result.labels, result.confusion.sum(axis=1).tolist(), strict=True))
+    assert counts == {"_silence_": 2, "_unknown_": 2, "no": 2, "yes": 2}
+
+
+def test_cli_json_and_confusion_png(superset_model, test_layout, tmp_path):
+    png = tmp_path / "confusion.png"
+    result = CliRunner().invoke(cli, ["evaluate", str(superset_model), "--data",
+                                      str(test_layout), "--split", "all", "--json",
+                                      "--confusion-png", str(png)])
+    assert result.exit_code == 0, result.output
+    report = json.loads(result.stdout)
+    assert set(report) >= {"accuracy", "per_class", "confusion", "labels", "folded",
+                           "unknown_to_model", "clips", "macro_f1", "failed"}
+    assert np.array(report["confusion"]).shape == (4, 4)
+    assert report["clips"] == 10
+    assert set(report["per_class"]["yes"]) == {"precision", "recall", "f1", "support"}
+    assert png.read_bytes()[:4] == b"\x89PNG"
+
+
+def test_cli_table_and_exit_code_for_unreadable_files(superset_model, test_layout):
+    (test_layout / "yes" / "broken_nohash_0.wav").write_bytes(b"RIFF0000WAVEjunk")
+    result = CliRunner().invoke(cli, ["evaluate", str(superset_model), "--data",
+                                      str(test_layout), "--split", "all"])
+    assert result.exit_code == 1
+    assert "accuracy:" in result.stdout and "precision" in result.stdout
+    assert "skipped 1 unreadable file(s)" in result.stderr
+    assert "counted as _unknown_: cat, dog, up" in result.stderr
+
+
+def test_bad_requests_are_errors(superset_model, test_layout, tmp_path):
+    with pytest.raises(UsageError, match="--split"):
+        evaluation.evaluate(superset_model, [test_layout], split="everything")
+    folder = make_model_folder(tmp_path / "vae", ["a", "b"])
+    card = json.loads((folder / "card.json").read_text())
+    (folder / "card.json").write_text(json.dumps({**card, "task": "vae"}))
+    with pytest.raises(KwsError, match="needs a classifier"):
+        evaluation.evaluate(folder, [test_layout], split="all")

@@ -1,0 +1,459 @@
+"""Phones: lexicon, TIMIT reader and folding, CTC, decoding, PER, spotting, CLI."""
+
+from __future__ import annotations
+
+import json
+import os
+
+import numpy as np
+import pytest
+import soundfile
+from click.testing import CliRunner
+from conftest import make_speech_commands, tone, write_wav
+
+from kws.cli import cli
+from kws.dataset import V1_WORDS
+from kws.errors import DatasetError
+from kws.phones import ctc
+from kws.phones.lexicon import (
+    LexiconError,
+    default_lexicon,
+    default_lexicon_path,
+    parse_lexicon,
+    read_lexicon,
+)
+from kws.phones.metrics import PhoneErrors, closest_reference, edit_distance
+from kws.phones.phoneset import PHONES, TIMIT_61, fold, fold_sequence, model_labels
+from kws.phones.timit import audio_beside, is_timit_folder, read_phn, scan_timit
+
+# ----------------------------------------------------------------------------- lexicon
+
+
+def test_lexicon_pronunciations_comments_and_cmudict_style():
+    text = """# a comment line
+    ;;; CMUdict comment
+    tree   t r iy        # trailing comment
+    TREE   ch r iy
+    tree(2)  T R IY1     # duplicate of the first, in CMUdict style
+    dog    D AO1 G
+    vision v ih zh ah n
+    """
+    lexicon = parse_lexicon(text, "mine.txt")
+    assert lexicon.words == ["tree", "dog", "vision"]
+    assert lexicon.pronunciations("tree") == (("t", "r", "iy"), ("ch", "r", "iy"))
+    assert lexicon.pronunciations("Dog") == (("d", "aa", "g"),)  # AO folds to aa
+    assert lexicon.pronunciations("vision") == (("v", "ih", "sh", "ah", "n"),)
+    assert "TREE" in lexicon and "cat" not in lexicon
+    again = parse_lexicon(lexicon.to_text())
+    assert again.entries == lexicon.entries
+
+
+@pytest.mark.parametrize(("text", "message"), [
+    ("yes y eh s\nno n xx ow\n", r"mine\.txt:2: unknown phone 'xx' for 'no'"),
+    ("yes\n", r"mine\.txt:1: 'yes' has no phones"),
+    ("# nothing\n\n", r"mine\.txt: no pronunciations found"),
+    ("bad q\n", r"mine\.txt:1: 'bad' has no phones"),
+])
+def test_lexicon_bad_lines(text, message):
+    with pytest.raises(LexiconError, match=message):
+        parse_lexicon(text, "mine.txt")
+
+
+def test_lexicon_missing_word_and_missing_file(tmp_path):
+    lexicon = parse_lexicon("yes y eh s\n", "mine.txt")
+    with pytest.raises(LexiconError, match=r"mine\.txt: no pronunciation of 'marvin'"):
+        lexicon.pronunciations("marvin")
+    assert lexicon.missing(["yes", "no", "up", "no"]) == ["no", "up"]
+    with pytest.raises(LexiconError, match="no such lexicon file"):
+        read_lexicon(tmp_path / "absent.txt")
+    (tmp_path / "latin1.txt").write_bytes(b"caf\xe9 k ae f ey\n")
+    with pytest.raises(LexiconError, match="not a UTF-8"):
+        read_lexicon(tmp_path / "latin1.txt")
+
+
+def test_shipped_lexicon_covers_speech_commands():
+    lexicon = default_lexicon()
+    assert default_lexicon_path().name == "lexicon.txt"
+    assert lexicon.missing(V1_WORDS) == []
+    assert len(lexicon.pronunciations("zero")) >= 2
+    used = {p for word in lexicon for pron in lexicon.pronunciations(word) for p in pron}
+    assert used <= set(PHONES)
+
+
+# ----------------------------------------------------------------------------- folding
+
+
+def test_phone_set_and_folding():
+    assert len(PHONES) == 39 and len(TIMIT_61) == 61
+    assert model_labels()[0] == "<blank>" and model_labels()[1:] == list(PHONES)
+    expected = {"ao": "aa", "ax": "ah", "ax-h": "ah", "axr": "er", "ix": "ih", "el": "l",
+                "em": "m", "en": "n", "nx": "n", "eng": "ng", "hv": "hh", "ux": "uw",
+                "zh": "sh", "h#": "sil", "pau": "sil", "epi": "sil", "bcl": "sil",
+                "dcl": "sil", "gcl": "sil", "pcl": "sil", "tcl": "sil", "kcl": "sil",
+                "dx": "dx", "aa": "aa", "AE1": "ae"}
+    for label, phone in expected.items():
+        assert fold(label) == phone
+    assert fold("q") is None
+    assert {fold(label) for label in TIMIT_61} - {None} == set(PHONES)
+    with pytest.raises(ValueError):
+        fold("xyz")
+    assert fold_sequence(["h#", "pau", "pcl", "p", "q", "iy", "h#"]) == ["sil", "p", "iy", "sil"]
+
+
+# ----------------------------------------------------------------------------- TIMIT
+
+
+def _write_utterance(folder, name, phones, rate=16000, fmt="NIST", suffix=".WAV"):
+    """An utterance of ``phones`` (label, duration in samples) as audio + .PHN."""
+    folder.mkdir(parents=True, exist_ok=True)
+    lines, position = [], 0
+    for label, length in phones:
+        lines.append(f"{position} {position + length} {label}")
+        position += length
+    wave = tone(300.0, position / rate, rate)
+    soundfile.write(folder / f"{name}{suffix}", wave, rate, format=fmt, subtype="PCM_16")
+    (folder / f"{name}.PHN").write_text("\n".join(lines) + "\n")
+
+
+SENTENCE = [("h#", 2000), ("hv", 800), ("ae", 1600), ("pcl", 400), ("p", 300), ("iy", 1500),
+            ("q", 200), ("ix", 700), ("zh", 900), ("h#", 2000)]
+
+
+def test_timit_layout_reader(tmp_path):
+    root = tmp_path / "timit"
+    _write_utterance(root / "TRAIN" / "DR1" / "FCJF0", "SI1027", SENTENCE)
+    _write_utterance(root / "TRAIN" / "DR1" / "FCJF0", "SA1", SENTENCE)
+    _write_utterance(root / "TEST" / "DR2" / "MABC0", "SX10", SENTENCE[:6])
+    (root / "TEST" / "DR2" / "MABC0" / "SX11.PHN").write_text("0 100 h#\n")
+    assert is_timit_folder(root)
+    utterances, problems = scan_timit(root)
+    assert [u.name for u in utterances] == ["MABC0/SX10", "FCJF0/SI1027"]  # SA left out
+    assert problems == [f"{root}/TEST/DR2/MABC0/SX11.PHN: no audio file beside this "
+                        "transcription"]
+    test, train = utterances
+    assert test.split == "testing" and train.split in ("training", "validation")
+    assert train.phones == ["sil", "hh", "ae", "sil", "p", "iy", "ih", "sh", "sil"]
+    assert train.segments[0] == (0, 2000, "h#")
+    assert soundfile.info(train.audio).format == "NIST"
+    with_sa, _ = scan_timit(root, include_sa=True)
+    assert len(with_sa) == 3
+
+
+def test_timit_format_folder_with_wav(tmp_path):
+    root = tmp_path / "any"
+    _write_utterance(root / "spk1", "utt1", SENTENCE, fmt="WAV", suffix=".wav")
+    (root / "spk1" / "utt1.txt").write_text("not audio")
+    assert audio_beside(root / "spk1" / "utt1.PHN") == root / "spk1" / "utt1.wav"
+    utterances, _ = scan_timit(root)
+    assert utterances[0].speaker == "spk1" and utterances[0].phones[1] == "hh"
+    assert not is_timit_folder(make_speech_commands(tmp_path / "sc"))
+
+
+def test_timit_training_data(tmp_path):
+    from rich.console import Console
+
+    from kws.phones.data import phone_ids, prepare_phone_data
+    from kws.phones.train import PhoneTrainConfig, resolve_config
+
+    root = tmp_path / "timit"
+    for speaker in ("FAAA0", "MBBB0", "FCCC0"):
+        _write_utterance(root / "TRAIN" / "DR1" / speaker, "SI1", SENTENCE)
+    _write_utterance(root / "TEST" / "DR1" / "MDDD0", "SX1", SENTENCE[:6] + [("h#", 12000)])
+    config = resolve_config(PhoneTrainConfig(data=(str(root),), out=str(tmp_path / "m"),
+                                             silence_percent=0.0, validation_percent=0.0))
+    data = prepare_phone_data(config, default_lexicon(), Console(file=open(os.devnull, "w")))
+    assert data.length == 24000  # the longest utterance (1.16 s), rounded up to 0.5 s
+    assert data.x["training"].shape == (3, 24000) and data.x["testing"].shape == (1, 24000)
+    folded = ["sil", "hh", "ae", "sil", "p", "iy", "ih", "sh", "sil"]
+    assert data.examples["training"][0].references == (tuple(folded),)
+    target = data.y["training"][0]
+    assert target.shape == (1, 1 + len(folded)) and target[0, 0] == len(folded)
+    assert list(target[0, 1:]) == phone_ids(folded)
+
+
+@pytest.mark.parametrize(("content", "message"), [
+    ("0 100\n", r"x\.PHN:1: expected 'START END PHONE'"),
+    ("0 100 h#\n100 50 aa\n", r"x\.PHN:2: bad sample range 100\.\.50"),
+    ("0 100 xx\n", r"x\.PHN:1: unknown phone 'xx'"),
+    ("\n", r"x\.PHN: no phones"),
+])
+def test_phn_errors(tmp_path, content, message):
+    (tmp_path / "x.PHN").write_text(content)
+    with pytest.raises(DatasetError, match=message):
+        read_phn(tmp_path / "x.PHN")
+
+
+def test_scan_timit_errors(tmp_path):
+    with pytest.raises(DatasetError, match="no such dataset folder"):
+        scan_timit(tmp_path / "missing")
+    with pytest.raises(DatasetError, match=r"no \.PHN phone transcriptions found"):
+        scan_timit(make_speech_commands(tmp_path / "sc"))
+
+
+# ----------------------------------------------------------------------------- CTC
+
+
+def _log_softmax(logits):
+    logits = np.asarray(logits, dtype=np.float64)
+    return logits - np.log(np.exp(logits).sum(axis=-1, keepdims=True))
+
+
+def test_ctc_loss_matches_forward_algorithm_and_takes_best_alternative():
+    rng = np.random.default_rng(0)
+    log_probs = _log_softmax(2 * rng.standard_normal((2, 12, 5)))
+    targets = ctc.encode_targets([[[1, 2, 2]], [[3, 4], [1]]])
+    assert targets.shape == (2, 2, 4)
+    assert targets[0, 1, 0] == -1 and list(targets[1, 0]) == [2, 3, 4, 0]
+    loss = np.asarray(ctc.ctc_loss(targets, np.exp(log_probs).astype(np.float32)))
+    first = -ctc.ctc_log_likelihood(log_probs[0], [1, 2, 2])
+    second = min(-ctc.ctc_log_likelihood(log_probs[1], [3, 4]),
+                 -ctc.ctc_log_likelihood(log_probs[1], [1]))
+    np.testing.assert_allclose(loss, [first, second], rtol=1e-4)
+    silence = ctc.encode_targets([[[]]])
+    blank_only = -log_probs[0, :, 0].sum()
+    np.testing.assert_allclose(
+        ctc.ctc_loss(silence, np.exp(log_probs[:1]).astype(np.float32)), [blank_only],
+        rtol=1e-4)
+    with pytest.raises(ValueError):
+        ctc.encode_targets([[]])
+
+
+def test_ctc_training_step_on_synthetic_data():
+    import keras
+
+    from kws.models.phones import build_phone_model
+
+    rate, length = 8000, 4000
+    model = build_phone_model(len(model_labels()), rate, length, filters=8, channels=16,
+                              dilations=(1, 2), seed=1)
+    frames = model.output_shape[1]
+    assert model.output_shape == (None, 25, 40) and frames == 25
+    x = np.stack([tone(f, 0.5, rate) for f in (300, 600, 900, 1200)])
+    y = ctc.encode_targets([[[1, 2]], [[3]], [[4, 5, 6], [7]], [[]]])
+    model.compile(optimizer=keras.optimizers.Adam(1e-2), loss=ctc.ctc_loss)
+    before = [w.copy() for w in model.get_weights()]
+    history = model.fit(x, y, batch_size=4, epochs=2, verbose=0)
+    assert all(np.isfinite(history.history["loss"]))
+    assert any(not np.allclose(a, b) for a, b in zip(before, model.get_weights(), strict=True))
+    posteriors = np.asarray(model(x, training=False))
+    np.testing.assert_allclose(posteriors.sum(axis=-1), 1.0, atol=1e-4)
+
+
+def _posteriors(frames, spikes, classes=6, height=0.9):
+    """Blank-dominated posteriors with ``{frame: class}`` spikes."""
+    probs = np.full((frames, classes), (1 - 0.97) / (classes - 1))
+    probs[:, 0] = 0.97
+    for frame, label in spikes.items():
+        probs[frame] = (1 - height) / (classes - 1)
+        probs[frame, label] = height
+    return probs
+
+
+def test_greedy_decoding_and_times():
+    probs = _posteriors(20, {3: 1, 4: 1, 8: 2, 12: 2, 15: 3})
+    found = ctc.greedy_decode(ctc.log_posteriors(probs))
+    assert [(s.label, s.first, s.last) for s in found] == [(1, 3, 4), (2, 8, 8), (2, 12, 12),
+                                                           (3, 15, 15)]
+    times = ctc.segments(found, 0.02, duration=0.4)
+    assert times[0] == (1, 0.06, pytest.approx(0.13))
+    assert times[1][1] == pytest.approx(0.13) and times[-1][2] == pytest.approx(0.32)
+    assert all(a[2] == pytest.approx(b[1]) for a, b in zip(times, times[1:], strict=False))
+    assert ctc.greedy_decode(ctc.log_posteriors(_posteriors(5, {}))) == []
+
+
+def test_beam_search_sums_alignments_where_greedy_does_not():
+    probs = np.array([[0.6, 0.4], [0.6, 0.4]])
+    log_probs = ctc.log_posteriors(probs)
+    assert ctc.greedy_decode(log_probs) == []
+    best, score = ctc.prefix_beam_search(log_probs, beam=4)[0]
+    assert best == (1,) and score == pytest.approx(np.log(0.64))
+    assert ctc.ctc_log_likelihood(log_probs, [1]) == pytest.approx(np.log(0.64))
+    aligned = ctc.align(ctc.log_posteriors(_posteriors(20, {3: 1, 8: 2, 15: 3})), [1, 2, 3])
+    assert [(s.label, s.first) for s in aligned] == [(1, 3), (2, 8), (3, 15)]
+
+
+# ----------------------------------------------------------------------------- metrics
+
+
+def test_edit_distance_counts():
+    counts = edit_distance(list("kitten"), list("sitting"))
+    assert (counts.substitutions, counts.deletions, counts.insertions) == (2, 0, 1)
+    counts = edit_distance(["a", "b", "c", "d"], ["a", "c", "d", "e", "f"])
+    assert (counts.substitutions, counts.deletions, counts.insertions) == (0, 1, 2)
+    assert counts.alignment[1] == ("b", "-")
+    assert edit_distance([], ["x"]).insertions == 1
+    index, counts = closest_reference([("t", "r", "iy"), ("ch", "r", "iy")], ["ch", "r", "iy"])
+    assert index == 1 and counts.errors == 0
+    errors = PhoneErrors()
+    errors.add(edit_distance(["s", "ih", "k", "s"], ["s", "eh", "k", "s"]))
+    errors.add(edit_distance(["ah", "p"], ["ah"]))
+    errors.add(edit_distance([], ["p"]))
+    assert errors.per == pytest.approx(3 / 6)
+    report = errors.to_json()
+    assert (report["substitutions"], report["deletions"], report["insertions"]) == (1, 1, 1)
+    assert report["per_phone"]["ih"]["confused_with"] == {"eh": 1}
+    assert report["per_phone"]["p"] == {"count": 1, "correct": 0, "substituted": 0,
+                                        "deleted": 1, "inserted": 1, "confused_with": {},
+                                        "error_rate": 1.0}
+    assert report["per_phone"]["s"]["error_rate"] == 0.0
+
+
+# ----------------------------------------------------------------------------- spotting
+
+
+def test_keyword_search_on_hand_made_posteriors():
+    # "1 2 3" said twice (frames 5-9 and 30-33); "2" alone at frame 20.
+    probs = _posteriors(40, {5: 1, 7: 2, 9: 3, 20: 2, 30: 1, 31: 2, 33: 3})
+    log_probs = ctc.log_posteriors(probs)
+    hits = ctc.keyword_search(log_probs, [1, 2, 3], threshold=0.5)
+    assert [(h.first, h.last) for h in hits] == [(5, 9), (30, 33)]
+    assert all(h.confidence == pytest.approx(1.0) for h in hits)
+    # 3, 2 and 1 do occur in that order, but over 22 frames: too long for one word.
+    assert ctc.keyword_search(log_probs, [3, 2, 1], threshold=0.5, max_frames=12) == []
+    spread = ctc.keyword_search(log_probs, [3, 2, 1], threshold=0.5)
+    assert [(h.first, h.last) for h in spread] == [(9, 30)]
+    assert ctc.keyword_search(log_probs, [4, 5], threshold=0.5) == []
+    partial = ctc.keyword_search(log_probs, [1, 2, 4], threshold=0.01)
+    assert partial and max(h.confidence for h in partial) < 0.5
+
+
+# ----------------------------------------------------------------------------- CLI
+
+
+def run(argv, capsys, stdin=None, monkeypatch=None):
+    """Run ``kws`` as the console script does: ``(exit code, stdout, stderr)``."""
+    import io
+
+    from kws.cli import main
+
+    if stdin is not None:
+        monkeypatch.setattr("sys.stdin", io.StringIO(stdin))
+    with pytest.raises(SystemExit) as exited:
+        main([str(a) for a in argv])
+    captured = capsys.readouterr()
+    return exited.value.code, captured.out, captured.err
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory):
+    """A phone model trained for one epoch on a tiny synthetic Speech Commands folder."""
+    base = tmp_path_factory.mktemp("phones")
+    data = make_speech_commands(base / "data", rate=8000)
+    out = base / "model"
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("KWS_CACHE_DIR", str(base / "cache"))
+        result = CliRunner().invoke(cli, [
+            "phones", "train", "--data", str(data), "--out", str(out), "--epochs", "1",
+            "--rate", "8000", "--json",
+        ])
+    assert result.exit_code == 0, result.output
+    return data, out, json.loads(result.stdout)
+
+
+def test_cli_train_writes_a_model_folder(trained, capsys):
+    data, out, summary = trained
+    assert summary["epochs"] == 1 and summary["out"] == str(out)
+    assert {"validation_per", "test_per", "test_word_accuracy"} <= set(summary["metrics"])
+    card = json.loads((out / "card.json").read_text())
+    assert card["task"] == "phones" and card["labels"] == model_labels()
+    assert card["sample_rate"] == 8000 and card["recipe"]["frame_ms"] == 20.0
+    assert card["recipe"]["phone_set"] == list(PHONES)
+    assert (out / "lexicon.txt").is_file() and (out / "curves.png").is_file()
+    assert not (out / "checkpoint").exists()
+    code, _, err = run(["phones", "train", "--data", data, "--out", out], capsys)
+    assert code == 2 and "already holds a model" in err
+    code, _, err = run(["phones", "train", "--resume", "--out", out], capsys)
+    assert code == 2 and "training there has finished" in err
+
+
+def test_cli_predict_formats_stdin_and_bad_files(trained, tmp_path, capsys, monkeypatch):
+    data, out, _ = trained
+    good = data / "yes" / "aaaa0001_nohash_0.wav"
+    empty = tmp_path / "empty.wav"
+    empty.write_bytes(b"")
+    long = write_wav(tmp_path / "long.wav", tone(500, 3.3, 8000), 8000)
+    code, stdout, stderr = run(["phones", "predict", "-m", out, "-f", "jsonl", good, empty,
+                                long], capsys)
+    assert code == 1
+    records = [json.loads(line) for line in stdout.splitlines()]
+    assert [r["path"] for r in records] == [str(good), str(long)]
+    assert records[1]["duration"] == pytest.approx(3.3)
+    for record in records:
+        assert record["phones"] == " ".join(s["phone"] for s in record["segments"])
+        assert all(0 <= s["start"] <= s["end"] <= record["duration"]
+                   for s in record["segments"])
+    assert stderr.count("kws: error:") == 1 and "empty.wav: empty file" in stderr
+    code, stdout, _ = run(["phones", "predict", "-m", out, "-f", "tsv", "-"], capsys,
+                          stdin=f"{good}\n", monkeypatch=monkeypatch)
+    assert code == 0
+    lines = stdout.splitlines()
+    assert lines[0] == "path\tphone\tstart\tend\tprobability"
+    assert len(lines) > 1 and all(line.startswith(str(good)) for line in lines[1:])
+
+
+def test_cli_evaluate_json_and_table(trained, capsys):
+    data, out, _ = trained
+    code, stdout, _ = run(["phones", "evaluate", "-m", out, "--data", data, "--split", "all",
+                           "--json"], capsys)
+    assert code == 0
+    report = json.loads(stdout)
+    assert report["utterances"] == 24
+    assert report["reference_phones"] == 8 * (3 + 2 + 2)  # yes, no, up
+    edits = report["substitutions"] + report["deletions"] + report["insertions"]
+    assert report["per"] == pytest.approx(edits / report["reference_phones"], abs=1e-5)
+    assert 0.0 <= report["word_accuracy"] <= 1.0
+    code, stdout, _ = run(["phones", "evaluate", "-m", out, "--data", data], capsys)
+    assert code == 0 and "phone error rate" in stdout
+
+
+def test_cli_spot(trained, tmp_path, capsys):
+    data, out, _ = trained
+    good = data / "up" / "aaaa0001_nohash_0.wav"
+    code, stdout, stderr = run(["phones", "spot", "-m", out, "--phones", "ah p", "--threshold",
+                                "0.001", "-f", "jsonl", good, tmp_path / "missing.wav"],
+                               capsys)
+    assert code == 1 and "missing.wav: no such file" in stderr
+    detections = [json.loads(line) for line in stdout.splitlines()]
+    assert detections and all(d["keyword"] == "ah-p" and d["phones"] == "ah p"
+                              for d in detections)
+    assert all(0 <= d["start"] <= d["end"] <= 1.0 for d in detections)
+    code, stdout, _ = run(["phones", "spot", "-m", out, "-k", "zero", "-t", "1.0", "-f",
+                           "tsv", good], capsys)
+    assert code == 0
+    assert stdout.splitlines()[0].split("\t")[:2] == ["path", "keyword"]
+
+
+@pytest.mark.parametrize(("args", "code", "message"), [
+    (["spot", "-m", "{out}", "x.wav"], 2, "give --keyword"),
+    (["spot", "-m", "{out}", "--phones", "m qq", "x.wav"], 2, "unknown phone 'qq'"),
+    (["spot", "-m", "{out}", "-k", "banana", "x.wav"], 1, "no pronunciation of 'banana'"),
+    (["spot", "-m", "{out}", "-k", "yes", "-t", "2", "x.wav"], 2, "--threshold"),
+    (["predict", "-m", "{out}"], 2, "give audio files"),
+    (["predict", "-m", "{data}", "x.wav"], 1, "not a kws model folder"),
+    (["train", "--out", "{tmp}/m"], 2, "give --data"),
+    (["train", "--data", "{data}", "--lexicon", "{tmp}/lex.txt", "--out", "{tmp}/m"], 1,
+     "no pronunciation of 'up', said in 8 clip(s); add it to the lexicon or leave it out "
+     "with --exclude up"),
+    (["train", "--data", "{data}", "--lexicon", "{tmp}/bad.txt", "--out", "{tmp}/m"], 1,
+     "bad.txt:1: unknown phone"),
+    (["train", "--data", "{data}", "--frame-ms", "15", "--out", "{tmp}/m"], 2, "--frame-ms"),
+    (["evaluate", "-m", "{out}", "--data", "{tmp}/nowhere"], 1, "no such dataset folder"),
+])
+def test_cli_bad_input(trained, tmp_path, capsys, args, code, message):
+    data, out, _ = trained
+    (tmp_path / "lex.txt").write_text("yes y eh s\nno n ow\n")
+    (tmp_path / "bad.txt").write_text("yes y eh s xx\n")
+    argv = ["phones"] + [a.format(out=out, data=data, tmp=tmp_path) for a in args]
+    exit_code, _, stderr = run(argv, capsys)
+    assert exit_code == code
+    assert message in stderr
+    assert "Traceback" not in stderr and len(stderr.strip().splitlines()) == 1
+
+
+def test_cli_refuses_a_classifier_folder(tmp_path, capsys):
+    from kws.modelfolder import ModelCard, write_card
+
+    write_card(tmp_path / "clf", ModelCard(labels=["a", "b"], sample_rate=16000,
+                                           input_length=16000, arch="tcres"))
+    code, _, stderr = run(["phones", "predict", "-m", tmp_path / "clf", "x.wav"], capsys)
+    assert code == 1 and "a classifier model, not a phone model" in stderr

@@ -1,0 +1,379 @@
+"""``kws predict``: batches, formats, bad inputs, spotting, and the Keras and LiteRT runners.
+
+A tiny tone classifier is trained once per module (``low`` = 300 Hz, ``high`` = 2 kHz,
+``_silence_`` = faint noise, 8 kHz, one-second input), and exported to TFLite.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import soundfile
+from conftest import tone, write_wav
+
+from kws.cli import main
+from kws.errors import KwsError, UsageError
+from kws.modelfolder import TFLITE_FILE, ModelCard, read_card, save_keras_model, write_card
+from kws.predict import (
+    KerasRunner,
+    LiteRTRunner,
+    PredictOptions,
+    open_runner,
+    predict,
+    sliding_windows,
+    spot_keywords,
+    window_starts,
+)
+
+RATE = 8000
+LABELS = ["_silence_", "high", "low"]
+FREQUENCIES = {"low": 300.0, "high": 2000.0}
+
+
+def tone_clip(label: str, rng: np.random.Generator, rate: int = RATE) -> np.ndarray:
+    """One second of faint noise, with a tone of random length, place and level for a word."""
+    wave = 0.01 * rng.standard_normal(rate).astype(np.float32)
+    if label in FREQUENCIES:
+        length = int(rng.integers(rate // 4, rate + 1))
+        start = int(rng.integers(0, rate - length + 1))
+        frequency = FREQUENCIES[label] * rng.uniform(0.95, 1.05)
+        t = np.arange(length) / rate
+        wave[start : start + length] += rng.uniform(0.1, 0.8) * np.sin(2 * np.pi * frequency * t)
+    return wave
+
+
+def train_tone_model(folder: Path) -> Path:
+    """Train the tone classifier for 30 small steps and save it as a model folder."""
+    import keras
+
+    rng = np.random.default_rng(0)
+    targets = rng.integers(0, len(LABELS), 600)
+    clips = np.stack([tone_clip(LABELS[i], rng) for i in targets])
+    keras.utils.set_random_seed(0)
+    model = keras.Sequential([
+        keras.Input((RATE,)),
+        keras.layers.Reshape((RATE, 1)),
+        keras.layers.Conv1D(8, 16, strides=4, activation="relu"),
+        keras.layers.Conv1D(8, 8, strides=4, activation="relu"),
+        keras.layers.GlobalAveragePooling1D(),
+        keras.layers.Dense(len(LABELS), activation="softmax"),
+    ])
+    model.compile(keras.optimizers.Adam(0.01), "sparse_categorical_crossentropy")
+    model.fit(clips, targets, batch_size=50, epochs=3, verbose=0)
+    save_keras_model(folder, model)
+    write_card(folder, ModelCard(labels=LABELS, sample_rate=RATE, input_length=RATE,
+                                 arch="tone-test"))
+    return folder
+
+
+def write_tone_dataset(root: Path, speakers: int = 12) -> Path:
+    """Speech Commands layout: ``low``/``high`` word folders and background noise (16 kHz)."""
+    rng = np.random.default_rng(1)
+    for word in FREQUENCIES:
+        for speaker in range(speakers):
+            for n in range(2):
+                clip = tone_clip(word, rng, rate=16000)
+                write_wav(root / word / f"spk{speaker:04d}_nohash_{n}.wav", clip)
+    noise = (0.01 * rng.standard_normal(5 * 16000)).astype(np.float32)
+    write_wav(root / "_background_noise_" / "noise.wav", noise)
+    return root
+
+
+@pytest.fixture(scope="module")
+def tone_data(tmp_path_factory) -> Path:
+    return write_tone_dataset(tmp_path_factory.mktemp("tones") / "data")
+
+
+@pytest.fixture(scope="module")
+def model_dir(tmp_path_factory, tone_data) -> Path:
+    """The trained tone model with an exported (current) model.tflite."""
+    from kws.export import export_tflite
+
+    folder = train_tone_model(tmp_path_factory.mktemp("model") / "tones")
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("KWS_CACHE_DIR", str(tmp_path_factory.getbasetemp() / "kws-cache"))
+        export_tflite(folder, data=[tone_data])
+    return folder
+
+
+@pytest.fixture(scope="module")
+def clips(tmp_path_factory) -> dict[str, Path]:
+    """A low and a high tone (16 kHz, so they are resampled), and a 5 s two-word recording."""
+    folder = tmp_path_factory.mktemp("clips")
+    rng = np.random.default_rng(2)
+    paths = {
+        "low": write_wav(folder / "low.wav", tone(300.0, 1.0, 16000)),
+        "high": write_wav(folder / "nested" / "high.wav", tone(2000.0, 0.8, 16000)),
+    }
+    long = (0.01 * rng.standard_normal(5 * 16000)).astype(np.float32)
+    long[16000:24000] += tone(300.0, 0.5, 16000)
+    long[48000:56000] += tone(2000.0, 0.5, 16000)
+    paths["long"] = write_wav(tmp_path_factory.mktemp("long") / "two_words.wav", long)
+    return paths
+
+
+def run_kws(args: list[str], capsys, stdin: str | None = None, monkeypatch=None):
+    """Run the CLI in this process; return ``(exit code, stdout, stderr)``."""
+    if stdin is not None:
+        monkeypatch.setattr(sys, "stdin", io.StringIO(stdin))
+    with pytest.raises(SystemExit) as exited:
+        main(args)
+    out, err = capsys.readouterr()
+    return exited.value.code, out, err
+
+
+def jsonl(text: str) -> list[dict]:
+    return [json.loads(line) for line in text.splitlines()]
+
+
+def test_single_file_defaults_to_json_lines(model_dir, clips, capsys):
+    code, out, err = run_kws(["predict", "-m", str(model_dir), str(clips["low"])], capsys)
+    assert code == 0, err
+    assert jsonl(out) == [{"path": str(clips["low"]), "label": "low",
+                           "probability": pytest.approx(1.0, abs=0.2)}]
+
+
+def test_directory_is_searched_recursively_in_order(model_dir, clips, capsys):
+    folder = clips["low"].parent
+    code, out, err = run_kws(["predict", "-m", str(model_dir), str(folder)], capsys)
+    assert code == 0, err
+    rows = jsonl(out)
+    assert [(r["path"], r["label"]) for r in rows] == [
+        (str(folder / "low.wav"), "low"), (str(folder / "nested" / "high.wav"), "high")]
+
+
+def test_paths_from_stdin(model_dir, clips, capsys, monkeypatch):
+    listing = f"{clips['high']}\n\n{clips['low']}\n"
+    code, out, err = run_kws(["predict", "-m", str(model_dir), "-"], capsys, listing, monkeypatch)
+    assert code == 0, err
+    assert [r["label"] for r in jsonl(out)] == ["high", "low"]
+
+
+@pytest.mark.parametrize("fmt,delimiter", [("csv", ","), ("tsv", "\t")])
+def test_delimited_formats_with_top_k(model_dir, clips, capsys, fmt, delimiter):
+    args = ["predict", "-m", str(model_dir), "-f", fmt, "-k", "3", str(clips["low"]),
+            str(clips["high"])]
+    code, out, err = run_kws(args, capsys)
+    assert code == 0, err
+    rows = list(csv.reader(io.StringIO(out), delimiter=delimiter))
+    assert rows[0] == ["path", "label", "probability", "label_1", "probability_1", "label_2",
+                       "probability_2", "label_3", "probability_3"]
+    assert [row[1] for row in rows[1:]] == ["low", "high"]
+    for row in rows[1:]:
+        assert sorted(row[3::2]) == sorted(LABELS)
+        probabilities = [float(p) for p in row[4::2]]
+        assert probabilities == sorted(probabilities, reverse=True)
+        assert sum(probabilities) == pytest.approx(1.0, abs=2e-3)
+
+
+def test_json_lines_top_k_and_table(model_dir, clips, capsys):
+    code, out, _ = run_kws(["predict", "-m", str(model_dir), "-k", "2", str(clips["high"])],
+                           capsys)
+    assert code == 0
+    (row,) = jsonl(out)
+    assert [t["label"] for t in row["top"]][0] == "high" and len(row["top"]) == 2
+    code, out, _ = run_kws(["predict", "-m", str(model_dir), "-f", "table", str(clips["high"])],
+                           capsys)
+    assert code == 0
+    header, line = out.splitlines()
+    assert header.split() == ["label", "prob", "path"]
+    assert line.split()[0] == "high" and line.split()[-1] == str(clips["high"])
+
+
+def test_threshold_turns_unsure_results_into_unknown(model_dir, tmp_path, capsys):
+    both = write_wav(tmp_path / "both.wav", 0.5 * tone(300.0, 1.0, 16000)
+                     + 0.5 * tone(2000.0, 1.0, 16000))
+    base = ["predict", "-m", str(model_dir), "-k", "3", str(both)]
+    (row,) = jsonl(run_kws(base, capsys)[1])
+    probability = row["probability"]
+    assert probability < 0.999  # two tones at once: the model is unsure
+    (above,) = jsonl(run_kws([*base, "--threshold", str(probability - 0.001)], capsys)[1])
+    (below,) = jsonl(run_kws([*base, "--threshold", str(probability + 0.001)], capsys)[1])
+    assert above["label"] == row["label"] != "_unknown_"
+    assert below["label"] == "_unknown_"
+    assert below["probability"] == probability and below["top"] == row["top"]
+
+
+def write_bad_files(folder: Path) -> list[Path]:
+    """Inputs that must fail, one line each: missing, empty, truncated, not audio, NaN,
+    a folder without audio."""
+    folder.mkdir(parents=True, exist_ok=True)
+    empty = folder / "empty.wav"
+    empty.write_bytes(b"")
+    truncated = write_wav(folder / "truncated.wav", tone(300.0, 1.0, 16000))
+    truncated.write_bytes(truncated.read_bytes()[:5000])
+    text = folder / "notes.wav"
+    text.write_text("this is not audio\n" * 20)
+    nan = folder / "nan.wav"
+    soundfile.write(nan, np.full(8000, np.nan, dtype=np.float32), 8000, subtype="FLOAT")
+    no_audio = folder / "no_audio"
+    no_audio.mkdir()
+    (no_audio / "readme.txt").write_text("nothing here")
+    return [folder / "missing.wav", empty, truncated, text, nan, no_audio]
+
+
+def test_bad_inputs_are_reported_once_and_skipped(model_dir, clips, tmp_path, capsys):
+    bad = write_bad_files(tmp_path / "bad")
+    inputs = [str(clips["low"]), *map(str, bad), str(clips["high"])]
+    code, out, err = run_kws(["predict", "-m", str(model_dir), *inputs], capsys)
+    assert code == 1
+    assert [r["label"] for r in jsonl(out)] == ["low", "high"]
+    lines = err.splitlines()
+    assert "Traceback" not in err
+    assert len(lines) == len(bad)
+    for path, line in zip(bad, lines, strict=True):
+        assert line.startswith(f"kws: error: {path}: ")
+
+
+@pytest.mark.parametrize("args", [[], ["-k", "0", "x.wav"], ["--hop", "0", "x.wav"],
+                                  ["--threshold", "2", "x.wav"], ["--format", "xml", "x.wav"]])
+def test_usage_errors_exit_2(model_dir, capsys, args):
+    code, _, err = run_kws(["predict", "-m", str(model_dir), *args], capsys)
+    assert code == 2
+    assert "Traceback" not in err
+
+
+def test_missing_default_model_is_one_clear_line(tmp_path, clips, capsys, monkeypatch):
+    monkeypatch.setenv("KWS_DEFAULT_MODEL", str(tmp_path / "no-model"))
+    code, out, err = run_kws(["predict", str(clips["low"])], capsys)
+    assert code == 1 and out == ""
+    assert len(err.splitlines()) == 1
+    assert "kws train" in err and "--model" in err
+
+
+def test_longer_file_is_classified_on_its_loudest_window(model_dir, tmp_path):
+    wave = (0.01 * np.random.default_rng(3).standard_normal(3 * 16000)).astype(np.float32)
+    wave[30000:38000] += tone(2000.0, 0.5, 16000)
+    path = write_wav(tmp_path / "three_seconds.wav", wave)
+    (result,) = list(predict([str(path)], model_dir))
+    assert result.label == "high"
+
+
+def test_spotting_finds_both_words_at_their_times(model_dir, clips, capsys):
+    code, out, err = run_kws(["predict", "-m", str(model_dir), "--spot", str(clips["long"])],
+                             capsys)
+    assert code == 0, err
+    rows = jsonl(out)
+    assert [r["label"] for r in rows] == ["low", "high"]
+    for row, (start, end) in zip(rows, [(1.0, 1.5), (3.0, 3.5)], strict=True):
+        assert row["start"] == pytest.approx(start, abs=0.1)
+        assert row["end"] == pytest.approx(end, abs=0.1)
+        assert row["probability"] >= 0.7
+
+
+@pytest.mark.parametrize("fmt", ["csv", "tsv", "table"])
+def test_spotting_in_every_format(model_dir, clips, capsys, fmt):
+    code, out, _ = run_kws(["predict", "-m", str(model_dir), "--spot", "-f", fmt,
+                            str(clips["long"])], capsys)
+    assert code == 0
+    lines = out.splitlines()
+    if fmt == "table":
+        assert lines[0].split() == ["label", "prob", "start", "end", "path"]
+        assert [line.split()[0] for line in lines[1:]] == ["low", "high"]
+        assert lines[1].split()[2].startswith("1.0")
+    else:
+        rows = list(csv.DictReader(io.StringIO(out), delimiter="," if fmt == "csv" else "\t"))
+        assert [r["label"] for r in rows] == ["low", "high"]
+        assert float(rows[1]["start"]) == pytest.approx(3.0, abs=0.1)
+
+
+def test_batching_does_not_change_results(model_dir, clips):
+    inputs = [str(clips["low"]), str(clips["long"]), str(clips["high"])]
+    for spot in (False, True):
+        small = list(predict(inputs, model_dir, options=PredictOptions(batch_size=3, spot=spot)))
+        large = list(predict(inputs, model_dir, options=PredictOptions(batch_size=64, spot=spot)))
+        assert [(r.label, r.start) for r in small] == [(r.label, r.start) for r in large]
+        assert np.allclose([r.probability for r in small], [r.probability for r in large],
+                           atol=1e-3)
+
+
+def test_keras_and_tflite_runners_agree(model_dir, clips):
+    inputs = [str(clips["low"]), str(clips["high"]), str(clips["long"])]
+    keras_results = list(predict(inputs, model_dir, runner="keras"))
+    tflite_results = list(predict(inputs, model_dir, runner="tflite"))
+    assert [r.label for r in keras_results] == [r.label for r in tflite_results]
+    assert np.allclose([r.probability for r in keras_results],
+                       [r.probability for r in tflite_results], atol=1e-3)
+
+
+def test_auto_runner_prefers_a_current_tflite_file(model_dir, tmp_path):
+    assert isinstance(open_runner(model_dir), LiteRTRunner)
+    stale = shutil.copytree(model_dir, tmp_path / "stale")
+    card = read_card(stale)
+    card.metrics["export"][TFLITE_FILE]["keras_sha256"] = "0" * 64
+    write_card(stale, card)
+    runner = open_runner(stale)
+    assert isinstance(runner, KerasRunner)
+    assert "older model.keras" in runner.notes[0]
+    (stale / TFLITE_FILE).unlink()
+    with pytest.raises(KwsError, match="kws export"):
+        open_runner(stale, "tflite")
+    with pytest.raises(UsageError):
+        open_runner(stale, "onnx")
+
+
+def test_tflite_path_never_imports_tensorflow(model_dir, clips):
+    code = (
+        "import sys\n"
+        "from kws.cli import main\n"
+        "try:\n"
+        f"    main(['predict', '-m', {str(model_dir)!r}, '--runner', 'tflite',"
+        f" {str(clips['low'])!r}])\n"
+        "except SystemExit as exit:\n"
+        "    status = exit.code\n"
+        "heavy = [m for m in ('tensorflow', 'keras', 'librosa') if m in sys.modules]\n"
+        "print('STATUS', status, heavy, file=sys.stderr)\n"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert "STATUS 0 []" in done.stderr, done.stderr
+    assert json.loads(done.stdout)["label"] == "low"
+    assert done.stderr.splitlines() == ["STATUS 0 []"]
+
+
+def test_window_arithmetic():
+    assert window_starts(100, 100, 10).tolist() == [0]
+    assert window_starts(50, 100, 10).tolist() == [0]
+    assert window_starts(125, 100, 10).tolist() == [0, 10, 20, 30]
+    windows = sliding_windows(np.arange(125, dtype=np.float32), 100, 10)
+    assert windows.shape == (4, 100)
+    assert windows[3, 0] == 30 and windows[3, -1] == 0  # zero-padded past the end
+
+
+def _probabilities(top: list[tuple[int, float]], labels: int = 3) -> np.ndarray:
+    rows = np.zeros((len(top), labels), dtype=np.float32)
+    for row, (index, p) in zip(rows, top, strict=True):
+        row[:] = (1 - p) / (labels - 1)
+        row[index] = p
+    return rows
+
+
+def test_spot_keywords_merges_one_utterance_and_keeps_separate_ones():
+    labels = ["_silence_", "high", "low"]
+    silence, high, low = (0, 0.9), (1, 0.9), (2, 0.95)
+    # low for windows 2-6 with one flicker at 4; silence; high for windows 15-18
+    top = [silence] * 2 + [low, low, (2, 0.5), low, low] + [silence] * 8 + [high] * 4 + [silence]
+    found = spot_keywords(_probabilities(top), labels, rate=10, length=10, hop=1,
+                          threshold=0.7, min_gap=0.3)
+    assert [d.label for d in found] == ["low", "high"]
+    low_found, high_found = found
+    assert low_found.probability == pytest.approx(0.95)
+    # without the recording, a detection spans one window centred on its windows' centre:
+    # windows 2..6 start at 0.2..0.6 s and last 1 s, so their centre is 0.9 s
+    assert (low_found.start + low_found.end) / 2 == pytest.approx(0.9)
+    assert (high_found.start, high_found.end) == pytest.approx((1.65, 2.65))
+
+
+def test_spot_keywords_suppresses_weaker_overlapping_word():
+    labels = ["_silence_", "high", "low"]
+    top = [(2, 0.9)] * 6 + [(1, 0.8)] * 2 + [(0, 0.9)] * 5
+    found = spot_keywords(_probabilities(top), labels, rate=10, length=10, hop=1,
+                          threshold=0.7, min_gap=0.3)
+    assert [d.label for d in found] == ["low"]

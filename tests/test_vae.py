@@ -1,0 +1,370 @@
+"""``kws vae``: log-mel features and their inverse, the CVAE/WAE, training and its commands.
+
+Models train for one or two epochs on a tiny synthetic dataset of tones (three words), so
+the file runs in seconds; the tests check shapes, rates, finiteness, reproducibility and
+errors, not the quality of the audio.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import io
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import soundfile
+from click.testing import CliRunner
+from conftest import SYNTHETIC_WORDS, make_speech_commands, tone, write_wav
+from rich.console import Console
+
+from kws import features, training, vae
+from kws.cli import cli, main
+from kws.errors import AudioError, KwsError, UsageError
+from kws.modelfolder import load_keras_model, read_card
+
+TINY = {"latent_dim": 4, "batch_size": 4, "epochs": 2, "n_mels": 40}
+WORDS = sorted(SYNTHETIC_WORDS)
+
+
+def quiet() -> Console:
+    """A console writing to memory (not a terminal), to read what was printed."""
+    return Console(file=io.StringIO(), force_terminal=False, width=200)
+
+
+@pytest.fixture(scope="module")
+def tiny_data(tmp_path_factory) -> Path:
+    return make_speech_commands(tmp_path_factory.mktemp("data") / "speech_commands")
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory, tiny_data):
+    """A two-epoch CVAE on the synthetic tones, shared by the tests that use a model."""
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("KWS_CACHE_DIR", str(tmp_path_factory.mktemp("cache")))
+        out = tmp_path_factory.mktemp("models") / "tiny-vae"
+        config = vae.VaeConfig(data=(str(tiny_data),), out=str(out), **TINY)
+        result = vae.train(config, console=quiet())
+    return config, result, vae.load(out)
+
+
+# ----------------------------------------------------------------------------- features
+
+
+def test_log_mel_shape_floor_and_batches():
+    wave = tone(440.0)
+    spectrogram = features.log_mel(wave)
+    assert spectrogram.shape == (features.num_frames(16000), 80) == (63, 80)
+    assert spectrogram.dtype == np.float32
+    assert spectrogram.min() >= features.DEFAULT_SETTINGS.floor_db - 1e-3
+    assert spectrogram.max() > -20.0
+    batch = features.log_mel(np.stack([wave, 0.5 * wave, np.zeros_like(wave)]))
+    assert batch.shape == (3, 63, 80)
+    np.testing.assert_allclose(batch[0], spectrogram, atol=1e-4)
+    loud = batch[1] > features.DEFAULT_SETTINGS.floor_db + 1.0
+    assert loud.mean() > 0.2
+    np.testing.assert_allclose((batch[0] - batch[1])[loud], 20 * np.log10(2), atol=0.05,
+                               err_msg="halving the amplitude lowers every bin by 6 dB")
+    assert np.all(batch[2] == np.float32(features.DEFAULT_SETTINGS.floor_db))
+
+
+def test_inverse_log_mel_gives_finite_audio_of_the_right_length():
+    settings = features.MelSettings(n_mels=40)
+    wave = tone(1000.0, amplitude=0.3)
+    spectrogram = features.log_mel(wave, settings)
+    audio = features.inverse_log_mel(spectrogram, settings, length=16000, n_iter=16)
+    assert audio.shape == (16000,) and audio.dtype == np.float32
+    assert np.isfinite(audio).all()
+    again = features.log_mel(audio, settings)
+    assert np.argmax(again.mean(axis=0)) == np.argmax(spectrogram.mean(axis=0))
+    loud = spectrogram > spectrogram.max() - 30.0
+    assert np.mean(np.square(again - spectrogram)[loud]) < 12.0
+    default_length = features.inverse_log_mel(spectrogram[:10], settings, n_iter=2)
+    assert default_length.shape == (9 * settings.hop_length,)
+    with pytest.raises(ValueError, match="40"):
+        features.inverse_log_mel(np.zeros((10, 80)), settings)
+
+
+def test_mel_settings_round_trip_through_a_dict():
+    settings = features.MelSettings(n_mels=64, fmax=7000.0)
+    assert features.MelSettings.from_dict({**settings.to_dict(), "extra": 1}) == settings
+
+
+# ----------------------------------------------------------------------------- model
+
+
+@pytest.mark.parametrize("objective", ["vae", "wae"])
+def test_models_build_save_and_load(objective, tmp_path):
+    import keras
+
+    from kws.models import vae as models
+
+    model = models.build_vae(63, 40, 3, latent_dim=4, objective=objective, seed=1,
+                             channels=(8, 8, 8), hidden=16)
+    x = np.random.default_rng(0).standard_normal((4, 63, 40)).astype(np.float32)
+    labels = np.eye(3, dtype=np.float32)[[0, 1, 2, 0]]
+    out = model.predict([x, labels], verbose=0)
+    assert out["reconstruction"].shape == (4, 63, 40)
+    assert out["regularizer"].shape == (4,)
+    model.save(tmp_path / "m.keras")
+    loaded = keras.saving.load_model(tmp_path / "m.keras", compile=False)
+    again = loaded.predict([x, labels], verbose=0)
+    np.testing.assert_allclose(again["reconstruction"], out["reconstruction"], atol=1e-5)
+    encoder = loaded.get_layer("encoder")
+    codes = encoder.predict([x, labels], verbose=0)
+    assert len(codes) == 2 if objective == "vae" else codes.shape == (4, 4)
+    with pytest.raises(ValueError, match="objective"):
+        models.build_vae(63, 40, 3, objective="gan")
+
+
+def test_kl_term_is_the_closed_form():
+    from kws.models.vae import KLDivergence
+
+    mean = np.array([[0.0, 0.0], [1.0, -2.0]], np.float32)
+    log_var = np.array([[0.0, 0.0], [np.log(2.0), 0.0]], np.float32)
+    kl = np.asarray(KLDivergence()([mean, log_var]))
+    expected = [0.0, 0.5 * (2.0 - 1.0 - np.log(2.0) + 1.0 + 4.0)]
+    np.testing.assert_allclose(kl, expected, rtol=1e-5, atol=1e-6)
+
+
+def test_mmd_is_small_for_prior_samples_and_large_for_shifted_ones():
+    from kws.models.vae import MaximumMeanDiscrepancy
+
+    rng = np.random.default_rng(0)
+    layer = MaximumMeanDiscrepancy(seed=3)
+    prior = rng.standard_normal((256, 8)).astype(np.float32)
+    near = float(np.mean(np.asarray(layer(prior))))
+    far = float(np.mean(np.asarray(layer(prior + 3.0))))
+    assert abs(near) < 0.05 < far
+
+
+# ----------------------------------------------------------------------------- training
+
+
+def test_training_writes_a_self_describing_model_folder(trained):
+    config, result, model = trained
+    out = Path(config.out)
+    card = read_card(out)
+    assert card.task == "vae" and card.labels == WORDS
+    assert (card.sample_rate, card.input_length) == (16000, 16000)
+    settings = card.recipe["features"]
+    assert (settings["n_fft"], settings["hop_length"], settings["n_mels"]) == (512, 256, 40)
+    assert len(settings["mean_db"]) == 40 and settings["std_db"] > 0
+    assert card.recipe["objective"] == "vae" and card.recipe["beta"] == 1.0
+    for split in ("training", "validation", "testing"):
+        assert np.isfinite(card.metrics[f"{split}_mse_db"]) and card.metrics[f"{split}_kl"] >= 0
+    assert card.data["clips"] == {"training": 12, "validation": 6, "testing": 6}
+    assert (out / "curves.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert not (out / training.CHECKPOINT_FOLDER).exists()
+    assert result.summary["metrics"]["validation_mse_db"] == card.metrics["validation_mse_db"]
+    assert model.labels == WORDS and model.latent_dim == 4 and model.objective == "vae"
+
+
+def test_sample_reconstruct_and_interpolate(trained):
+    _, _, model = trained
+    clips = vae.sample(model, "yes", 3, seed=1, n_iter=4)
+    assert clips.shape == (3, 16000) and np.isfinite(clips).all()
+    assert np.abs(clips).max() <= 0.99 + 1e-6
+    np.testing.assert_array_equal(vae.sample(model, "yes", 3, seed=1, n_iter=4), clips)
+    assert not np.allclose(vae.sample(model, "yes", 3, seed=2, n_iter=4), clips)
+    assert not np.allclose(vae.sample(model, "no", 3, seed=1, n_iter=4), clips)
+
+    wave = tone(880.0)
+    rebuilt = vae.reconstruct(model, wave, "no", n_iter=4)
+    assert rebuilt.waveform.shape == (16000,) and np.isfinite(rebuilt.waveform).all()
+    assert rebuilt.word == "no" and np.isfinite(rebuilt.mse_db)
+    chosen = vae.reconstruct(model, wave, None, n_iter=4)
+    assert set(chosen.errors) == set(WORDS)
+    assert chosen.mse_db == min(chosen.errors.values())
+
+    walk, words = vae.interpolate(model, tone(440.0), wave, 4, "yes", "no", n_iter=4)
+    assert walk.shape == (4, 16000) and np.isfinite(walk).all() and words == ["yes", "no"]
+
+
+def test_unknown_words_and_bad_counts_are_usage_errors(trained):
+    _, _, model = trained
+    with pytest.raises(UsageError, match="no word 'cat'.*its words: no, up, yes"):
+        vae.sample(model, "cat", 1)
+    with pytest.raises(UsageError, match="-n"):
+        vae.sample(model, "yes", 0)
+    with pytest.raises(UsageError, match="--steps"):
+        vae.interpolate(model, tone(440.0), tone(440.0), 1)
+
+
+def test_latent_plot_of_held_out_clips(trained, tiny_data, tmp_path):
+    _, _, model = trained
+    summary = vae.latent_plot(model, [str(tiny_data)], tmp_path / "latent.png", console=quiet())
+    assert summary["clips"] == 12 and summary["per_word"] == {w: 4 for w in WORDS}
+    assert (tmp_path / "latent.png").read_bytes()[:4] == b"\x89PNG"
+    assert 0.0 < sum(summary["explained_variance"]) <= 1.0 + 1e-6
+
+
+def test_pca_projects_onto_the_widest_directions():
+    rng = np.random.default_rng(0)
+    points = rng.standard_normal((200, 3)) * [10.0, 0.1, 3.0]
+    projected, share = vae.pca_2d(points)
+    assert projected.shape == (200, 2) and share[0] > share[1] > 0.05
+    assert abs(np.corrcoef(projected[:, 0], points[:, 0])[0, 1]) > 0.99
+
+
+def test_reconstruction_metrics_per_word(trained):
+    _, _, model = trained
+    waves = np.stack([tone(440.0), tone(880.0), tone(1320.0)])
+    metrics = vae.reconstruction_metrics(model, waves, ["yes", "no", "up"])
+    assert metrics["clips"] == 3 and set(metrics["per_word"]) == {"yes", "no", "up"}
+    assert np.isclose(metrics["mse_db"], np.mean(list(metrics["per_word"].values())))
+
+
+def test_interrupted_run_resumes_to_the_same_model(trained, tmp_path, monkeypatch):
+    config, reference, _ = trained
+    run = dataclasses.replace(config, out=str(tmp_path / "resumed"))
+    original = training.write_checkpoint
+
+    def interrupt_after_first_epoch(folder, epoch, *args, **kwargs):
+        path = original(folder, epoch, *args, **kwargs)
+        if epoch == 1:
+            raise KeyboardInterrupt
+        return path
+
+    monkeypatch.setattr(training, "write_checkpoint", interrupt_after_first_epoch)
+    console = quiet()
+    with pytest.raises(KeyboardInterrupt):
+        vae.train(run, console=console)
+    assert "--resume" in console.file.getvalue()
+    monkeypatch.setattr(training, "write_checkpoint", original)
+    with pytest.raises(UsageError, match="unfinished run"):
+        vae.train(run, console=quiet())
+    with pytest.raises(UsageError, match="--latent-dim"):
+        vae.train(dataclasses.replace(run, latent_dim=3), resume=True, console=quiet())
+    assert vae.checkpoint_config(run.out) == vae.resolve(run)
+    with pytest.raises(UsageError, match="has finished"):
+        vae.train(config, resume=True, console=quiet())
+    result = vae.train(run, resume=True, console=quiet())
+    assert result.history == reference.history
+    assert "val_regularizer_loss" in result.history
+    for mine, theirs in zip(load_keras_model(run.out).get_weights(),
+                            load_keras_model(config.out).get_weights(), strict=True):
+        np.testing.assert_array_equal(mine, theirs)
+
+
+@pytest.mark.parametrize(
+    ("change", "message"),
+    [({"objective": "gan"}, "--objective"), ({"latent_dim": 0}, "--latent-dim"),
+     ({"epochs": 0}, "--epochs"), ({"beta": -1.0}, "--beta"),
+     ({"validation_percent": 60.0, "testing_percent": 50.0}, "percent")],
+)
+def test_bad_options_are_usage_errors(change, message):
+    with pytest.raises(UsageError, match=message):
+        vae.resolve(vae.VaeConfig(**change))
+
+
+def test_defaults_fill_beta_and_out():
+    assert vae.resolve(vae.VaeConfig(objective="wae")).beta == vae.DEFAULT_BETA["wae"]
+    assert vae.resolve(vae.VaeConfig()).out == str(Path("models") / "vae")
+
+
+# ----------------------------------------------------------------------------- CLI
+
+
+def test_cli_sample_writes_one_second_16k_wavs(trained, tmp_path):
+    config, _, _ = trained
+    out = tmp_path / "samples"
+    args = ["vae", "sample", "--model", config.out, "--word", "up", "-n", "2", "--out",
+            str(out), "--seed", "5", "--iterations", "4", "--json"]
+    result = CliRunner().invoke(cli, args)
+    assert result.exit_code == 0, result.output
+    files = json.loads(result.stdout)["files"]
+    assert [Path(f).name for f in files] == ["up_000.wav", "up_001.wav"]
+    for file in files:
+        info = soundfile.info(file)
+        assert (info.samplerate, info.frames, info.channels) == (16000, 16000, 1)
+
+
+def test_cli_reconstruct_and_interpolate(trained, tmp_path):
+    config, _, _ = trained
+    source = write_wav(tmp_path / "in.wav", tone(1320.0, seconds=0.7, rate=8000), rate=8000)
+    target = tmp_path / "out" / "rebuilt.wav"
+    result = CliRunner().invoke(cli, ["vae", "reconstruct", "-m", config.out, str(source),
+                                      str(target), "--iterations", "4"])
+    assert result.exit_code == 0, result.output
+    assert result.stdout.startswith(f"{target}\tword ")
+    info = soundfile.info(target)
+    assert (info.samplerate, info.frames) == (16000, 16000)
+
+    walk = tmp_path / "walk"
+    result = CliRunner().invoke(cli, ["vae", "interpolate", "-m", config.out, str(source),
+                                      str(target), "--steps", "3", "--out", str(walk),
+                                      "--word-a", "up", "--word-b", "yes", "--iterations", "2"])
+    assert result.exit_code == 0, result.output
+    assert sorted(p.name for p in walk.iterdir()) == [f"step_0{i}.wav" for i in range(3)]
+
+
+def test_cli_plot(trained, tiny_data, tmp_path):
+    config, _, _ = trained
+    out = tmp_path / "latent.png"
+    result = CliRunner().invoke(cli, ["vae", "plot", "-m", config.out, "--data", str(tiny_data),
+                                      "--split", "training", "--out", str(out), "--json"])
+    assert result.exit_code == 0, result.output
+    assert json.loads(result.stdout)["clips"] == 12 and out.is_file()
+
+
+def _run_main(args, capsys) -> tuple[int, str]:
+    with pytest.raises(SystemExit) as exit_info:
+        main(args)
+    return exit_info.value.code, capsys.readouterr().err
+
+
+def test_cli_errors_are_one_line(trained, tmp_path, capsys):
+    config, _, _ = trained
+    code, err = _run_main(["vae", "sample", "-m", config.out, "--word", "cat", "--out",
+                           str(tmp_path / "s")], capsys)
+    assert code == 2 and err.startswith("kws: error: ") and err.count("\n") == 1
+    assert "no word 'cat'" in err
+
+    missing = tmp_path / "no-model"
+    code, err = _run_main(["vae", "sample", "-m", str(missing), "--word", "yes", "--out",
+                           str(tmp_path / "s")], capsys)
+    assert (code, err) == (1, f"kws: error: {missing}: no such model folder\n")
+
+    broken = tmp_path / "broken.wav"
+    broken.write_bytes(b"RIFF not really a wave file")
+    code, err = _run_main(["vae", "reconstruct", "-m", config.out, str(broken),
+                           str(tmp_path / "o.wav")], capsys)
+    assert code == 1 and err.startswith(f"kws: error: {broken}: ") and err.count("\n") == 1
+
+    source = write_wav(tmp_path / "same.wav", tone(440.0))
+    code, err = _run_main(["vae", "reconstruct", "-m", config.out, str(source), str(source)],
+                          capsys)
+    assert code == 2 and "would overwrite the input" in err
+
+
+def test_other_model_folders_are_refused(tmp_path):
+    from kws.modelfolder import ModelCard, write_card
+
+    write_card(tmp_path, ModelCard(labels=["a", "b"], sample_rate=16000, input_length=16000,
+                                   arch="tcres"))
+    with pytest.raises(KwsError, match="a classifier model, not a kws vae model"):
+        vae.load(tmp_path)
+
+
+def test_read_clip_is_one_second_at_16k(tmp_path):
+    short = write_wav(tmp_path / "short.wav", tone(300.0, seconds=0.4, rate=8000), rate=8000)
+    assert vae.read_clip(short).shape == (16000,)
+    with pytest.raises(AudioError, match="no such file"):
+        vae.read_clip(tmp_path / "missing.wav")
+
+
+def test_cli_trains_a_model_folder(tiny_data, tmp_path):
+    out = tmp_path / "cli-vae"
+    args = ["vae", "train", "--data", str(tiny_data), "--words", "yes,no", "--epochs", "1",
+            "--objective", "wae", "--latent-dim", "2", "--n-mels", "32", "--batch-size", "4",
+            "--out", str(out), "--json"]
+    result = CliRunner().invoke(cli, args)
+    assert result.exit_code == 0, result.output
+    summary = json.loads(result.stdout)
+    assert summary["labels"] == ["no", "yes"] and summary["objective"] == "wae"
+    assert "validation_mse_db" in summary["metrics"] and "validation_mmd" in summary["metrics"]
+    card = read_card(out)
+    assert card.arch == "cwae-conv1d" and card.recipe["beta"] == vae.DEFAULT_BETA["wae"]
+    assert read_card(out).recipe["command"].startswith("kws ")
