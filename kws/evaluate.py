@@ -200,6 +200,7 @@ def evaluate(
     testing_percent: float = 10.0,
     backgrounds: Sequence[str | os.PathLike] = (),
     console=None,
+    resplit: Sequence[str | os.PathLike] = (),
 ) -> Evaluation:
     """Run a model folder's model on a split of dataset folders and score it.
 
@@ -211,6 +212,8 @@ def evaluate(
         Dataset folders in either Speech Commands layout.
     split
         ``test``, ``validation``, ``train`` or ``all``.
+    resplit
+        Folders of ``data`` split by speaker as ``kws train --resplit`` does.
     console
         A rich console for progress and warnings (stderr); ``None`` makes one.
     """
@@ -222,7 +225,7 @@ def evaluate(
     card = read_card(model_dir)
     if card.task != "classifier":
         raise KwsError(f"{model_dir}: a {card.task} model; kws evaluate needs a classifier")
-    dataset = open_datasets(data, validation_percent, testing_percent, backgrounds)
+    dataset = open_datasets(data, validation_percent, testing_percent, backgrounds, resplit)
     clips, dataset_labels = assign_labels(dataset, evaluation_policy(card, dataset))
     wanted = SPLIT_CHOICES[split]
     if wanted is not None:

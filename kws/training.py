@@ -37,7 +37,6 @@ import numpy as np
 
 from kws.augment import augment_batch
 from kws.dataset import (
-    KEYWORDS_12,
     SPLITS,
     TESTING,
     TRAINING,
@@ -83,8 +82,10 @@ class TrainConfig:
     """
 
     data: tuple[str, ...] = (DEFAULT_DATA,)
-    words: tuple[str, ...] | None = KEYWORDS_12
+    words: tuple[str, ...] | None = None
     background: tuple[str, ...] = ()
+    #: Folders of ``data`` to split by speaker with kws's salted hash (see --resplit).
+    resplit: tuple[str, ...] = ()
     arch: str | None = None
     rate: int | None = None
     epochs: int = 30
@@ -114,6 +115,7 @@ class TrainConfig:
         values = dataclasses.asdict(self)
         values["data"] = list(self.data)
         values["background"] = list(self.background)
+        values["resplit"] = list(self.resplit)
         values["words"] = list(self.words) if self.words is not None else None
         return values
 
@@ -122,7 +124,7 @@ class TrainConfig:
         """A configuration from :meth:`to_json` output (unknown keys are ignored)."""
         known = {f.name for f in dataclasses.fields(cls)}
         kept = {key: value for key, value in values.items() if key in known}
-        for key in ("data", "background"):
+        for key in ("data", "background", "resplit"):
             if key in kept:
                 kept[key] = tuple(kept[key])
         if kept.get("words") is not None:
@@ -258,7 +260,7 @@ def prepare_data(config: TrainConfig, console) -> PreparedData:
     from kws.cache import AudioCache
 
     dataset = open_datasets(config.data, config.validation_percent, config.testing_percent,
-                            config.background)
+                            config.background, config.resplit)
     for note in dataset.notes:
         console.print(f"kws: note: {note}", soft_wrap=True, markup=False)
     policy = LabelPolicy(words=config.words, silence_percent=config.silence_percent,
@@ -295,6 +297,7 @@ def prepare_data(config: TrainConfig, console) -> PreparedData:
         "unknown_percent": config.unknown_percent,
         "validation_percent": config.validation_percent,
         "testing_percent": config.testing_percent,
+        "resplit": list(config.resplit),
         "counts": count_by_label(kept),
         "clips": {split: int(len(x[split])) for split in SPLITS},
         "skipped_files": len(failed),

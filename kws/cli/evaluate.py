@@ -29,8 +29,11 @@ from kws.training import DEFAULT_DATA
               help="Testing share of folders without list files.")
 @click.option("--background", multiple=True, type=click.Path(exists=True),
               help="Extra background noise to cut _silence_ clips from (repeatable).")
+@click.option("--resplit", multiple=True, type=click.Path(file_okay=False),
+              help="A --data folder split by speaker as `kws train --resplit` does "
+                   "(repeatable).")
 def command(model, data, split, as_json, confusion_png, batch_size, validation_percent,
-            testing_percent, background) -> None:
+            testing_percent, background, resplit) -> None:
     """Score MODEL (a model folder; default: the shipped model) on dataset clips.
 
     Prints accuracy, precision/recall/F1 per label and the confusion matrix (rows: true
@@ -50,7 +53,7 @@ def command(model, data, split, as_json, confusion_png, batch_size, validation_p
     console = _console.stderr()
     result = evaluation.evaluate(
         model or default_model_dir(), list(data) or [DEFAULT_DATA], split, batch_size,
-        validation_percent, testing_percent, background, console=console,
+        validation_percent, testing_percent, background, console=console, resplit=resplit,
     )
     if result.folded:
         console.print(

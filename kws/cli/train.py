@@ -13,8 +13,8 @@ from kws.training import DEFAULT_DATA, DISTRIBUTE_CHOICES, TrainConfig
 _DEFAULTS = TrainConfig()
 #: Options whose values go straight into TrainConfig fields of the same name.
 _FIELDS = (
-    "data", "words", "background", "arch", "rate", "epochs", "batch_size", "learning_rate",
-    "patience", "seed", "silence_percent", "unknown_percent", "validation_percent",
+    "data", "words", "background", "resplit", "arch", "rate", "epochs", "batch_size",
+    "learning_rate", "patience", "seed", "silence_percent", "unknown_percent", "validation_percent",
     "testing_percent", "augment", "distribute", "workers", "out",
 )
 
@@ -23,11 +23,15 @@ _FIELDS = (
 @click.option("--data", multiple=True, type=click.Path(file_okay=False),
               help=f"Dataset folder in Speech Commands layout (repeatable) [default: "
                    f"{DEFAULT_DATA}, where `kws download` puts it].")
-@click.option("--words", default=",".join(_DEFAULTS.words or ()), show_default=True,
+@click.option("--words", default=",".join(_DEFAULTS.words or ("all",)), show_default=True,
               help="Comma-separated words to learn (others become _unknown_), or 'all'.")
 @click.option("--background", multiple=True, type=click.Path(exists=True),
               help="Extra folder or file of background noise (repeatable); the datasets' "
                    "_background_noise_ folders are always used.")
+@click.option("--resplit", multiple=True, type=click.Path(file_okay=False),
+              help="A --data folder to split by speaker with kws's own salted hash (10% "
+                   "validation, 50% testing) instead of its lists, e.g. the 12-label test "
+                   "set. Repeatable.")
 @click.option("--arch", default=None,
               help="Model architecture, e.g. 'seed' (the blog post's) [default: the "
                    "recommended one].")
@@ -74,10 +78,10 @@ def command(ctx: click.Context, as_json: bool, resume: bool, overwrite: bool,
             **options) -> None:
     """Train a keyword classifier on raw waveforms and save a model folder.
 
-    Plain `kws train` learns the ten keywords of the 12-label task (plus _silence_ and
-    _unknown_) from the dataset `kws download` fetched. Progress goes to stderr; the
-    summary to stdout. Every epoch is checkpointed in OUT/checkpoint: after an
-    interruption, run the same command with --resume.
+    Plain `kws train` learns every word of the dataset `kws download` fetched (the 30
+    words of v0.01) plus _silence_ and _unknown_; --words picks a subset.
+    Progress goes to stderr; the summary to stdout. Every epoch is checkpointed in
+    OUT/checkpoint: after an interruption, run the same command with --resume.
     """
     import logging
 
@@ -96,6 +100,7 @@ def command(ctx: click.Context, as_json: bool, resume: bool, overwrite: bool,
     values["words"] = parse_words(options["words"])
     values["data"] = tuple(options["data"]) or _DEFAULTS.data
     values["background"] = tuple(options["background"])
+    values["resplit"] = tuple(options["resplit"])
     values["patience"] = options["patience"] or None
     if resume:
         out = options["out"] or training.resolve(TrainConfig(arch=options["arch"])).out
