@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import json
 import os
+import sys
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -51,10 +52,16 @@ class ModelCard:
 
 
 def default_model_dir() -> Path:
-    """The shipped default model folder (``models/default`` of the project)."""
+    """The shipped default model folder.
+
+    ``$KWS_DEFAULT_MODEL`` if set; else ``models/default`` of the project checkout kws
+    runs from; else the copy ``pip install`` puts in ``<prefix>/share/kws/models/default``.
+    """
     if os.environ.get("KWS_DEFAULT_MODEL"):
         return Path(os.environ["KWS_DEFAULT_MODEL"])
-    return Path(__file__).resolve().parent.parent / "models" / "default"
+    checkout = Path(__file__).resolve().parent.parent / "models" / "default"
+    installed = Path(sys.prefix) / "share" / "kws" / "models" / "default"
+    return checkout if checkout.is_dir() or not installed.is_dir() else installed
 
 
 def read_card(folder: str | os.PathLike) -> ModelCard:
