@@ -91,14 +91,14 @@ class Classifier:
 
 
 def generation(model, classifier: Classifier, per_word: int, seed: int, temperature: float,
-               iterations: int) -> dict[str, float]:
+               iterations: int, prior: str) -> dict[str, float]:
     """Share of sampled clips of each word that the classifier recognises as that word."""
     from kws import vae
 
     scores = {}
     for index, word in enumerate(model.labels):
         clips = vae.sample(model, word, per_word, seed=seed + 1000 * index,
-                           temperature=temperature, n_iter=iterations)
+                           temperature=temperature, n_iter=iterations, prior=prior)
         said = classifier(clips, vae.RATE)
         scores[word] = float(np.mean([s == classifier.target(word) for s in said]))
         print(f"  {word:>7}: {100 * scores[word]:5.1f} %", file=sys.stderr, flush=True)
@@ -147,6 +147,8 @@ def main() -> None:
     parser.add_argument("--epochs", type=int, default=60)
     parser.add_argument("--per-word", type=int, default=20)
     parser.add_argument("--temperature", type=float, default=1.0)
+    parser.add_argument("--prior", default="fitted", choices=("fitted", "standard"),
+                        help="Where sampled codes come from (see `kws vae sample --prior`).")
     parser.add_argument("--iterations", type=int, default=32, help="Griffin-Lim iterations.")
     parser.add_argument("--limit", type=int, default=None,
                         help="Reconstruct at most this many held-out clips (random subset).")
@@ -166,7 +168,7 @@ def main() -> None:
     print(f"generation: {args.per_word} samples of each of {len(model.labels)} words",
           file=sys.stderr)
     scores = generation(model, classifier, args.per_word, args.seed, args.temperature,
-                        args.iterations)
+                        args.iterations, args.prior)
     print("reconstruction of held-out speakers' clips", file=sys.stderr)
     rebuilt = reconstruction(model, classifier, args.limit, args.seed, args.iterations)
 
@@ -182,7 +184,8 @@ def main() -> None:
          "-" if wall is None else f"{wall / 60:.1f} min / {cpu / 60:.1f} min"),
         ("epochs (best)", f"{card.metrics.get('epochs')} ({card.metrics.get('best_epoch')})"),
         ("validation log-mel MSE (card)", f"{card.metrics.get('validation_mse_db', 0):.1f} dB²"),
-        (f"generation accuracy, {len(values)} words x {args.per_word}",
+        (f"generation accuracy, {len(values)} words x {args.per_word}, {args.prior} prior, "
+         f"T={args.temperature:g}",
          f"{100 * np.mean(values):.1f} % (chance {100 / len(classifier.labels):.1f} %)"),
         (f"  words the classifier knows ({len(known)})",
          f"{100 * np.mean([scores[w] for w in known]):.1f} %" if known else "-"),

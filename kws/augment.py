@@ -85,14 +85,10 @@ def mix_background(
 def time_shift(batch: np.ndarray, max_shift: int, rng: np.random.Generator) -> np.ndarray:
     """Shift each clip by a random number of samples in ``[-max_shift, max_shift]``, zero-filled."""
     batch = _as_batch(batch)
-    n, length = batch.shape
-    if max_shift <= 0 or n == 0:
+    if max_shift <= 0 or batch.shape[0] == 0:
         return batch.copy()
-    shifts = rng.integers(-max_shift, max_shift + 1, size=n)
-    source = np.arange(length)[None, :] - shifts[:, None]
-    inside = (source >= 0) & (source < length)
-    shifted = np.take_along_axis(batch, np.clip(source, 0, length - 1), axis=1)
-    return np.where(inside, shifted, np.float32(0.0))
+    shifts = rng.integers(-max_shift, max_shift + 1, size=batch.shape[0])
+    return _warp(batch, np.ones(batch.shape[0], dtype=np.float32), shifts)
 
 
 def random_gain(
@@ -112,18 +108,29 @@ def speed_perturb(batch: np.ndarray, max_change: float, rng: np.random.Generator
     together (as in Kaldi's speed perturbation); the length is kept, padding with zeros.
     """
     batch = _as_batch(batch)
-    n, length = batch.shape
-    if max_change <= 0 or n == 0:
+    if max_change <= 0 or batch.shape[0] == 0:
         return batch.copy()
-    rates = rng.uniform(1.0 - max_change, 1.0 + max_change, size=n).astype(np.float32)
+    rates = rng.uniform(1.0 - max_change, 1.0 + max_change, size=batch.shape[0])
+    return _warp(batch, rates, np.zeros(batch.shape[0], dtype=np.int64))
+
+
+def _warp(batch: np.ndarray, rates: np.ndarray, shifts: np.ndarray) -> np.ndarray:
+    """Resample each row about its centre by ``rates`` and delay it by ``shifts`` samples.
+
+    One linear-interpolation gather does both, so speed and shift together cost one pass;
+    with a rate of 1 the positions are whole numbers and the shift is exact. Samples taken
+    from outside the clip are zero.
+    """
+    n, length = batch.shape
     centre = np.float32((length - 1) / 2.0)
-    positions = centre + (np.arange(length, dtype=np.float32)[None, :] - centre) * rates[:, None]
+    ramp = np.arange(length, dtype=np.float32)[None, :] - centre
+    positions = centre + ramp * rates.astype(np.float32)[:, None]
+    positions -= shifts.astype(np.float32)[:, None]
     outside = (positions < 0) | (positions > length - 1)
-    np.clip(positions, 0, length - 1.001, out=positions)
-    floor = np.floor(positions)
+    np.clip(positions, 0, length - 1, out=positions)
+    floor = np.minimum(np.floor(positions), length - 2)
     frac = positions - floor
-    left = floor.astype(np.int32)
-    left += (np.arange(n, dtype=np.int32) * length)[:, None]
+    left = floor.astype(np.int64) + (np.arange(n, dtype=np.int64) * length)[:, None]
     flat = batch.ravel()
     a = flat[left]
     out = a + frac * (flat[left + 1] - a)
@@ -146,7 +153,8 @@ class Augmentation:
     gain_db
         Range of the random gain, in decibels.
     speed
-        Largest relative speed change (0.1 = 0.9x to 1.1x); 0 disables.
+        Largest relative speed change (0.1 = 0.9x to 1.1x); 0 disables. Off by default:
+        on the benchmark it did not pay (held-out accuracy equal, noisy accuracy lower).
     noise_factor
         Coefficient of the seed's additive Gaussian noise; 0 disables.
     """
@@ -155,7 +163,7 @@ class Augmentation:
     snr_db: tuple[float, float] = (0.0, 20.0)
     shift: float = 0.1
     gain_db: tuple[float, float] = (-10.0, 10.0)
-    speed: float = 0.1
+    speed: float = 0.0
     noise_factor: float = 0.0
 
     def to_dict(self) -> dict:
@@ -182,13 +190,16 @@ def augment_batch(
     augmentation: Augmentation,
     rng: np.random.Generator,
 ) -> np.ndarray:
-    """Apply ``augmentation`` to a batch: speed, shift, background, gain, then noise."""
+    """Apply ``augmentation`` to a batch: speed and shift (one pass), background, gain, noise."""
     batch = _as_batch(batch)
+    n, length = batch.shape
     out = batch
-    if augmentation.speed > 0:
-        out = speed_perturb(out, augmentation.speed, rng)
-    if augmentation.shift > 0:
-        out = time_shift(out, int(round(augmentation.shift * batch.shape[1])), rng)
+    max_shift = int(round(augmentation.shift * length))
+    if (augmentation.speed > 0 or max_shift > 0) and n > 0:
+        change = max(augmentation.speed, 0.0)
+        rates = rng.uniform(1.0 - change, 1.0 + change, size=n)
+        shifts = rng.integers(-max_shift, max_shift + 1, size=n)
+        out = _warp(batch, rates, shifts)
     if augmentation.background_probability > 0 and backgrounds:
         out = mix_background(
             out, backgrounds, augmentation.snr_db, rng, augmentation.background_probability

@@ -44,6 +44,10 @@ OBJECTIVES = ("vae", "wae")
 DEFAULT_BETA = {"vae": 1.0, "wae": 100.0}
 #: Name of the regularizer of each objective, in metrics and tables.
 REGULARIZER_NAME = {"vae": "kl", "wae": "mmd"}
+#: The model folder's fitted latent density (a Gaussian mixture of training codes per word).
+LATENT_FILE = "latent.npz"
+#: Where :func:`sample` draws codes from: the fitted per-word density, or ``N(0, I)``.
+PRIORS = ("fitted", "standard")
 #: Keras log entries the progress line shows, with their short names.
 _PROGRESS_NAMES = (
     ("reconstruction_loss", "rec"),
@@ -78,6 +82,10 @@ class VaeConfig:
     objective: str = "vae"
     latent_dim: int = 16
     beta: float | None = None
+    #: Gaussian components per word of the latent density fitted after training.
+    components: int = 4
+    #: Shift training spectrograms in time and change their gain (:func:`augment_spectrograms`).
+    augment: bool = True
     n_mels: int = 80
     epochs: int = 60
     batch_size: int = 64
@@ -113,6 +121,7 @@ def resolve(config: VaeConfig) -> VaeConfig:
         (config.objective in OBJECTIVES,
          f"--objective must be one of {', '.join(OBJECTIVES)}, not {config.objective!r}"),
         (config.latent_dim >= 1, "--latent-dim must be at least 1"),
+        (config.components >= 1, "--components must be at least 1"),
         (config.n_mels >= 8, "--n-mels must be at least 8"),
         (config.epochs >= 1, "--epochs must be at least 1"),
         (config.batch_size >= 2, "--batch-size must be at least 2"),
@@ -202,6 +211,143 @@ def one_hot(indices: np.ndarray, size: int) -> np.ndarray:
     return np.eye(size, dtype=np.float32)[np.asarray(indices, dtype=np.int64)]
 
 
+@dataclass
+class LatentDensity:
+    """A Gaussian mixture per word over latent codes.
+
+    ``weights`` is ``(labels, k)``, ``means`` ``(labels, k, d)`` and ``covariances``
+    ``(labels, k, d, d)``; a component a word does not use has weight 0.
+    """
+
+    weights: np.ndarray
+    means: np.ndarray
+    covariances: np.ndarray
+
+    def sample(self, label: int, count: int, temperature: float,
+               rng: np.random.Generator) -> np.ndarray:
+        """``count`` codes of one label; ``temperature`` scales each component's spread."""
+        chosen = rng.choice(len(self.weights[label]), size=count, p=self.weights[label])
+        noise = rng.standard_normal((count, self.means.shape[2]))
+        factors = np.linalg.cholesky(self.covariances[label].astype(np.float64))
+        spread = np.einsum("nij,nj->ni", factors[chosen], noise)
+        return (self.means[label][chosen] + temperature * spread).astype(np.float32)
+
+
+def fit_gaussian_mixture(
+    points: np.ndarray, components: int, seed: int = 0, iterations: int = 200,
+    regularization: float = 1e-3,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Fit a full-covariance Gaussian mixture by expectation-maximisation.
+
+    Means start at points chosen k-means++ style (seeded); ``regularization`` is added to
+    every covariance's diagonal so components on few points stay well conditioned. With
+    fewer points than ``components``, only as many components are used (the others get
+    weight 0). Returns ``(weights (k,), means (k, d), covariances (k, d, d))``.
+    """
+    points = np.asarray(points, dtype=np.float64)
+    n, dim = points.shape
+    k = max(1, min(components, n))
+    rng = np.random.default_rng(seed)
+    centres = [points[rng.integers(n)]]
+    for _ in range(1, k):
+        distance = np.min([np.sum(np.square(points - c), axis=1) for c in centres], axis=0)
+        total = distance.sum()
+        centres.append(points[rng.choice(n, p=distance / total) if total > 0 else
+                              rng.integers(n)])
+    means = np.stack(centres)
+    spread = np.cov(points, rowvar=False).reshape(dim, dim) if n > 1 else np.eye(dim)
+    covariances = np.repeat((spread + regularization * np.eye(dim))[None], k, axis=0)
+    weights = np.full(k, 1.0 / k)
+    previous = -np.inf
+    for _ in range(iterations):
+        log_density = np.stack([
+            _log_gaussian(points, means[j], covariances[j]) for j in range(k)
+        ], axis=1) + np.log(np.maximum(weights, 1e-300))
+        top = log_density.max(axis=1, keepdims=True)
+        log_total = top + np.log(np.exp(log_density - top).sum(axis=1, keepdims=True))
+        responsibility = np.exp(log_density - log_total)
+        counts = responsibility.sum(axis=0) + 1e-10
+        weights = counts / n
+        means = responsibility.T @ points / counts[:, None]
+        for j in range(k):
+            centred = points - means[j]
+            covariances[j] = ((responsibility[:, j, None] * centred).T @ centred / counts[j]
+                              + regularization * np.eye(dim))
+        likelihood = float(log_total.mean())
+        if likelihood - previous < 1e-6:
+            break
+        previous = likelihood
+    pad = components - k
+    return (np.pad(weights, (0, pad)), np.pad(means, ((0, pad), (0, 0))),
+            np.concatenate([covariances, np.repeat(np.eye(dim)[None], pad, axis=0)]))
+
+
+def _log_gaussian(points: np.ndarray, mean: np.ndarray, covariance: np.ndarray) -> np.ndarray:
+    """Log density of ``N(mean, covariance)`` at each row of ``points``."""
+    factor = np.linalg.cholesky(covariance)
+    solved = np.linalg.solve(factor, (points - mean).T)
+    log_det = 2.0 * np.sum(np.log(np.diag(factor)))
+    return -0.5 * (np.sum(np.square(solved), axis=0) + log_det + len(mean) * np.log(2 * np.pi))
+
+
+def fit_latent_density(codes: np.ndarray, y: np.ndarray, num_labels: int,
+                       components: int = 4, seed: int = 0) -> LatentDensity:
+    """A Gaussian mixture per word fitted to the latent codes of its training clips.
+
+    Sampling a VAE from its prior ``N(0, I)`` decodes codes where the encoder put few
+    clips of that word (the "holes" between the aggregate posterior and the prior);
+    drawing from a density fitted to the codes of real clips after training (ex-post
+    density estimation, Ghosh et al. 2020, "From variational to deterministic
+    autoencoders") gives far more recognisable words. A word's codes are not one blob
+    (synthetic and real voices, digits from few speakers), hence a mixture. A word
+    without clips gets ``N(0, I)``.
+    """
+    dim = codes.shape[1]
+    weights = np.zeros((num_labels, components))
+    weights[:, 0] = 1.0
+    means = np.zeros((num_labels, components, dim))
+    covariances = np.tile(np.eye(dim), (num_labels, components, 1, 1))
+    for label in range(num_labels):
+        chosen = codes[y == label]
+        if len(chosen):
+            weights[label], means[label], covariances[label] = fit_gaussian_mixture(
+                chosen, components, seed=seed + label)
+    return LatentDensity(weights.astype(np.float32), means.astype(np.float32),
+                         covariances.astype(np.float32))
+
+
+def write_latent_density(folder: str | os.PathLike, labels: Sequence[str],
+                         density: LatentDensity) -> Path:
+    """Write the fitted latent density into a model folder atomically; return its path."""
+    path = Path(folder) / LATENT_FILE
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    try:
+        with open(tmp, "wb") as handle:
+            np.savez(handle, labels=np.asarray(labels), weights=density.weights,
+                     means=density.means, covariances=density.covariances)
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
+    return path
+
+
+def read_latent_density(folder: str | os.PathLike, labels: Sequence[str]
+                        ) -> LatentDensity | None:
+    """The latent density of a model folder (None when it has none)."""
+    path = Path(folder) / LATENT_FILE
+    if not path.is_file():
+        return None
+    try:
+        with np.load(path) as stored:
+            found = stored["labels"].tolist()
+            density = LatentDensity(stored["weights"], stored["means"], stored["covariances"])
+    except (OSError, ValueError, KeyError) as error:
+        raise KwsError(f"{path}: unreadable latent density ({error})") from None
+    if found != list(labels) or density.means.shape[0] != len(labels):
+        raise KwsError(f"{path}: does not match the words of card.json")
+    return density
+
+
 # ----------------------------------------------------------------------------- training
 
 
@@ -229,24 +375,53 @@ def _targets(x: np.ndarray) -> dict[str, np.ndarray]:
     return {"reconstruction": x, "regularizer": np.zeros(len(x), dtype=np.float32)}
 
 
-def _batches(x: np.ndarray, y: np.ndarray, num_labels: int, config: VaeConfig,
-             first_epoch: int):
-    """Training batches drawn as ``kws train`` draws them (no augmentation), as a dataset.
+def augment_spectrograms(
+    spectrograms: np.ndarray, rng: np.random.Generator, floor_db: float,
+    max_shift: int = 6, max_gain_db: float = 6.0,
+) -> np.ndarray:
+    """Shift log-mel spectrograms (dB) in time and change their gain, per clip.
 
-    Batch ``i`` of epoch ``e`` is a pure function of ``(seed, e, i)``
-    (:class:`kws.training.TrainingBatches`), so a resumed run repeats the uninterrupted
-    one. Returns the dataset of epochs ``first_epoch`` on and the steps per epoch.
+    Each clip moves by up to ``max_shift`` frames (filled with the floor) and gets a gain
+    of up to ``max_gain_db``; bins at the floor stay there (below the floor is unknown).
+    The spectrogram-domain counterparts of ``kws train``'s time shift and gain: cheap,
+    because the features need not be computed again.
+    """
+    count, frames = spectrograms.shape[:2]
+    shifts = rng.integers(-max_shift, max_shift + 1, count)
+    gains = rng.uniform(-max_gain_db, max_gain_db, count).astype(np.float32)
+    out = np.full_like(spectrograms, floor_db)
+    for row, shift in enumerate(shifts):
+        source = spectrograms[row, max(0, -shift) : frames - max(0, shift)]
+        out[row, max(0, shift) : max(0, shift) + len(source)] = source
+    silent = out <= floor_db
+    return np.where(silent, floor_db, np.maximum(out + gains[:, None, None], floor_db))
+
+
+def _batches(x_db: np.ndarray, y: np.ndarray, num_labels: int, config: VaeConfig,
+             first_epoch: int, mean: np.ndarray, std: float):
+    """Standardised (and augmented) training batches, as a dataset.
+
+    Clips are drawn as ``kws train`` draws them (:class:`kws.training.TrainingBatches`)
+    and the augmentation of batch ``i`` of epoch ``e`` is seeded with ``(seed, e, i)``,
+    so every batch is a pure function of its step and a resumed run repeats the
+    uninterrupted one. Returns the dataset of epochs ``first_epoch`` on, the steps per
+    epoch and the batch size.
     """
     import tensorflow as tf
 
     from kws.training import TrainingBatches
 
-    batches = TrainingBatches(x, y, config.batch_size, [], None, config.seed)
-    shape = (batches.batch_size, *x.shape[1:])
+    batches = TrainingBatches(x_db, y, config.batch_size, [], None, config.seed)
+    shape = (batches.batch_size, *x_db.shape[1:])
+    floor_db = mel_settings(config).floor_db
 
     def make(step):
-        spectrograms, labels = batches[int(step)]
-        return spectrograms, one_hot(labels, num_labels)
+        epoch, index = divmod(int(step), batches.steps)
+        spectrograms, labels = batches.batch(epoch, index)
+        if config.augment:
+            rng = np.random.default_rng([config.seed, epoch, index])
+            spectrograms = augment_spectrograms(spectrograms, rng, floor_db)
+        return ((spectrograms - mean) / std).astype(np.float32), one_hot(labels, num_labels)
 
     def load(step):
         spectrograms, labels = tf.numpy_function(make, [step], (tf.float32, tf.float32),
@@ -343,9 +518,8 @@ def train(
     if not has_validation:
         training.warn(console, "no validation clips: no early stopping, the last epoch is kept")
     initial_epoch = state["epoch"] if state else 0
-    x_train = inputs(TRAINING)[0]
-    batches, steps, batch_size = _batches(x_train, data.y[TRAINING], num_labels, config,
-                                          initial_epoch)
+    batches, steps, batch_size = _batches(data.x[TRAINING], data.y[TRAINING], num_labels,
+                                          config, initial_epoch, mean, std)
     keras.utils.set_random_seed(config.seed)
     model = _fresh_model(config, frames, num_labels)
     _compile(model, config, steps, frames)
@@ -412,6 +586,9 @@ def train(
         "optimizer": "Adam",
         "schedule": "linear warm-up, then cosine decay to zero",
         "loss": f"mse + beta * {name} / (frames * mels), on standardised log-mels",
+        "latent_density": f"{LATENT_FILE}: a {config.components}-component Gaussian "
+                          "mixture per word fitted to the training clips' codes after "
+                          "training; `kws vae sample` draws from it",
         "command": command,
     }
     card = ModelCard(
@@ -419,8 +596,13 @@ def train(
         arch=f"c{config.objective}-conv1d", task=TASK, data=data.summary, recipe=recipe,
         metrics=metrics, parameters=int(final.count_params()),
     )
+    codes = final.get_layer("encoder").predict(inputs(TRAINING), batch_size=256, verbose=0)
+    codes = codes[0] if isinstance(codes, list) else codes
+    density = fit_latent_density(np.asarray(codes), data.y[TRAINING], num_labels,
+                                 config.components, config.seed)
     out = Path(config.out)
     save_keras_model(out, final)
+    write_latent_density(out, data.labels, density)
     plot_curves(history, out / CURVES_FILE,
                 panels=(("reconstruction_loss", "reconstruction (standardised MSE)"),
                         ("regularizer_loss", f"regularizer ({name})")))
@@ -454,6 +636,8 @@ class Vae:
     std: float
     encoder: Any
     decoder: Any
+    #: The per-word density of the training clips' codes (None without ``latent.npz``).
+    density: LatentDensity | None = None
 
     @property
     def labels(self) -> list[str]:
@@ -496,6 +680,7 @@ def load(folder: str | os.PathLike) -> Vae:
         mean=np.asarray(settings_json["mean_db"], dtype=np.float32),
         std=float(settings_json["std_db"]),
         encoder=model.get_layer("encoder"), decoder=model.get_layer("decoder"),
+        density=read_latent_density(folder, card.labels),
     )
 
 
@@ -530,17 +715,35 @@ def synthesize(vae: Vae, spectrograms: np.ndarray, seed: int = 0, n_iter: int = 
     return out * np.minimum(1.0, 0.99 / np.maximum(peak, 1e-9))
 
 
-def sample(
-    vae: Vae, word: str, count: int, seed: int = 0, temperature: float = 1.0, n_iter: int = 32
-) -> np.ndarray:
-    """``count`` new one-second clips of ``word``: codes drawn from ``N(0, temperature^2 I)``."""
+def sample_codes(vae: Vae, word: str, count: int, seed: int = 0, temperature: float = 1.0,
+                 prior: str = "fitted") -> np.ndarray:
+    """``count`` latent codes for ``word``.
+
+    ``prior='fitted'`` draws from the word's Gaussian mixture fitted to training codes
+    (see :func:`fit_latent_density`; the standard normal when the folder has none), each
+    component's spread scaled by ``temperature``; ``'standard'`` draws from
+    ``N(0, temperature^2 I)``, the VAE's prior.
+    """
     if count < 1:
         raise UsageError(f"-n must be at least 1, not {count}")
     if temperature < 0:
         raise UsageError(f"--temperature must not be negative, not {temperature}")
-    labels = vae.label_vectors([word] * count)
-    codes = temperature * np.random.default_rng(seed).standard_normal((count, vae.latent_dim))
-    return synthesize(vae, decode(vae, codes, labels), seed, n_iter)
+    if prior not in PRIORS:
+        raise UsageError(f"--prior must be one of {', '.join(PRIORS)}, not {prior!r}")
+    index = vae.index(word)
+    rng = np.random.default_rng(seed)
+    if prior == "standard" or vae.density is None:
+        return (temperature * rng.standard_normal((count, vae.latent_dim))).astype(np.float32)
+    return vae.density.sample(index, count, temperature, rng)
+
+
+def sample(
+    vae: Vae, word: str, count: int, seed: int = 0, temperature: float = 1.0, n_iter: int = 32,
+    prior: str = "fitted",
+) -> np.ndarray:
+    """``count`` new one-second clips of ``word`` (codes from :func:`sample_codes`)."""
+    codes = sample_codes(vae, word, count, seed, temperature, prior)
+    return synthesize(vae, decode(vae, codes, vae.label_vectors([word] * count)), seed, n_iter)
 
 
 @dataclass

@@ -255,9 +255,12 @@ def test_greedy_decoding_and_times():
     assert [(s.label, s.first, s.last) for s in found] == [(1, 3, 4), (2, 8, 8), (2, 12, 12),
                                                            (3, 15, 15)]
     times = ctc.segments(found, 0.02, duration=0.4)
-    assert times[0] == (1, 0.06, pytest.approx(0.13))
-    assert times[1][1] == pytest.approx(0.13) and times[-1][2] == pytest.approx(0.32)
+    assert times[0] == (1, 0.0, pytest.approx(0.13))
+    assert times[1][1] == pytest.approx(0.13) and times[-1][2] == pytest.approx(0.4)
     assert all(a[2] == pytest.approx(b[1]) for a, b in zip(times, times[1:], strict=False))
+    apart = ctc.greedy_decode(ctc.log_posteriors(_posteriors(40, {2: 1, 30: 2})))
+    first, second = ctc.segments(apart, 0.02, max_extend=5)
+    assert first[1:] == (0.0, pytest.approx(0.16)) and second[1:] == pytest.approx((0.5, 0.72))
     assert ctc.greedy_decode(ctc.log_posteriors(_posteriors(5, {}))) == []
 
 

@@ -159,6 +159,10 @@ def test_training_writes_a_self_describing_model_folder(trained):
     assert not (out / training.CHECKPOINT_FOLDER).exists()
     assert result.summary["metrics"]["validation_mse_db"] == card.metrics["validation_mse_db"]
     assert model.labels == WORDS and model.latent_dim == 4 and model.objective == "vae"
+    assert (out / vae.LATENT_FILE).is_file()
+    density = model.density
+    assert density.means.shape == (3, 4, 4) and density.covariances.shape == (3, 4, 4, 4)
+    np.testing.assert_allclose(density.weights.sum(axis=1), 1.0, atol=1e-5)
 
 
 def test_sample_reconstruct_and_interpolate(trained):
@@ -169,6 +173,13 @@ def test_sample_reconstruct_and_interpolate(trained):
     np.testing.assert_array_equal(vae.sample(model, "yes", 3, seed=1, n_iter=4), clips)
     assert not np.allclose(vae.sample(model, "yes", 3, seed=2, n_iter=4), clips)
     assert not np.allclose(vae.sample(model, "no", 3, seed=1, n_iter=4), clips)
+    standard = vae.sample_codes(model, "yes", 500, seed=1, prior="standard")
+    assert abs(standard.std() - 1.0) < 0.1
+    np.testing.assert_array_equal(vae.sample_codes(model, "yes", 2, 1, temperature=0.0),
+                                  vae.sample_codes(model, "yes", 2, 1, temperature=0.0))
+    fitted = vae.sample_codes(model, "yes", 2, seed=1, temperature=0.0)
+    centres = model.density.means[WORDS.index("yes")]
+    assert all(np.isclose(centres, code).all(axis=1).any() for code in fitted)
 
     wave = tone(880.0)
     rebuilt = vae.reconstruct(model, wave, "no", n_iter=4)
@@ -198,6 +209,46 @@ def test_latent_plot_of_held_out_clips(trained, tiny_data, tmp_path):
     assert summary["clips"] == 12 and summary["per_word"] == {w: 4 for w in WORDS}
     assert (tmp_path / "latent.png").read_bytes()[:4] == b"\x89PNG"
     assert 0.0 < sum(summary["explained_variance"]) <= 1.0 + 1e-6
+
+
+def test_gaussian_mixture_finds_two_clusters():
+    rng = np.random.default_rng(0)
+    points = np.concatenate([rng.normal(-5.0, 1.0, (300, 2)), rng.normal(5.0, 0.5, (100, 2))])
+    weights, means, covariances = vae.fit_gaussian_mixture(points, 2, seed=0)
+    order = np.argsort(means[:, 0])
+    np.testing.assert_allclose(weights[order], [0.75, 0.25], atol=0.02)
+    np.testing.assert_allclose(means[order], [[-5, -5], [5, 5]], atol=0.2)
+    np.testing.assert_allclose(np.sqrt(np.diagonal(covariances[order], axis1=1, axis2=2)),
+                               [[1, 1], [0.5, 0.5]], atol=0.15)
+    few = vae.fit_gaussian_mixture(points[:2], 4)
+    assert few[0].tolist()[2:] == [0.0, 0.0] and np.isclose(few[0].sum(), 1.0)
+
+
+def test_latent_density_round_trips_and_is_checked(tmp_path):
+    rng = np.random.default_rng(1)
+    codes = rng.standard_normal((40, 3))
+    density = vae.fit_latent_density(codes, np.repeat([0, 1], 20), 3, components=2)
+    assert density.weights[2].tolist() == [1.0, 0.0]
+    vae.write_latent_density(tmp_path, ["a", "b", "c"], density)
+    again = vae.read_latent_density(tmp_path, ["a", "b", "c"])
+    np.testing.assert_array_equal(again.covariances, density.covariances)
+    assert again.sample(1, 5, 1.0, np.random.default_rng(0)).shape == (5, 3)
+    with pytest.raises(KwsError, match="does not match"):
+        vae.read_latent_density(tmp_path, ["a", "b"])
+    assert vae.read_latent_density(tmp_path / "elsewhere", ["a"]) is None
+
+
+def test_spectrogram_augmentation_shifts_and_scales_above_the_floor():
+    rng = np.random.default_rng(0)
+    x = np.full((50, 20, 4), -80.0, np.float32)
+    x[:, 8:12] = -20.0
+    out = vae.augment_spectrograms(x, rng, -80.0, max_shift=3, max_gain_db=6.0)
+    assert out.shape == x.shape and out.min() >= -80.0
+    loud = out > -80.0
+    assert np.all(loud.sum(axis=(1, 2)) == 16)
+    assert np.all(np.abs(out[loud] + 20.0) <= 6.0)
+    starts = np.argmax(loud[:, :, 0], axis=1)
+    assert set(starts) <= set(range(5, 12)) and len(set(starts)) > 3
 
 
 def test_pca_projects_onto_the_widest_directions():

@@ -10,6 +10,7 @@ import sys
 import click
 
 from kws.cli import _console
+from kws.phones.train import PhoneTrainConfig
 
 FORMATS = ("auto", "table", "jsonl", "tsv")
 _SPLITS = ("test", "validation", "train", "all")
@@ -28,12 +29,7 @@ def command() -> None:
 # ----------------------------------------------------------------------------- train
 
 
-def _train_defaults():
-    from kws.phones.train import PhoneTrainConfig
-
-    return PhoneTrainConfig()
-
-
+_DEFAULTS = PhoneTrainConfig()
 _FIELDS = (
     "data", "background", "rate", "epochs", "batch_size", "learning_rate", "patience", "seed",
     "silence_percent", "validation_percent", "testing_percent", "augment", "workers", "out",
@@ -55,27 +51,29 @@ _FIELDS = (
                    "e.g. to spot it later from its pronunciation only.")
 @click.option("--background", multiple=True, type=click.Path(exists=True),
               help="Extra folder or file of background noise for augmentation (repeatable).")
-@click.option("--epochs", type=int, default=40, show_default=True)
-@click.option("--batch-size", type=int, default=32, show_default=True)
-@click.option("--learning-rate", type=float, default=2e-3, show_default=True,
+@click.option("--epochs", type=int, default=_DEFAULTS.epochs, show_default=True)
+@click.option("--batch-size", type=int, default=_DEFAULTS.batch_size, show_default=True)
+@click.option("--learning-rate", type=float, default=_DEFAULTS.learning_rate,
+              show_default=True,
               help="Peak learning rate (after warm-up, before cosine decay).")
-@click.option("--patience", type=int, default=8, show_default=True,
-              help="Stop after this many epochs without a better validation phone accuracy "
+@click.option("--patience", type=int, default=_DEFAULTS.patience, show_default=True,
+              help="Stop after this many epochs without a better validation PER "
                    "(0: never stop early).")
-@click.option("--seed", type=int, default=0, show_default=True)
+@click.option("--seed", type=int, default=_DEFAULTS.seed, show_default=True)
 @click.option("--rate", type=int, default=None, help="Sample rate in Hz [default: 16000].")
-@click.option("--frame-ms", type=float, default=20.0, show_default=True,
+@click.option("--frame-ms", type=float, default=_DEFAULTS.frame_ms, show_default=True,
               help="Output frame period (a multiple of 10 ms).")
 @click.option("--clip-seconds", type=float, default=None,
               help="Model input length [default: 1 s, or the longest TIMIT utterance].")
-@click.option("--silence-percent", type=float, default=10.0, show_default=True,
-              help="Silence clips cut from background noise, as %% of each split's words "
+@click.option("--silence-percent", type=float, default=_DEFAULTS.silence_percent,
+              show_default=True,
+              help="Silence clips cut from background noise, as % of each split's words "
                    "(trained to emit no phone).")
-@click.option("--validation-percent", type=float, default=10.0, show_default=True,
-              help="Validation share of folders without list files.")
-@click.option("--testing-percent", type=float, default=10.0, show_default=True,
-              help="Testing share of folders without list files.")
-@click.option("--augment/--no-augment", default=True, show_default=True,
+@click.option("--validation-percent", type=float, default=_DEFAULTS.validation_percent,
+              show_default=True, help="Validation share of folders without list files.")
+@click.option("--testing-percent", type=float, default=_DEFAULTS.testing_percent,
+              show_default=True, help="Testing share of folders without list files.")
+@click.option("--augment/--no-augment", default=_DEFAULTS.augment, show_default=True,
               help="Augment training batches (background noise, shift, gain, speed).")
 @click.option("--workers", type=int, default=None,
               help="Threads preparing training batches [default: up to 4, one per CPU "
@@ -100,12 +98,7 @@ def train(ctx: click.Context, words: str, exclude: tuple[str, ...], as_json: boo
 
     from kws.dataset import parse_words
     from kws.errors import UsageError
-    from kws.phones.train import (
-        DEFAULT_OUT,
-        PhoneTrainConfig,
-        checkpoint_config,
-        train_phones,
-    )
+    from kws.phones.train import DEFAULT_OUT, checkpoint_config, train_phones
 
     logging.getLogger("tensorflow").setLevel(logging.ERROR)
     if resume and overwrite:
@@ -218,6 +211,10 @@ def predict(inputs, model, fmt, decoder, beam) -> int:
     fmt = _resolve_format(fmt)
     writer = {"table": _PhoneTable, "jsonl": _PhoneJson, "tsv": _PhoneTsv}[fmt]()
     _render(stream, writer)
+    if _console.interactive():
+        _console.stderr().print(
+            f"[dim]{stream.succeeded} file(s) recognised"
+            f"{f', {stream.failed} failed' if stream.failed else ''}[/dim]", soft_wrap=True)
     return 1 if stream.failed else 0
 
 

@@ -12,8 +12,9 @@ import click
 from kws.cli import _console
 
 _TRAIN_FIELDS = (
-    "words", "objective", "latent_dim", "beta", "n_mels", "epochs", "batch_size",
-    "learning_rate", "patience", "seed", "validation_percent", "testing_percent", "out",
+    "words", "objective", "latent_dim", "beta", "components", "augment", "n_mels", "epochs",
+    "batch_size", "learning_rate", "patience", "seed", "validation_percent", "testing_percent",
+    "out",
 )
 
 
@@ -84,6 +85,12 @@ def command() -> None:
               help="Size of the latent code.")
 @click.option("--beta", type=float, default=None,
               help="Weight of the KL/MMD term [default: 1 for vae, 100 for wae].")
+@click.option("--components", type=int, default=4, show_default=True,
+              help="Gaussian components per word of the latent density fitted after "
+                   "training, which `kws vae sample` draws from.")
+@click.option("--augment/--no-augment", default=True, show_default=True,
+              help="Shift training spectrograms in time (up to 0.1 s) and change their gain "
+                   "(up to 6 dB).")
 @click.option("--n-mels", type=int, default=80, show_default=True, help="Mel bands.")
 @click.option("--epochs", type=int, default=60, show_default=True)
 @click.option("--batch-size", type=int, default=64, show_default=True)
@@ -183,16 +190,20 @@ def _train_table(summary: dict):
               help="Folder for the WAV files (WORD_000.wav, ...).")
 @click.option("--temperature", "-t", default=1.0, show_default=True, type=float,
               help="Spread of the latent codes drawn (0: the word's most typical clip).")
+@click.option("--prior", type=click.Choice(("fitted", "standard")), default="fitted",
+              show_default=True,
+              help="Draw codes from the word's Gaussian mixture fitted to its training "
+                   "clips' codes, or from the VAE prior N(0, I).")
 @_seed_options
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object on stdout.")
-def sample(model, word, count, out, temperature, seed, iterations, as_json) -> None:
+def sample(model, word, count, out, temperature, prior, seed, iterations, as_json) -> None:
     """Make COUNT new one-second 16 kHz clips of WORD and write them to OUT as WAV files."""
     from kws import audio, vae
 
     _quiet()
     folder = vae.load(model)
     waveforms = vae.sample(folder, word, count, seed=seed, temperature=temperature,
-                           n_iter=iterations)
+                           n_iter=iterations, prior=prior)
     paths = []
     for index, waveform in enumerate(waveforms):
         path = Path(out) / f"{word}_{index:03d}.wav"
@@ -200,7 +211,8 @@ def sample(model, word, count, out, temperature, seed, iterations, as_json) -> N
         paths.append(str(path))
     if as_json:
         click.echo(json.dumps({"model": str(model), "word": word, "seed": seed,
-                               "temperature": temperature, "files": paths}, indent=1))
+                               "temperature": temperature, "prior": prior, "files": paths},
+                              indent=1))
     else:
         for path in paths:
             click.echo(path)

@@ -14,10 +14,10 @@ Architectures
 ``tcres``
     Our default. A learned Gabor filterbank front end (complex filters initialised on the
     mel scale, with learnable centre frequencies and bandwidths, as in Zeghidour et al. 2018
-    and LEAF), squared magnitude, learnable Gaussian low-pass pooling to 10 ms frames, log
-    compression and per-clip normalisation; SpecAugment-style masking of that learned
-    time x filter map during training; then residual depthwise-separable 1-D conv blocks over
-    time, global average pooling and a dense softmax head.
+    and LEAF) evaluated every 5 ms, squared magnitude, learnable Gaussian low-pass pooling
+    to 10 ms frames, log compression and per-clip normalisation; SpecAugment-style masking
+    of that learned time x filter map during training; then residual depthwise-separable
+    1-D conv blocks over time, global average pooling and a dense softmax head.
 
 The custom layers use only ``keras.ops``, so the models run under any Keras backend, and
 they are registered for :func:`keras.saving.load_model` when :mod:`kws.models` is imported.
@@ -273,7 +273,7 @@ def learned_frontend(
     filters: int = 40,
     window_ms: float = 25.0,
     hop_ms: float = 10.0,
-    pool: int = 4,
+    pool: int = 2,
     norm: str = "channel",
     masking: dict | None = None,
 ):
@@ -326,7 +326,7 @@ def build_tcres(
     dropout: float = 0.3,
     norm: str = "channel",
     masking: dict | None = None,
-    pool: int = 4,
+    pool: int = 2,
     name: str = "tcres",
 ) -> keras.Model:
     """Learned filterbank front end + residual depthwise-separable 1-D conv blocks."""

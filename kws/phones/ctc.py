@@ -77,7 +77,9 @@ def ctc_loss(y_true, y_pred):
         length = y_true[:, k, 0]
         loss = ops.ctc_loss(y_true[:, k, 1:], log_probs, ops.maximum(length, 0), frames,
                             mask_index=BLANK_INDEX)
-        losses.append(ops.where(length >= 0, loss, ops.full_like(loss, 1e9)))
+        # An unused alternative (length -1) gets a huge loss, so the minimum ignores it.
+        unused = ops.cast(ops.minimum(length, 0), "float32")
+        losses.append(loss - 1e9 * unused)
     return ops.min(ops.stack(losses, axis=1), axis=1)
 
 
@@ -254,25 +256,28 @@ def align(
 
 
 def segments(
-    decoded: Sequence[Segment], frame_seconds: float, duration: float | None = None
+    decoded: Sequence[Segment],
+    frame_seconds: float,
+    duration: float | None = None,
+    max_extend: int = 5,
 ) -> list[tuple[int, float, float]]:
     """Approximate ``(label, start, end)`` times in seconds of decoded labels.
 
-    A label starts at the first frame it occupies and ends after its last; the blank
-    frames between two labels are shared at their midpoint, so consecutive phones touch.
-    The first phone keeps its own start and the last its own end (blanks before and after
-    the speech are silence). Times are clipped to ``duration`` when given.
+    CTC marks a phone with a short spike of frames, so each label is widened into the
+    blank frames around it by up to ``max_extend`` frames on each side; two labels closer
+    than twice that share the blank frames between them at their midpoint (so the phones
+    of a word touch, while a pause between words stays a gap). Times are clipped to
+    ``[0, duration]`` when ``duration`` is given.
     """
     times = []
     for index, segment in enumerate(decoded):
-        start = segment.first * frame_seconds
-        end = (segment.last + 1) * frame_seconds
+        start = max(0, segment.first - max_extend)
+        end = segment.last + 1 + max_extend
         if index > 0:
-            previous = decoded[index - 1]
-            start = 0.5 * (previous.last + 1 + segment.first) * frame_seconds
+            start = max(start, 0.5 * (decoded[index - 1].last + 1 + segment.first))
         if index + 1 < len(decoded):
-            following = decoded[index + 1]
-            end = 0.5 * (segment.last + 1 + following.first) * frame_seconds
+            end = min(end, 0.5 * (segment.last + 1 + decoded[index + 1].first))
+        start, end = start * frame_seconds, end * frame_seconds
         if duration is not None:
             start, end = min(start, duration), min(end, duration)
         times.append((segment.label, start, end))

@@ -61,8 +61,9 @@ class PhoneTrainConfig(TrainConfig):
     """
 
     words: tuple[str, ...] | None = None
-    epochs: int = 40
+    epochs: int = 30
     batch_size: int = 32
+    learning_rate: float = 3e-3
     patience: int | None = 8
     unknown_percent: float = 0.0
     augmentation: dict[str, Any] = field(default_factory=lambda: dict(PHONE_AUGMENTATION))
