@@ -195,6 +195,9 @@ def prepare_data(config: VaeConfig, console) -> VaeData:
     summary = {key: value for key, value in prepared.summary.items()
                if key not in ("silence_percent", "unknown_percent", "backgrounds")}
     summary["words"] = words
+    summary["counts"] = {split: {label: count for label, count in counts.items()
+                                 if label in words}
+                         for split, counts in prepared.summary.get("counts", {}).items()}
     summary["clips"] = {split: int(len(x[split])) for split in SPLITS}
     return VaeData(words, x, y, summary)
 

@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import functools
+import shlex
 import sys
 
+import click
 from rich.console import Console
 
 
@@ -36,3 +38,24 @@ def warn_many(messages: list[str], limit: int = 10) -> None:
 def interactive() -> bool:
     """Whether stderr is a terminal (live progress displays only then)."""
     return sys.stderr.isatty()
+
+
+def command_line(ctx: click.Context) -> str:
+    """The command line of a run, with the options given explicitly (for a model card)."""
+    words = ["kws", *ctx.command_path.split()[1:]]
+    for param in ctx.command.params:
+        source = ctx.get_parameter_source(param.name)
+        if not isinstance(param, click.Option) or source in (
+                click.core.ParameterSource.DEFAULT, None):
+            continue
+        value = ctx.params[param.name]
+        if param.is_flag:
+            if param.secondary_opts and not value:
+                words.append(param.secondary_opts[0])
+            elif value:
+                words.append(param.opts[0])
+            continue
+        for item in value if param.multiple else [value]:
+            words.append(param.opts[0])
+            words.extend(str(part) for part in (item if isinstance(item, tuple) else [item]))
+    return shlex.join(words)

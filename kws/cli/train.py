@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import shlex
 
 import click
 
@@ -114,7 +113,7 @@ def command(ctx: click.Context, as_json: bool, resume: bool, overwrite: bool,
         config = TrainConfig(**values)
     result = training.train(
         config, resume=resume, overwrite=overwrite, console=_console.stderr(),
-        command=_command_line(ctx),
+        command=_console.command_line(ctx),
     )
     if as_json:
         click.echo(json.dumps(result.summary, indent=1))
@@ -122,24 +121,3 @@ def command(ctx: click.Context, as_json: bool, resume: bool, overwrite: bool,
         from kws.report import training_summary_table
 
         _console.stdout().print(training_summary_table(result.summary))
-
-
-def _command_line(ctx: click.Context) -> str:
-    """The ``kws train`` command line of the options given (for the model card)."""
-    words = ["kws", "train"]
-    for param in ctx.command.params:
-        source = ctx.get_parameter_source(param.name)
-        if not isinstance(param, click.Option) or source in (
-                click.core.ParameterSource.DEFAULT, None):
-            continue
-        value = ctx.params[param.name]
-        if param.is_flag:
-            if param.secondary_opts and not value:
-                words.append(param.secondary_opts[0])
-            elif value:
-                words.append(param.opts[0])
-            continue
-        for item in value if param.multiple else [value]:
-            words.append(param.opts[0])
-            words.extend(str(part) for part in (item if isinstance(item, tuple) else [item]))
-    return shlex.join(words)

@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import json
-import shlex
-import sys
 from pathlib import Path
 
 import click
@@ -147,7 +145,7 @@ def train(ctx: click.Context, data, as_json: bool, resume: bool, overwrite: bool
     else:
         config = vae.VaeConfig(**values)
     result = vae.train(config, resume=resume, overwrite=overwrite, console=_console.stderr(),
-                       command=shlex.join(["kws", *sys.argv[1:]]))
+                       command=_console.command_line(click.get_current_context()))
     if as_json:
         click.echo(json.dumps(result.summary, indent=1))
     else:
