@@ -83,7 +83,7 @@ class VaeConfig:
     latent_dim: int = 16
     beta: float | None = None
     #: Gaussian components per word of the latent density fitted after training.
-    components: int = 4
+    components: int = 8
     #: Shift training spectrograms in time and change their gain (:func:`augment_spectrograms`).
     augment: bool = True
     n_mels: int = 80
@@ -294,7 +294,7 @@ def _log_gaussian(points: np.ndarray, mean: np.ndarray, covariance: np.ndarray) 
 
 
 def fit_latent_density(codes: np.ndarray, y: np.ndarray, num_labels: int,
-                       components: int = 4, seed: int = 0) -> LatentDensity:
+                       components: int = 8, seed: int = 0) -> LatentDensity:
     """A Gaussian mixture per word fitted to the latent codes of its training clips.
 
     Sampling a VAE from its prior ``N(0, I)`` decodes codes where the encoder put few

@@ -161,7 +161,7 @@ def test_training_writes_a_self_describing_model_folder(trained):
     assert model.labels == WORDS and model.latent_dim == 4 and model.objective == "vae"
     assert (out / vae.LATENT_FILE).is_file()
     density = model.density
-    assert density.means.shape == (3, 4, 4) and density.covariances.shape == (3, 4, 4, 4)
+    assert density.means.shape == (3, 8, 4) and density.covariances.shape == (3, 8, 4, 4)
     np.testing.assert_allclose(density.weights.sum(axis=1), 1.0, atol=1e-5)
 
 

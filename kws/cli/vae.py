@@ -83,7 +83,7 @@ def command() -> None:
               help="Size of the latent code.")
 @click.option("--beta", type=float, default=None,
               help="Weight of the KL/MMD term [default: 1 for vae, 100 for wae].")
-@click.option("--components", type=int, default=4, show_default=True,
+@click.option("--components", type=int, default=8, show_default=True,
               help="Gaussian components per word of the latent density fitted after "
                    "training, which `kws vae sample` draws from.")
 @click.option("--augment/--no-augment", default=True, show_default=True,
@@ -187,7 +187,8 @@ def _train_table(summary: dict):
 @click.option("--out", "-o", required=True, type=click.Path(file_okay=False),
               help="Folder for the WAV files (WORD_000.wav, ...).")
 @click.option("--temperature", "-t", default=1.0, show_default=True, type=float,
-              help="Spread of the latent codes drawn (0: the word's most typical clip).")
+              help="Spread of the codes around the centres of the word's latent density "
+                   "(0: the centres only, the word's most typical clips).")
 @click.option("--prior", type=click.Choice(("fitted", "standard")), default="fitted",
               show_default=True,
               help="Draw codes from the word's Gaussian mixture fitted to its training "
