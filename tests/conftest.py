@@ -66,6 +66,12 @@ def speech_commands(tmp_path) -> Path:
     return make_speech_commands(tmp_path / "speech_commands")
 
 
+@pytest.fixture(scope="module")
+def tiny_data(tmp_path_factory) -> Path:
+    """A tiny Speech Commands dataset shared by the tests of one module."""
+    return make_speech_commands(tmp_path_factory.mktemp("data") / "speech_commands")
+
+
 @pytest.fixture
 def project_env():
     """Environment for running the ``kws`` console command in a subprocess."""

@@ -9,7 +9,6 @@ from __future__ import annotations
 import io
 import json
 import os
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -40,11 +39,6 @@ def run_kws(args: list[str], capsys) -> tuple[int, str, str]:
         main(args)
     captured = capsys.readouterr()
     return exit_info.value.code, captured.out, captured.err
-
-
-@pytest.fixture(scope="module")
-def tiny_data(tmp_path_factory) -> Path:
-    return make_speech_commands(tmp_path_factory.mktemp("data") / "speech_commands")
 
 
 @pytest.fixture(scope="module")

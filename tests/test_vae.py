@@ -16,7 +16,7 @@ import numpy as np
 import pytest
 import soundfile
 from click.testing import CliRunner
-from conftest import SYNTHETIC_WORDS, make_speech_commands, tone, write_wav
+from conftest import SYNTHETIC_WORDS, tone, write_wav
 from rich.console import Console
 
 from kws import features, training, vae
@@ -31,11 +31,6 @@ WORDS = sorted(SYNTHETIC_WORDS)
 def quiet() -> Console:
     """A console writing to memory (not a terminal), to read what was printed."""
     return Console(file=io.StringIO(), force_terminal=False, width=200)
-
-
-@pytest.fixture(scope="module")
-def tiny_data(tmp_path_factory) -> Path:
-    return make_speech_commands(tmp_path_factory.mktemp("data") / "speech_commands")
 
 
 @pytest.fixture(scope="module")
