@@ -27,12 +27,49 @@ def warn(message: str) -> None:
     stderr().print(f"[yellow]kws: warning:[/yellow] {message}", markup=True, soft_wrap=True)
 
 
+def error(message: str) -> None:
+    """Print one ``kws: error:`` line on stderr for an input that failed (the run goes on).
+
+    The message is shown as it is (rich markup characters such as ``[`` in file names are
+    escaped).
+    """
+    from rich.markup import escape
+
+    stderr().print(f"[red]kws: error:[/red] {escape(message)}", soft_wrap=True)
+
+
 def warn_many(messages: list[str], limit: int = 10) -> None:
     """Print up to ``limit`` warnings, then a count of the rest."""
     for message in messages[:limit]:
         warn(message)
     if len(messages) > limit:
         warn(f"... and {len(messages) - limit} more")
+
+
+def print_table(table) -> None:
+    """Print a result table on stdout: boxed on a terminal, tab-separated when piped.
+
+    A title, when set, becomes a ``# title`` line so that scripts can skip it.
+    """
+    console = stdout()
+    if console.is_terminal:
+        console.print(table)
+        return
+    if table.title:
+        click.echo(f"# {_plain(table.title)}")
+    click.echo("\t".join(_plain(column.header) for column in table.columns))
+    cells = [list(column.cells) for column in table.columns]
+    for row in zip(*cells, strict=True):
+        click.echo("\t".join(_plain(cell) for cell in row))
+
+
+def _plain(value) -> str:
+    """The text of a rich renderable cell without markup."""
+    from rich.text import Text
+
+    if isinstance(value, Text):
+        return value.plain
+    return Text.from_markup(str(value)).plain if isinstance(value, str) else str(value)
 
 
 def interactive() -> bool:

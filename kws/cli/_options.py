@@ -1,0 +1,95 @@
+"""Click options shared by several commands, each declared once (as pip-tools does).
+
+A command stacks the decorators it needs: ``@json_option``, ``@data_option(...)``,
+``@split_percent_options``. Defaults and choices come from the library modules that own
+them, so the CLI and the library cannot disagree.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import click
+
+from kws.infer.runners import RUNNERS
+
+#: The one vocabulary of ``--split`` (what each name selects is decided by the data layer).
+SPLIT_NAMES = ("test", "validation", "train", "all")
+#: Default shares (percent) of validation and testing clips for folders without lists.
+DEFAULT_VALIDATION_PERCENT = 10.0
+DEFAULT_TESTING_PERCENT = 10.0
+
+Decorator = Callable[[Callable[..., Any]], Callable[..., Any]]
+
+
+def _stack(*decorators: Decorator) -> Decorator:
+    """One decorator applying ``decorators`` in the order they are written."""
+
+    def apply(function: Callable[..., Any]) -> Callable[..., Any]:
+        for decorator in reversed(decorators):
+            function = decorator(function)
+        return function
+
+    return apply
+
+
+json_option: Decorator = click.option(
+    "--json", "as_json", is_flag=True,
+    help="Print the result as JSON on stdout instead of a table.")
+
+
+def data_option(help: str, required: bool = False, name: str = "data") -> Decorator:
+    """``--data FOLDER`` (repeatable)."""
+    return click.option("--data", name, multiple=True, required=required,
+                        type=click.Path(file_okay=False), help=help)
+
+
+def model_option(help: str = "Model folder [default: the shipped model].",
+                 required: bool = False) -> Decorator:
+    """``--model/-m FOLDER``."""
+    return click.option("--model", "-m", type=click.Path(), default=None, required=required,
+                        help=help)
+
+
+def split_option(default: str = "test", help: str = "Which clips to use.",
+                 multiple: bool = False) -> Decorator:
+    """``--split test|validation|train|all`` (repeatable with ``multiple``: a tuple, () unset)."""
+    if multiple:
+        return click.option("--split", type=click.Choice(SPLIT_NAMES), multiple=True,
+                            help=help)
+    return click.option("--split", type=click.Choice(SPLIT_NAMES), default=default,
+                        show_default=True, help=help)
+
+
+background_option: Decorator = click.option(
+    "--background", multiple=True, type=click.Path(exists=True),
+    help="Extra folder or file of background noise (repeatable); the datasets' "
+         "_background_noise_ folders are always used.")
+
+resplit_option: Decorator = click.option(
+    "--resplit", multiple=True, type=click.Path(file_okay=False),
+    help="A --data folder to split by speaker with kws's own salted hash (10% validation, "
+         "50% testing) instead of its lists, e.g. the 12-label test set. Repeatable.")
+
+split_percent_options: Decorator = _stack(
+    click.option("--validation-percent", type=float, default=DEFAULT_VALIDATION_PERCENT,
+                 show_default=True, help="Validation share of folders without list files."),
+    click.option("--testing-percent", type=float, default=DEFAULT_TESTING_PERCENT,
+                 show_default=True, help="Testing share of folders without list files."),
+)
+
+seed_option: Decorator = click.option(
+    "--seed", type=int, default=0, show_default=True,
+    help="Seed of everything random in the run.")
+
+overwrite_option: Decorator = click.option(
+    "--overwrite", is_flag=True, help="Replace what is already at the output path.")
+
+
+def runner_option(help: str = "auto runs the folder's exported model.tflite (else "
+                  "model-int8.tflite) with LiteRT when it is current, else model.keras with "
+                  "Keras.") -> Decorator:
+    """``--runner auto|keras|tflite|tflite-int8`` (choices from :data:`kws.infer.RUNNERS`)."""
+    return click.option("--runner", type=click.Choice(RUNNERS), default="auto",
+                        show_default=True, help=help)
