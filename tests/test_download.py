@@ -4,12 +4,15 @@ from __future__ import annotations
 
 import hashlib
 import io
+import os
 import re
+import signal
 import socket
 import subprocess
 import sys
 import tarfile
 import threading
+import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
@@ -34,6 +37,11 @@ class _State:
         #: Bytes of body to send before dropping the connection, for the next request only.
         self.drop_after: int | None = None
         self.ignore_range = False
+        #: Path -> where a request for it is redirected.
+        self.redirects: dict[str, str] = {}
+        #: Seconds between single bytes for the trickling paths (``/trickle-headers``
+        #: trickles the status line and headers, ``/trickle-body`` the body).
+        self.trickle = 0.2
 
 
 def _handler(state: _State):
@@ -43,6 +51,15 @@ def _handler(state: _State):
                 {"path": self.path, "range": self.headers.get("Range"),
                  "if_range": self.headers.get("If-Range")}
             )
+            if self.path in state.redirects:
+                self.send_response(302)
+                self.send_header("Location", state.redirects[self.path])
+                self.send_header("Content-Length", "0")
+                self.end_headers()
+                return
+            if self.path.startswith("/trickle-"):
+                self._trickle()
+                return
             body = state.files.get(self.path)
             if body is None:
                 self.send_error(404)
@@ -73,6 +90,24 @@ def _handler(state: _State):
                 self.close_connection = True
             self.wfile.write(payload)
             self.wfile.flush()
+
+        def _trickle(self) -> None:
+            """Send a byte every ``state.trickle`` seconds until the client gives up."""
+            head = b"HTTP/1.1 200 OK\r\nContent-Length: 100000\r\n\r\n"
+            if self.path == "/trickle-body":
+                self.wfile.write(head)
+                head = b""
+            deadline = time.monotonic() + 30
+            try:
+                for byte in (head + b"x" * 100000)[:1000]:
+                    self.wfile.write(bytes([byte]))
+                    self.wfile.flush()
+                    time.sleep(state.trickle)
+                    if time.monotonic() > deadline:
+                        break
+            except OSError:
+                pass
+            self.close_connection = True
 
         def log_message(self, *args) -> None:
             """Keep the test output clean."""
@@ -295,7 +330,16 @@ def _evil_members() -> list[tarfile.TarInfo]:
     hard.type, hard.linkname = tarfile.LNKTYPE, "/etc/passwd"
     device = tarfile.TarInfo("./yes/null")
     device.type, device.devmajor, device.devminor = tarfile.CHRTYPE, 1, 3
-    return members + [link, hard, device]
+    fifo = tarfile.TarInfo("./yes/pipe")
+    fifo.type = tarfile.FIFOTYPE
+    # Speech Commands holds no links at all: links that stay inside are refused too.
+    alias = tarfile.TarInfo("./yes/alias.wav")
+    alias.type, alias.linkname = tarfile.SYMTYPE, "aaaa0001_nohash_0.wav"
+    inside = tarfile.TarInfo("./yes/copy.wav")
+    inside.type, inside.linkname = tarfile.LNKTYPE, "./yes/aaaa0001_nohash_0.wav"
+    long_part = tarfile.TarInfo("./yes/" + "a" * 300 + ".wav")
+    deep = tarfile.TarInfo("./" + "d/" * 40 + "x.wav")
+    return members + [link, hard, device, fifo, alias, inside, long_part, deep]
 
 
 @pytest.mark.parametrize("member", _evil_members(), ids=lambda m: m.name)
@@ -312,15 +356,6 @@ def test_unsafe_members_are_refused(tmp_path, member, capsys):
     assert list(dest.iterdir()) == []
     assert sorted(p.name for p in tmp_path.iterdir()) == ["bad.tar.gz", "data"]
     assert not Path("/tmp/kws-test-evil-absolute").exists()
-
-
-def test_link_inside_the_dataset_is_allowed(tmp_path):
-    link = tarfile.TarInfo("./yes/alias.wav")
-    link.type, link.linkname = tarfile.SYMTYPE, "aaaa0001_nohash_0.wav"
-    bad = tmp_path / "ok.tar.gz"
-    bad.write_bytes(_bad_archive(link))
-    folder = download_dataset(dest=tmp_path / "data", archive=bad, verify=False)
-    assert (folder / "yes" / "alias.wav").read_bytes() == b"RIFF"
 
 
 def test_second_run_says_it_is_already_there(tmp_path, server, archive, capsys):
@@ -437,3 +472,250 @@ def test_contradictory_options_are_usage_errors(tmp_path, options):
     with pytest.raises(UsageError):
         download_dataset(dest=tmp_path, **options)
     assert list(tmp_path.iterdir()) == []
+
+
+def _outside(root: Path, dest: Path) -> dict[str, tuple[bool, bytes | None]]:
+    """Everything under ``root`` but outside ``dest``: ``{path: (is link, content)}``."""
+    seen = {}
+    for folder, folders, names in os.walk(root):
+        if Path(folder) == dest:
+            folders[:] = []
+            continue
+        for name in folders + names:
+            path = Path(folder) / name
+            if path == dest:
+                continue
+            plain = path.is_file() and not path.is_symlink()
+            seen[str(path)] = (path.is_symlink(), path.read_bytes() if plain else None)
+    return seen
+
+
+def _tar_gz(members: list[tuple[tarfile.TarInfo, bytes | None]]) -> bytes:
+    buffer = io.BytesIO()
+    with tarfile.open(fileobj=buffer, mode="w:gz") as tar:
+        for member, data in members:
+            member.size = len(data) if data is not None else 0
+            tar.addfile(member, io.BytesIO(data) if data is not None else None)
+    return buffer.getvalue()
+
+
+def _path_max_archive(levels_up: int) -> bytes:
+    """The CVE-2025-4517 archive: links whose real path passes PATH_MAX, so that a check
+    by ``os.path.realpath`` falls back to the text, then a hard link through them to a
+    file ``levels_up`` folders above the unpacking folder, then data written into it."""
+    long_name, steps, path, members = "d" * 247, "abcdefghijklmnop", "", []
+    for step in steps:
+        folder = tarfile.TarInfo(f"{path}{long_name}")
+        folder.type = tarfile.DIRTYPE
+        link = tarfile.TarInfo(f"{path}{step}")
+        link.type, link.linkname = tarfile.SYMTYPE, long_name
+        members += [(folder, None), (link, None)]
+        path += long_name + "/"
+    deep_link = "/".join(steps) + "/" + "l" * 254
+    back = tarfile.TarInfo(deep_link)
+    back.type, back.linkname = tarfile.SYMTYPE, "../" * len(steps)
+    escape = tarfile.TarInfo("escape")
+    escape.type, escape.linkname = tarfile.SYMTYPE, deep_link + "/.." * levels_up
+    hard = tarfile.TarInfo("victim_link")
+    hard.type, hard.linkname = tarfile.LNKTYPE, "escape/victim.txt"
+    data = tarfile.TarInfo("victim_link")
+    return _tar_gz(members + [(back, None), (escape, None), (hard, None),
+                              (data, b"overwritten by the archive\n")])
+
+
+@pytest.mark.parametrize("how", ["--archive", "--url"])
+def test_path_max_archive_cannot_write_above_dest(tmp_path, server, how, capsys):
+    victim = tmp_path / "victim.txt"
+    victim.write_text("precious\n")
+    dest = tmp_path / "one" / "two" / "three"
+    dest.mkdir(parents=True)
+    poc = _path_max_archive(levels_up=4)
+    (tmp_path / "poc.tar.gz").write_bytes(poc)
+    before = _outside(tmp_path, dest)
+    base, state = server
+    state.files["/poc.tar.gz"] = poc
+    source = (["--archive", str(tmp_path / "poc.tar.gz"), "--no-verify"] if how == "--archive"
+              else ["--url", f"{base}/poc.tar.gz", "--sha256", _sha(poc)])
+    code, out, err = _run_cli(["download", "--dest", str(dest), "-q", *source], capsys)
+    assert victim.read_text() == "precious\n"
+    assert _outside(tmp_path, dest) == before
+    assert code == 1 and out == ""
+    assert err.count("\n") == 1 and "refused member 'a': symbolic link" in err
+    kept = [] if how == "--archive" else [ARCHIVE_NAME]  # a verified download stays
+    assert [p.name for p in dest.iterdir()] == kept
+
+
+def test_repointed_folder_link_cannot_leave_a_link_outside(tmp_path, capsys):
+    def link(name: str, target: str) -> tuple[tarfile.TarInfo, None]:
+        member = tarfile.TarInfo(name)
+        member.type, member.linkname = tarfile.SYMTYPE, target
+        return member, None
+
+    def folder(name: str) -> tuple[tarfile.TarInfo, None]:
+        member = tarfile.TarInfo(name)
+        member.type = tarfile.DIRTYPE
+        return member, None
+
+    bad = tmp_path / "bad.tar.gz"
+    bad.write_bytes(_tar_gz([
+        (tarfile.TarInfo("yes/aaaa0001_nohash_0.wav"), b"RIFF"),
+        folder("deep"), folder("deep/x"), link("deep/x/y", "."),
+        link("escape_link", "deep/x/y/../.."), link("deep/x/y", "../.."),
+    ]))
+    dest = tmp_path / "data"
+    dest.mkdir()
+    before = _outside(tmp_path, dest)
+    code, _, err = _run_cli(["download", "--dest", str(dest), "--archive", str(bad),
+                             "--no-verify", "-q"], capsys)
+    assert code == 1 and err.count("\n") == 1
+    assert "refused member 'deep/x/y': symbolic link" in err
+    assert list(dest.iterdir()) == []
+    assert _outside(tmp_path, dest) == before
+
+
+def test_same_name_twice_is_refused_not_overwritten(tmp_path):
+    bad = tmp_path / "twice.tar.gz"
+    bad.write_bytes(_tar_gz([(tarfile.TarInfo("yes/a.wav"), b"RIFF"),
+                             (tarfile.TarInfo("yes/a.wav"), b"EVIL"),
+                             (tarfile.TarInfo("yes/a.wav/b.wav"), b"EVIL")]))
+    with pytest.raises(DownloadError, match=r"refused member 'yes/a.wav': another member"):
+        download_dataset(dest=tmp_path / "data", archive=bad, verify=False)
+    assert list((tmp_path / "data").iterdir()) == []
+
+
+@pytest.mark.parametrize("limit", ["MAX_UNPACKED_BYTES", "MAX_MEMBERS"])
+def test_tar_bomb_is_refused_with_one_line(tmp_path, monkeypatch, limit, capsys):
+    monkeypatch.setattr("kws.download." + limit, 100_000 if limit == "MAX_UNPACKED_BYTES" else 10)
+    if limit == "MAX_UNPACKED_BYTES":
+        bomb = _tar_gz([(tarfile.TarInfo("yes/zeros.wav"), bytes(1_000_000))])
+    else:
+        bomb = _tar_gz([(tarfile.TarInfo(f"yes/{n}.wav"), b"") for n in range(20)])
+    (tmp_path / "bomb.tar.gz").write_bytes(bomb)
+    dest = tmp_path / "data"
+    code, _, err = _run_cli(["download", "--dest", str(dest), "--archive",
+                             str(tmp_path / "bomb.tar.gz"), "--no-verify", "-q"], capsys)
+    assert code == 1 and err.count("\n") == 1
+    assert re.search(r"refused member .*: the archive (unpacks to more than|holds more than)", err)
+    assert list(dest.iterdir()) == []
+
+
+def test_built_in_urls_are_https():
+    from kws.download import RELEASES
+
+    assert all(release.url.startswith("https://") for release in RELEASES.values())
+
+
+def test_unverified_download_warns_even_when_quiet(tmp_path, server, archive, capsys):
+    base, state = server
+    state.files["/v2.tar.gz"] = archive
+    code, out, err = _run_cli(["download", "--version", "v0.02", "--dest", str(tmp_path),
+                               "--url", f"{base}/v2.tar.gz", "-q"], capsys)
+    assert code == 0, err
+    assert out.strip() == str(tmp_path / "speech_commands_v0.02")
+    lines = err.splitlines()
+    assert len(lines) == 1 and lines[0].startswith("kws: warning: the v0.02 archive will not "
+                                                   "be verified")
+    assert "plain http://" in lines[0]
+    marker = (tmp_path / "speech_commands_v0.02" / MARKER).read_text()
+    assert f'"sha256": "{_sha(archive)}"' in marker and '"verified": false' in marker
+
+
+@pytest.mark.parametrize("path", ["/trickle-body", "/trickle-headers"])
+def test_trickling_server_is_given_up_on(tmp_path, server, path):
+    base, _ = server
+    started = time.monotonic()
+    with pytest.raises(DownloadError, match=r"too slow .*run again to resume"):
+        download_dataset(dest=tmp_path, url=base + path, verify=False, retries=0,
+                         timeout=1.0, min_speed=100)
+    assert time.monotonic() - started < 6
+
+
+def test_trickling_server_is_one_line_from_the_command_line(tmp_path, server, capsys):
+    base, _ = server
+    code, _, err = _run_cli(["download", "--dest", str(tmp_path), "--url",
+                             f"{base}/trickle-body", "--no-verify", "--retries", "0",
+                             "--timeout", "1", "--min-speed", "100", "-q"], capsys)
+    assert code == 1 and err.count("\n") == 1
+    assert err.startswith(f"kws: error: {base}/trickle-body: too slow (less than 100 bytes/s")
+
+
+def test_redirect_loop_is_one_line(tmp_path, server, capsys):
+    base, state = server
+    state.redirects["/loop"] = "/loop"
+    code, _, err = _run_cli(["download", "--dest", str(tmp_path), "--url", f"{base}/loop",
+                             "--retries", "0", "--no-verify", "-q"], capsys)
+    assert code == 1
+    assert err == f"kws: error: {base}/loop: too many redirects (the server redirects in a loop)\n"
+
+
+def test_part_file_is_never_written_through_a_link(tmp_path, server, archive):
+    base, state = server
+    state.files["/sc.tar.gz"] = archive
+    victim = tmp_path / "victim.txt"
+    victim.write_text("precious\n")
+    dest = tmp_path / "data"
+    dest.mkdir()
+    (dest / (ARCHIVE_NAME + ".part")).symlink_to(victim)
+    with pytest.raises(DownloadError, match=r"\.part: is a symbolic link; kws will not write"):
+        download_dataset(dest=dest, url=f"{base}/sc.tar.gz", sha256=_sha(archive), retries=0)
+    assert victim.read_text() == "precious\n"
+
+
+def test_staging_left_by_a_killed_run_is_removed(tmp_path, archive, project_env):
+    source = tmp_path / ARCHIVE_NAME
+    source.write_bytes(archive)
+    dest = tmp_path / "data"
+    script = (
+        "import os, signal, sys\n"
+        "from kws.download import download_dataset\n"
+        "def progress(stage, done, total):\n"
+        "    if stage == 'extract' and done > 0:\n"
+        "        os.kill(os.getpid(), signal.SIGKILL)\n"
+        "download_dataset(dest=sys.argv[1], archive=sys.argv[2], verify=False,"
+        " progress=progress)\n"
+    )
+    killed = subprocess.run([sys.executable, "-c", script, str(dest), str(source)],
+                            env=project_env, timeout=60)
+    assert killed.returncode == -signal.SIGKILL
+    assert [p.name.startswith(".") for p in dest.iterdir()] == [True]
+    other = dest / ".kws-tmp-notes.txt.abcd1234"
+    other.write_text("another command's temporary, still in use\n")
+    (dest / ".speech_commands_v0.01.999999999.tmp" / "yes").mkdir(parents=True)
+    running = dest / f".speech_commands_v0.01.{os.getpid()}.tmp"
+    running.mkdir()
+    notes: list[str] = []
+    download_dataset(dest=dest, archive=source, verify=False, log=notes.append)
+    assert sorted(p.name for p in dest.iterdir()) == sorted([FOLDER, other.name, running.name])
+    assert any("interrupted download" in note for note in notes)
+    _check_dataset(dest / FOLDER)
+
+
+def test_staging_of_a_run_in_progress_is_kept(tmp_path, archive, capsys):
+    from kws.files import locked_directory
+
+    source = tmp_path / ARCHIVE_NAME
+    source.write_bytes(archive)
+    dest = tmp_path / "data"
+    staging = dest / ".kws-tmp-speech_commands_v0.01.abcd1234"
+    staging.mkdir(parents=True)
+    with locked_directory(dest):
+        code, _, err = _run_cli(["download", "--dest", str(dest), "--archive", str(source),
+                                 "--no-verify", "-q"], capsys)
+    assert code == 1
+    assert err == (f"kws: error: {dest}: another kws run is writing there; wait for it or "
+                   "choose another --dest\n")
+    assert staging.is_dir()
+
+
+def test_ctrl_c_while_unpacking_leaves_no_staging(tmp_path, archive):
+    source = tmp_path / ARCHIVE_NAME
+    source.write_bytes(archive)
+    dest = tmp_path / "data"
+
+    def interrupt(stage: str, done: int, total: int | None) -> None:
+        if stage == "extract" and done > 0:
+            raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        download_dataset(dest=dest, archive=source, verify=False, progress=interrupt)
+    assert list(dest.iterdir()) == []

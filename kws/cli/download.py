@@ -3,14 +3,16 @@
 from __future__ import annotations
 
 import click
+from rich.markup import escape
 
-from kws.download import RELEASES, download_dataset
+from kws.cli._console import stderr, warn
+from kws.download import MIN_SPEED, RELEASES, download_dataset
 
 
 def _versions_help() -> str:
     lines = ["\b", "Versions:"]
     for release in RELEASES.values():
-        checksum = "verified" if release.sha256 else "no known SHA-256"
+        checksum = "verified" if release.sha256 else "no known SHA-256: not verified"
         lines.append(f"  {release.version:<11} {release.description}")
         lines.append(f"  {'':<11} {release.url} ({checksum})")
     return "\n".join(lines)
@@ -69,14 +71,30 @@ class _RichProgress:
     show_default=True,
     help="Resume this many times after a dropped connection before giving up.",
 )
-@click.option("-q", "--quiet", is_flag=True, help="No progress bar and no remarks on stderr.")
-def command(version, dest, url, archive, sha256, no_verify, keep_archive, retries, quiet):
+@click.option(
+    "--timeout",
+    type=click.FloatRange(min=1),
+    default=60,
+    show_default=True,
+    help="Seconds a connection may stay silent, or slower than --min-speed on average, "
+    "before it is dropped (and resumed while --retries last).",
+)
+@click.option(
+    "--min-speed",
+    type=click.FloatRange(min=0),
+    default=MIN_SPEED,
+    show_default=True,
+    help="Lowest average speed in bytes per second over --timeout seconds (0: any speed).",
+)
+@click.option("-q", "--quiet", is_flag=True,
+              help="No progress bar and no remarks on stderr (warnings and errors remain).")
+def command(version, dest, url, archive, sha256, no_verify, keep_archive, retries, timeout,
+            min_speed, quiet):
     """Download Speech Commands, verify its SHA-256 and unpack it.
 
     An interrupted download resumes on the next run; a complete dataset is left alone.
     The dataset folder is printed on stdout, ready for `kws train --data`.
     """
-    from rich.console import Console
     from rich.progress import (
         BarColumn,
         DownloadColumn,
@@ -86,7 +104,7 @@ def command(version, dest, url, archive, sha256, no_verify, keep_archive, retrie
         TransferSpeedColumn,
     )
 
-    console = Console(stderr=True)
+    console = stderr()
 
     def log(message: str) -> None:
         if not quiet:
@@ -101,7 +119,10 @@ def command(version, dest, url, archive, sha256, no_verify, keep_archive, retrie
         verify=not no_verify,
         keep_archive=keep_archive,
         retries=retries,
+        timeout=timeout,
+        min_speed=min_speed,
         log=log,
+        warn=lambda message: warn(escape(message)),
     )
     if quiet or not console.is_terminal:
         path = download_dataset(**options)
