@@ -13,19 +13,38 @@ same quality setting, because importing librosa's resampler costs over a second 
 
 from __future__ import annotations
 
+import errno
+import math
 import os
+import stat
 import struct
 from pathlib import Path
 
 import numpy as np
 
-from kws.errors import AudioError
+from kws import files
+from kws.errors import AudioError, KwsError
 
 #: File name suffixes treated as audio when scanning folders.
 AUDIO_EXTENSIONS = frozenset({".wav", ".flac", ".ogg", ".oga", ".aiff", ".aif", ".au", ".mp3"})
 
 #: soxr quality used for every resampling (librosa's ``soxr_hq``).
 RESAMPLE_QUALITY = "HQ"
+
+#: Sample rates (Hz) kws accepts from a header; anything else is not a real recording.
+MIN_RATE, MAX_RATE = 1_000, 384_000
+#: Channels kws accepts from a header.
+MAX_CHANNELS = 64
+#: Largest absolute sample value accepted: float files are nominally within ±1, and far
+#: larger values overflow the features (a squared 1e30 is infinite in float32).
+MAX_ABS_SAMPLE = 1_000.0
+#: Frames decoded per block; a header's frame count is never used to allocate.
+_BLOCK_FRAMES = 1 << 16
+#: Bytes per sample of the uncompressed subtypes, to compare a header with the file size.
+_SAMPLE_BYTES = {"PCM_S8": 1, "PCM_U8": 1, "PCM_16": 2, "PCM_24": 3, "PCM_32": 4,
+                 "FLOAT": 4, "DOUBLE": 8, "ULAW": 1, "ALAW": 1}
+#: Containers whose samples are stored as they are (frames x channels x width bytes).
+_UNCOMPRESSED = frozenset({"WAV", "WAVEX", "AIFF", "AU", "W64", "RF64", "CAF"})
 
 
 def is_audio_path(path: str | os.PathLike) -> bool:
@@ -61,23 +80,57 @@ def load(path: str | os.PathLike, rate: int | None = None) -> np.ndarray:
 
 
 def read(path: str | os.PathLike) -> tuple[np.ndarray, int]:
-    """Read an audio file at its own rate; return ``(mono float32 waveform, rate)``."""
+    """Read an audio file at its own rate; return ``(mono float32 waveform, rate)``.
+
+    The header is checked before any sample is decoded (a plausible rate, no more frames
+    than the file's bytes can hold) and samples are read block by block, so a lying
+    header cannot make kws allocate more than the file really holds. The name is passed
+    to libsndfile as bytes, so a name that is not valid UTF-8 reads like any other.
+    """
     import soundfile
 
     path = Path(path)
-    _check_file(path)
+    size = _check_file(path)
     try:
-        data, file_rate = soundfile.read(path, dtype="float32", always_2d=True)
+        with soundfile.SoundFile(os.fsencode(path)) as handle:
+            _check_header(path, handle, size)
+            data = _read_blocks(handle)
+            file_rate = handle.samplerate
     except soundfile.LibsndfileError as error:
         raise AudioError(path, _describe_libsndfile_error(error)) from None
+    except MemoryError:
+        raise AudioError(path, "too large to decode in memory") from None
+    except OSError as error:
+        raise AudioError(path, _describe_os_error(error)) from None
     except (RuntimeError, ValueError, TypeError) as error:
         raise AudioError(path, f"corrupt audio ({error})") from None
     if data.shape[0] == 0:
         raise AudioError(path, "contains no audio samples (zero length)")
+    _check_samples(path, data)
     waveform = data.mean(axis=1) if data.shape[1] > 1 else data[:, 0]
-    if not np.isfinite(waveform).all():
-        raise AudioError(path, "contains NaN or infinite samples")
     return np.ascontiguousarray(waveform, dtype=np.float32), int(file_rate)
+
+
+def find_audio_files(folder: str | os.PathLike) -> list[Path]:
+    """The audio files under ``folder`` (recursively, sorted, hidden names skipped).
+
+    Raises
+    ------
+    AudioError
+        ``folder`` or a folder inside it cannot be listed (permission denied, ...), so an
+        unreadable folder is never mistaken for one without audio.
+    """
+    folder = Path(folder)
+    problems: list[OSError] = []
+    found = []
+    for root, dirs, names in os.walk(folder, onerror=problems.append):
+        dirs[:] = sorted(d for d in dirs if not d.startswith("."))
+        found += [Path(root) / name for name in sorted(names)
+                  if not name.startswith(".") and is_audio_path(name)]
+    if problems:
+        error = problems[0]
+        raise AudioError(error.filename or folder, _describe_os_error(error))
+    return found
 
 
 def resample(waveform: np.ndarray, orig_rate: int, rate: int) -> np.ndarray:
@@ -108,47 +161,118 @@ def fix_length(waveform: np.ndarray, length: int) -> np.ndarray:
 
 
 def loudest_window(waveform: np.ndarray, length: int) -> int:
-    """Start index of the ``length``-sample window with the most energy."""
-    energy = np.concatenate([[0.0], np.cumsum(np.square(waveform, dtype=np.float64))])
-    window_energy = energy[length:] - energy[:-length]
-    return int(np.argmax(window_energy))
+    """Start index of the ``length``-sample window with the most energy.
+
+    Works on running sums of the energy in float64, in place, so it needs about two
+    float64 copies of the waveform whatever its length. For a batch (2-D and more) the
+    energy is summed over the leading axes: one window for all rows.
+    """
+    n = waveform.shape[-1]
+    energy = np.empty(n + 1, dtype=np.float64)
+    energy[0] = 0.0
+    if waveform.ndim == 1:
+        np.square(waveform, out=energy[1:], dtype=np.float64)
+    else:
+        energy[1:] = np.square(waveform.reshape(-1, n), dtype=np.float64).sum(axis=0)
+    np.cumsum(energy, out=energy)
+    return int(np.argmax(energy[length:] - energy[:-length]))
 
 
 def write(path: str | os.PathLike, waveform: np.ndarray, rate: int) -> None:
-    """Write a mono waveform as 16-bit PCM WAV, atomically (temporary file, then rename)."""
+    """Write a mono waveform as 16-bit PCM WAV, atomically (via :func:`kws.files.atomic_write`).
+
+    Raises
+    ------
+    KwsError
+        The file cannot be written (full disk, no permission, a place such as ``/proc``
+        that holds no files); the message names ``path``. Nothing is left at ``path``.
+    """
     import soundfile
 
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    clipped = np.clip(waveform, -1.0, 1.0)
     try:
-        soundfile.write(tmp, np.clip(waveform, -1.0, 1.0), rate, subtype="PCM_16", format="WAV")
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
-
-
-def _check_file(path: Path) -> None:
-    """Raise AudioError for problems visible before decoding: missing, empty, truncated."""
-    try:
-        size = path.stat().st_size
-    except FileNotFoundError:
-        raise AudioError(path, "no such file") from None
-    except PermissionError:
-        raise AudioError(path, "permission denied") from None
+        with files.atomic_write(path, suffix=".wav") as temporary:
+            soundfile.write(os.fsencode(temporary), clipped, rate, subtype="PCM_16",
+                            format="WAV")
+    except soundfile.LibsndfileError as error:
+        problem = str(getattr(error, "error_string", "") or error).strip().rstrip(".")
+        raise KwsError(f"{path}: cannot write audio ({problem})") from None
     except OSError as error:
-        raise AudioError(path, error.strerror or str(error)) from None
-    if path.is_dir():
-        raise AudioError(path, "is a directory, not an audio file")
-    if size == 0:
-        raise AudioError(path, "empty file (0 bytes)")
+        raise KwsError(f"{path}: cannot write audio ({_describe_os_error(error)})") from None
+
+
+def _check_file(path: Path) -> int:
+    """Raise AudioError for problems visible before decoding; return the size in bytes."""
     try:
+        info = path.stat()
+        size = info.st_size
+        if stat.S_ISDIR(info.st_mode):
+            raise AudioError(path, "is a directory, not an audio file")
+        if not stat.S_ISREG(info.st_mode):
+            raise AudioError(path, "not a regular file (a pipe, device or socket)")
+        if size == 0:
+            raise AudioError(path, "empty file (0 bytes)")
         with open(path, "rb") as handle:
             header = handle.read(12)
             if header[:4] == b"RIFF" and header[8:12] == b"WAVE":
                 _check_wav_chunks(path, handle, size)
-    except PermissionError:
-        raise AudioError(path, "permission denied") from None
+    except OSError as error:
+        raise AudioError(path, _describe_os_error(error)) from None
+    return size
+
+
+def _check_header(path: Path, handle, size: int) -> None:
+    """Refuse a header no real recording has: an implausible rate, more frames than bytes."""
+    rate = handle.samplerate
+    if not MIN_RATE <= rate <= MAX_RATE:
+        raise AudioError(path, f"implausible sample rate {rate} Hz in the header "
+                               f"(kws reads {MIN_RATE} to {MAX_RATE} Hz)")
+    if not 1 <= handle.channels <= MAX_CHANNELS:
+        raise AudioError(path, f"implausible channel count {handle.channels} in the header")
+    width = _SAMPLE_BYTES.get(handle.subtype) if handle.format in _UNCOMPRESSED else None
+    if width is not None and handle.frames * handle.channels * width > size:
+        raise AudioError(path, f"truncated: the header declares {handle.frames} frames "
+                               f"but the file holds {size} bytes")
+
+
+def _read_blocks(handle) -> np.ndarray:
+    """All frames of an open SoundFile as ``(frames, channels)`` float32, block by block.
+
+    Never trusts the header's frame count for an allocation: a compressed file whose
+    header claims hours holds only what its decoder really produces.
+    """
+    blocks = []
+    while True:
+        block = handle.read(_BLOCK_FRAMES, dtype="float32", always_2d=True)
+        if len(block):
+            blocks.append(block)
+        if len(block) < _BLOCK_FRAMES:
+            break
+    if not blocks:
+        return np.zeros((0, handle.channels), dtype=np.float32)
+    return blocks[0] if len(blocks) == 1 else np.concatenate(blocks)
+
+
+def _check_samples(path: Path, data: np.ndarray) -> None:
+    """Refuse NaN, infinite or absurdly large samples: no model or filter can use them."""
+    peak = max(abs(float(np.max(data))), abs(float(np.min(data))))
+    if not math.isfinite(peak):
+        raise AudioError(path, "samples out of range: contains NaN or infinite samples")
+    if peak > MAX_ABS_SAMPLE:
+        raise AudioError(path, f"samples out of range: peak {peak:.3g} (audio samples lie "
+                               "within ±1)")
+
+
+def _describe_os_error(error: OSError) -> str:
+    """A short phrase for an OSError met while reading a path."""
+    if isinstance(error, FileNotFoundError):
+        return "no such file"
+    if isinstance(error, PermissionError):
+        return "permission denied"
+    if error.errno == errno.ELOOP:
+        return "symbolic link loop (too many levels of symbolic links)"
+    return (error.strerror or str(error)).strip()
 
 
 def _check_wav_chunks(path: Path, handle, size: int) -> None:

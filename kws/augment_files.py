@@ -20,14 +20,14 @@ import hashlib
 import os
 import threading
 from collections import Counter
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 
-from kws import audio
+from kws import audio, files
 from kws.augment import Augmentation, augment_batch
 from kws.dataset import (
     TESTING,
@@ -38,7 +38,6 @@ from kws.dataset import (
     open_datasets,
 )
 from kws.errors import AudioError, UsageError
-from kws.modelfolder import write_text_atomic
 
 #: Settings of ``kws augment`` unless told otherwise: a real background in every copy.
 DEFAULT_AUGMENTATION = Augmentation(
@@ -56,6 +55,10 @@ class AugmentResult:
     existing: int
     splits: Counter = field(default_factory=Counter)
     failed: dict[Path, AudioError] = field(default_factory=dict)
+    #: Entries of the input that are not clips, with the reason (from the dataset scan).
+    skipped: list[tuple[Path, str]] = field(default_factory=list)
+    #: Temporaries of an interrupted earlier run, removed before writing.
+    removed_temporaries: list[Path] = field(default_factory=list)
 
 
 def copy_name(name: str, copy: int) -> str:
@@ -65,17 +68,35 @@ def copy_name(name: str, copy: int) -> str:
 
 def check_folders(data: Path, out: Path, backgrounds: Sequence[Path] = ()) -> None:
     """Refuse an output folder that is, contains or lies inside an input folder."""
-    target = out.resolve()
+    target = Path(os.path.realpath(out))
     for source in (data, *backgrounds):
-        resolved = Path(source).resolve()
+        resolved = Path(os.path.realpath(source))
         if target == resolved or resolved in target.parents or target in resolved.parents:
             raise UsageError(
                 f"--out {out}: would write into the input {source} (choose a folder outside it)"
             )
 
 
+def check_target_folders(out: Path, folders: Iterable[str], inputs: Sequence[Path]) -> None:
+    """Refuse when any folder the copies go into resolves into an input.
+
+    ``--out`` itself is checked by :func:`check_folders`; this catches a folder inside it
+    that is a symbolic link (``out/yes -> data/yes``), which would put the copies into the
+    input dataset. Every folder is checked before anything is written.
+    """
+    resolved_inputs = [(Path(source), Path(os.path.realpath(source))) for source in inputs]
+    for folder in sorted(set(folders)):
+        target = Path(os.path.realpath(out / folder))
+        for source, resolved in resolved_inputs:
+            if target == resolved or resolved in target.parents:
+                raise UsageError(
+                    f"--out {out}: {out / folder} would write into the input {source} "
+                    "(through a symbolic link); remove the link or choose another --out"
+                )
+
+
 def _file_seed(seed: int, copy: int, relative: str) -> list[int]:
-    digest = hashlib.sha1(relative.encode("utf-8")).digest()
+    digest = hashlib.sha1(relative.encode("utf-8", "surrogateescape")).digest()
     return [seed, copy, int.from_bytes(digest[:8], "little")]
 
 
@@ -83,7 +104,18 @@ def _merge_list(path: Path, entries: Sequence[str]) -> None:
     """Add entries to a list file (creating it), keeping the ones already there."""
     existing = path.read_text(encoding="utf-8").split() if path.is_file() else []
     merged = sorted(set(existing) | set(entries))
-    write_text_atomic(path, "".join(f"{entry}\n" for entry in merged))
+    files.write_text(path, "".join(f"{entry}\n" for entry in merged))
+
+
+def _has_changes(augmentation: Augmentation, has_backgrounds: bool) -> bool:
+    """Whether the settings change a clip at all."""
+    return any((
+        augmentation.noise_factor > 0,
+        augmentation.speed > 0,
+        augmentation.shift > 0,
+        augmentation.gain_db != (0.0, 0.0),
+        augmentation.background_probability > 0 and has_backgrounds,
+    ))
 
 
 def augment_folder(
@@ -97,57 +129,97 @@ def augment_folder(
     testing_percent: float = 10.0,
     workers: int = 2,
     progress: Callable[[int, int], None] | None = None,
+    warn: Callable[[str], None] | None = None,
 ) -> AugmentResult:
     """Write ``copies`` augmented versions of every clip of ``data`` into ``out``.
 
     Background recordings come from the dataset's ``_background_noise_`` folder and
     ``backgrounds``; they are decoded through the cache at each clip's rate.
-    ``progress(n, total)`` is called as clips are done.
+    ``progress(n, total)`` is called as clips are done; ``warn(line)`` hears of a damaged
+    or unwritable decode cache. ``out`` is locked for the run,
+    so temporaries that an interrupted earlier run left in the folders written to are
+    kws's own leftovers and are removed first.
 
     Raises
     ------
     UsageError
-        ``out`` is, contains or lies inside an input; nothing would change the clips.
+        ``out`` is, contains or lies inside an input, or a folder inside ``out`` resolves
+        into an input; nothing would change the clips.
+    KwsError
+        Another run is writing into ``out``, or a copy cannot be written.
     """
-    from kws.cache import AudioCache
-
     data, out = Path(data), Path(out)
     if copies < 1:
         raise UsageError("--copies must be at least 1")
-    check_folders(data, out, [Path(b) for b in backgrounds])
+    inputs = [data, *(Path(b) for b in backgrounds)]
+    check_folders(data, out, inputs[1:])
     dataset = open_datasets([data], validation_percent, testing_percent, backgrounds)
-    changes = (
-        augmentation.noise_factor > 0,
-        augmentation.speed > 0,
-        augmentation.shift > 0,
-        augmentation.gain_db != (0.0, 0.0),
-        augmentation.background_probability > 0 and bool(dataset.backgrounds),
-    )
-    if not any(changes):
+    if not _has_changes(augmentation, bool(dataset.backgrounds)):
         raise UsageError(
             f"{data}: nothing to add: no background recordings (_background_noise_ or "
             "--background) and no --noise-factor, --shift, --gain-db or --speed"
         )
     clips = [clip for clip in dataset.clips if not clip.is_segment]
-    backgrounds_at: dict[int, list[np.ndarray]] = {}
-    result = AugmentResult(out=out, sources=len(clips), written=0, existing=0)
-    listed: dict[str, list[str]] = {VALIDATION: [], TESTING: []}
+    folders = {clip.path.parent.relative_to(data).as_posix() for clip in clips}
+    check_target_folders(out, folders, inputs)
+    result = AugmentResult(out=out, sources=len(clips), written=0, existing=0,
+                           skipped=list(dataset.skipped))
+    with files.locked_folder(out):
+        for folder in sorted({".", *folders}):
+            result.removed_temporaries += files.remove_stale_temporaries(out / folder, 0.0)
+        writer = _CopyWriter(data, out, copies, augmentation, seed, dataset.backgrounds, warn)
+        listed: dict[str, list[str]] = {VALIDATION: [], TESTING: []}
+        pool = ThreadPoolExecutor(max_workers=max(1, workers))
+        try:
+            for clip, targets, written, existing, error in pool.map(writer.one, clips):
+                if error is not None:
+                    result.failed[clip.path] = error
+                else:
+                    result.written += written
+                    result.existing += existing
+                    result.splits[clip.split] += len(targets)
+                    listed.get(clip.split, []).extend(targets)
+                if progress:
+                    progress(1, len(clips))
+        finally:
+            # A write that fails (full disk) or Ctrl-C stops the run: clips not started
+            # are not attempted.
+            pool.shutdown(wait=True, cancel_futures=True)
+        result.failed.update(writer.failed_backgrounds)
+        _merge_list(out / VALIDATION_LIST, listed[VALIDATION])
+        _merge_list(out / TESTING_LIST, listed[TESTING])
+    return result
 
-    lock = threading.Lock()
 
-    def background_recordings(rate: int) -> list[np.ndarray]:
-        with lock:
-            if rate not in backgrounds_at:
-                found, failed = AudioCache(rate).get_many(dataset.backgrounds)
-                result.failed.update(failed)
-                backgrounds_at[rate] = [found[p] for p in dataset.backgrounds if p in found]
-            return backgrounds_at[rate]
+class _CopyWriter:
+    """Writes the copies of one clip; shared by the worker threads of a run."""
 
-    def one(clip: Clip) -> tuple[Clip, list[str], int, int, AudioError | None]:
-        relative = clip.path.relative_to(data).as_posix()
-        folder = clip.path.parent.relative_to(data).as_posix()
-        targets = [f"{folder}/{copy_name(clip.path.name, k)}" for k in range(1, copies + 1)]
-        todo = [(k, t) for k, t in enumerate(targets, 1) if not (out / t).exists()]
+    def __init__(self, data: Path, out: Path, copies: int, augmentation: Augmentation,
+                 seed: int, backgrounds: Sequence[Path],
+                 warn: Callable[[str], None] | None = None) -> None:
+        self.data, self.out, self.copies, self.warn = data, out, copies, warn
+        self.augmentation, self.seed, self.backgrounds = augmentation, seed, backgrounds
+        self.failed_backgrounds: dict[Path, AudioError] = {}
+        self._at_rate: dict[int, list[np.ndarray]] = {}
+        self._lock = threading.Lock()
+
+    def background_recordings(self, rate: int) -> list[np.ndarray]:
+        """The background recordings decoded at ``rate`` (once per rate)."""
+        from kws.cache import AudioCache
+
+        with self._lock:
+            if rate not in self._at_rate:
+                found, failed = AudioCache(rate, warn=self.warn).get_many(self.backgrounds)
+                self.failed_backgrounds.update(failed)
+                self._at_rate[rate] = [found[p] for p in self.backgrounds if p in found]
+            return self._at_rate[rate]
+
+    def one(self, clip: Clip) -> tuple[Clip, list[str], int, int, AudioError | None]:
+        """Write the missing copies of ``clip``: ``(clip, targets, written, existing, error)``."""
+        relative = clip.path.relative_to(self.data).as_posix()
+        folder = clip.path.parent.relative_to(self.data).as_posix()
+        targets = [f"{folder}/{copy_name(clip.path.name, k)}" for k in range(1, self.copies + 1)]
+        todo = [(k, t) for k, t in enumerate(targets, 1) if not _exists(self.out / t)]
         if not todo:
             return clip, targets, 0, len(targets), None
         try:
@@ -156,29 +228,16 @@ def augment_folder(
             return clip, [], 0, 0, error
         written = 0
         for k, target in todo:
-            rng = np.random.default_rng(_file_seed(seed, k, relative))
-            copy = augment_batch(waveform[None, :], background_recordings(rate),
-                                 augmentation, rng)[0]
-            if (out / target).exists():
+            rng = np.random.default_rng(_file_seed(self.seed, k, relative))
+            copy = augment_batch(waveform[None, :], self.background_recordings(rate),
+                                 self.augmentation, rng)[0]
+            if _exists(self.out / target):
                 continue
-            audio.write(out / target, copy, rate)
+            audio.write(self.out / target, copy, rate)
             written += 1
         return clip, targets, written, len(targets) - len(todo), None
 
-    out.mkdir(parents=True, exist_ok=True)
-    with ThreadPoolExecutor(max_workers=max(1, workers)) as pool:
-        for clip, targets, written, existing, error in pool.map(one, clips):
-            if error is not None:
-                result.failed[clip.path] = error
-            else:
-                result.written += written
-                result.existing += existing
-                result.splits[clip.split] += len(targets)
-                if clip.split in listed:
-                    listed[clip.split].extend(targets)
-            if progress:
-                progress(1, len(clips))
-    _merge_list(out / VALIDATION_LIST, listed[VALIDATION])
-    _merge_list(out / TESTING_LIST, listed[TESTING])
-    return result
 
+def _exists(path: Path) -> bool:
+    """Whether anything is at ``path``, a dangling symbolic link included (never replaced)."""
+    return os.path.lexists(path)

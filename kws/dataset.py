@@ -17,19 +17,21 @@ crosses splits: a speaker found in more than one split is moved to the most held
 from __future__ import annotations
 
 import dataclasses
+import errno
 import hashlib
 import math
 import os
 import random
 import re
+import stat
 from collections import Counter, defaultdict
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from kws.audio import is_audio_path
-from kws.errors import DatasetError
+from kws.audio import MAX_RATE, MIN_RATE, is_audio_path
+from kws.errors import DatasetError, MissingInputError
 
 SILENCE = "_silence_"
 UNKNOWN = "_unknown_"
@@ -112,6 +114,10 @@ class Dataset:
     words: list[str]
     #: Human-readable remarks found while reading (speakers moved between splits, ...).
     notes: list[str] = field(default_factory=list)
+    #: Entries that look like clips but cannot be one, with the reason: dangling links,
+    #: pipes, folders named ``x.wav``, unreadable folders. ``notes`` holds them grouped
+    #: (one line per kind when a kind is frequent), so commands that warn notes warn these.
+    skipped: list[tuple[Path, str]] = field(default_factory=list)
 
     def split(self, name: str) -> list[Clip]:
         """The clips of one split (``training``, ``validation`` or ``testing``)."""
@@ -134,21 +140,22 @@ def scan(
     """
     root = Path(root)
     if not root.exists():
-        raise DatasetError(f"{root}: no such dataset folder")
+        raise MissingInputError(f"{root}: no such dataset folder")
     if not root.is_dir():
-        raise DatasetError(f"{root}: not a folder")
+        raise MissingInputError(f"{root}: not a folder")
     lists = _read_split_lists(root)
     clips: list[Clip] = []
     backgrounds: list[Path] = []
     words: list[str] = []
-    for folder in sorted(p for p in root.iterdir() if p.is_dir()):
-        files = sorted(p for p in folder.iterdir() if p.is_file() and is_audio_path(p))
+    skipped: list[tuple[Path, str]] = []
+    for folder in _subfolders(root):
+        if folder.name.startswith(".") or (
+            folder.name.startswith("_") and folder.name not in (SILENCE, UNKNOWN, BACKGROUND_FOLDER)
+        ):
+            continue
+        files = _audio_files(folder, skipped)
         if folder.name == BACKGROUND_FOLDER:
             backgrounds.extend(files)
-            continue
-        if folder.name.startswith(".") or (
-            folder.name.startswith("_") and folder.name not in (SILENCE, UNKNOWN)
-        ):
             continue
         if folder.name not in (SILENCE, UNKNOWN):
             words.append(folder.name)
@@ -163,7 +170,60 @@ def scan(
         raise DatasetError(f"{root}: no audio found in the Speech Commands layout (word folders)")
     if lists is None:
         clips = _silence_follows_speakers(clips)
-    return Dataset(roots=[root], clips=clips, backgrounds=backgrounds, words=words)
+    return Dataset(roots=[root], clips=clips, backgrounds=backgrounds, words=words,
+                   notes=group_problems(skipped), skipped=skipped)
+
+
+def _subfolders(root: Path) -> list[Path]:
+    """The folders directly inside a dataset root, sorted (DatasetError if unreadable)."""
+    try:
+        return sorted(entry for entry in root.iterdir() if entry.is_dir())
+    except PermissionError:
+        raise DatasetError(f"{root}: permission denied") from None
+    except OSError as error:
+        raise DatasetError(f"{root}: cannot list the folder ({error.strerror})") from None
+
+
+def _audio_files(folder: Path, skipped: list[tuple[Path, str]]) -> list[Path]:
+    """The audio files of a word folder, sorted; what cannot be a clip goes to ``skipped``.
+
+    Hidden names and names without an audio suffix are ignored silently; an audio name
+    that is not a readable regular file (a dangling link, a pipe, a folder) is recorded
+    with the reason, so that commands can say what they left out.
+    """
+    try:
+        entries = sorted(entry for entry in folder.iterdir() if not entry.name.startswith("."))
+    except OSError as error:
+        reason = "permission denied" if isinstance(error, PermissionError) else error.strerror
+        skipped.append((folder, f"folder skipped: {reason}"))
+        return []
+    found = []
+    for entry in entries:
+        if not is_audio_path(entry):
+            continue
+        reason = _not_a_clip(entry)
+        if reason:
+            skipped.append((entry, reason))
+        else:
+            found.append(entry)
+    return found
+
+
+def _not_a_clip(path: Path) -> str | None:
+    """Why an audio-named entry cannot be a clip, or None when it is a regular file."""
+    try:
+        mode = path.stat().st_mode
+    except FileNotFoundError:
+        return "skipped: dangling symbolic link" if path.is_symlink() else "skipped: vanished"
+    except OSError as error:
+        if error.errno == errno.ELOOP:
+            return "skipped: symbolic link loop"
+        return f"skipped: {error.strerror or error}"
+    if stat.S_ISDIR(mode):
+        return "skipped: a folder, not an audio file"
+    if not stat.S_ISREG(mode):
+        return "skipped: not a regular file (a pipe, device or socket)"
+    return None
 
 
 def open_datasets(
@@ -193,9 +253,11 @@ def open_datasets(
         else part
         for root, part in zip(roots, parts, strict=True)
     ]
-    extra = _background_files(backgrounds)
-    if extra:
-        parts.append(Dataset(roots=[], clips=[], backgrounds=extra, words=[]))
+    skipped: list[tuple[Path, str]] = []
+    extra = _background_files(backgrounds, skipped)
+    if extra or skipped:
+        parts.append(Dataset(roots=[], clips=[], backgrounds=extra, words=[],
+                             notes=group_problems(skipped), skipped=skipped))
     return combine(parts)
 
 
@@ -312,23 +374,36 @@ def _read_split_lists(root: Path) -> dict[str, str] | None:
     for split, list_name in ((VALIDATION, VALIDATION_LIST), (TESTING, TESTING_LIST)):
         list_path = root / list_name
         if list_path.is_file():
-            for line in list_path.read_text(encoding="utf-8").splitlines():
+            for line in _read_list(list_path):
                 if line.strip():
                     found[line.strip()] = split
     has_lists = (root / VALIDATION_LIST).is_file() or (root / TESTING_LIST).is_file()
     return found if has_lists else None
 
 
-def _background_files(sources: Iterable[str | os.PathLike]) -> list[Path]:
+def _read_list(path: Path) -> list[str]:
+    """The lines of a split list file (DatasetError if it is unreadable or not text)."""
+    try:
+        return path.read_text(encoding="utf-8").splitlines()
+    except PermissionError:
+        raise DatasetError(f"{path}: permission denied") from None
+    except UnicodeDecodeError:
+        raise DatasetError(f"{path}: not a text list of files (not UTF-8)") from None
+    except OSError as error:
+        raise DatasetError(f"{path}: cannot read the list ({error.strerror})") from None
+
+
+def _background_files(sources: Iterable[str | os.PathLike],
+                      skipped: list[tuple[Path, str]]) -> list[Path]:
     files = []
     for source in sources:
         source = Path(source)
         if source.is_dir():
-            files.extend(sorted(p for p in source.iterdir() if p.is_file() and is_audio_path(p)))
+            files.extend(_audio_files(source, skipped))
         elif source.is_file():
             files.append(source)
         else:
-            raise DatasetError(f"{source}: no such background folder or file")
+            raise MissingInputError(f"{source}: no such background folder or file")
     return files
 
 
@@ -389,8 +464,8 @@ def _durations(paths: Iterable[Path]) -> dict[Path, float]:
     for path in paths:
         if path not in _DURATIONS:
             try:
-                _DURATIONS[path] = soundfile.info(path).duration
-            except (RuntimeError, OSError):
+                _DURATIONS[path] = soundfile.info(os.fsencode(path)).duration
+            except (RuntimeError, OSError, ValueError):
                 _DURATIONS[path] = 0.0
     return {path: _DURATIONS[path] for path in paths}
 
@@ -419,11 +494,13 @@ def check_files(dataset: Dataset, workers: int = 8) -> FileCheck:
         try:
             if path.stat().st_size == 0:
                 return path, None, "empty file (0 bytes)"
-            info = soundfile.info(path)
+            info = soundfile.info(os.fsencode(path))
             if info.frames == 0:
                 return path, None, "contains no audio samples (zero length)"
+            if not MIN_RATE <= info.samplerate <= MAX_RATE:
+                return path, None, f"implausible sample rate {info.samplerate} Hz in the header"
             return path, int(info.samplerate), None
-        except (RuntimeError, OSError) as error:
+        except (RuntimeError, OSError, ValueError) as error:
             return path, None, str(error).strip().splitlines()[0]
 
     files = [clip.path for clip in dataset.clips if not clip.is_segment]
@@ -479,8 +556,8 @@ def describe(
     warnings = list(dataset.notes)
     if check:
         found = check_files(dataset)
-        warnings += _grouped(found.unreadable)
-        warnings += _grouped(
+        warnings += group_problems(found.unreadable)
+        warnings += group_problems(
             [
                 (path, f"sample rate {rate} Hz differs from its dataset's {usual} Hz")
                 for path, rate, usual in found.wrong_rate
@@ -506,6 +583,7 @@ def describe(
             split: sum(1 for c in clips if c.is_segment and c.split == split) for split in SPLITS
         },
         "backgrounds": [str(path) for path in dataset.backgrounds],
+        "skipped": [{"path": str(path), "reason": reason} for path, reason in dataset.skipped],
         "warnings": warnings,
         "clips": [
             {
@@ -520,7 +598,7 @@ def describe(
     }
 
 
-def _grouped(problems: list[tuple[Path, str]], limit: int = 3) -> list[str]:
+def group_problems(problems: list[tuple[Path, str]], limit: int = 3) -> list[str]:
     """One warning per file, or one per kind of problem when a kind is frequent."""
     by_problem: dict[str, list[Path]] = defaultdict(list)
     for path, problem in problems:
@@ -581,4 +659,5 @@ def combine(datasets: Sequence[Dataset]) -> Dataset:
         backgrounds=list(dict.fromkeys(b for d in datasets for b in d.backgrounds)),
         words=sorted({w for d in datasets for w in d.words}),
         notes=notes,
+        skipped=[entry for d in datasets for entry in d.skipped],
     )

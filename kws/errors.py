@@ -32,5 +32,12 @@ class DatasetError(KwsError):
     """A dataset folder is missing, empty or not in a layout kws understands."""
 
 
+class MissingInputError(DatasetError, UsageError):
+    """A file or folder named on the command line does not exist or is not what was asked.
+
+    A usage error (exit code 2), and a :class:`DatasetError` for callers that catch those.
+    """
+
+
 class DownloadError(KwsError):
     """A download or archive failed verification or could not be extracted safely."""

@@ -2,13 +2,17 @@
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
+
 import numpy as np
 import pytest
 import soundfile
 from conftest import tone, write_wav
 
 from kws import audio
-from kws.errors import AudioError
+from kws.errors import AudioError, KwsError
 
 
 @pytest.mark.parametrize("subtype", ["PCM_U8", "PCM_16", "PCM_24", "PCM_32", "FLOAT"])
@@ -98,3 +102,118 @@ def test_bad_input_raises_one_line_audio_error_naming_file(tmp_path):
         assert str(path) in message, message
         assert problem in message, message
         assert "\n" not in message
+
+
+def _wav_with_rate(path, rate: int, seconds_of_bytes: int = 32000):
+    """A 16-bit WAV holding ``seconds_of_bytes`` bytes of samples whose header claims ``rate``."""
+    samples = (tone(440, seconds_of_bytes / 2 / 16000) * 32767).astype("<i2").tobytes()
+    header = b"RIFF" + (36 + len(samples)).to_bytes(4, "little") + b"WAVEfmt "
+    header += (16).to_bytes(4, "little") + (1).to_bytes(2, "little") + (1).to_bytes(2, "little")
+    header += rate.to_bytes(4, "little") + (2 * rate).to_bytes(4, "little")
+    header += (2).to_bytes(2, "little") + (16).to_bytes(2, "little")
+    path.write_bytes(header + b"data" + len(samples).to_bytes(4, "little") + samples)
+    return path
+
+
+@pytest.mark.parametrize("rate", [1, 999, 400_000])
+def test_implausible_sample_rate_is_refused_before_any_work(tmp_path, rate):
+    path = _wav_with_rate(tmp_path / "odd.wav", rate)
+    with pytest.raises(AudioError, match="implausible sample rate") as caught:
+        audio.load(path, 16000)
+    assert str(path) in str(caught.value) and "\n" not in str(caught.value)
+
+
+def test_plausible_low_rate_is_read_and_resampled(tmp_path):
+    path = _wav_with_rate(tmp_path / "low.wav", 1000, seconds_of_bytes=2000)
+    assert audio.load(path, 16000).shape == (16000,)
+
+
+@pytest.mark.parametrize("value", [1e30, np.inf, -np.inf, 5e3])
+def test_absurd_or_infinite_samples_are_out_of_range(tmp_path, value):
+    waveform = tone(440, 0.1)
+    waveform[100] = value
+    path = write_wav(tmp_path / "loud.wav", waveform, 16000, "FLOAT")
+    with pytest.raises(AudioError, match="samples out of range"):
+        audio.load(path, 8000)
+
+
+def test_loud_but_plausible_float_samples_are_read(tmp_path):
+    path = write_wav(tmp_path / "hot.wav", 3 * tone(440, 0.1), 16000, "FLOAT")
+    assert np.abs(audio.load(path)).max() == pytest.approx(1.5, rel=1e-3)
+
+
+def test_symlink_loop_is_one_line_audio_error(tmp_path):
+    (tmp_path / "a.wav").symlink_to(tmp_path / "b.wav")
+    (tmp_path / "b.wav").symlink_to(tmp_path / "a.wav")
+    with pytest.raises(AudioError, match="symbolic link loop"):
+        audio.load(tmp_path / "a.wav")
+
+
+def test_fifo_is_refused_without_blocking(tmp_path):
+    fifo = tmp_path / "pipe.wav"
+    os.mkfifo(fifo)
+    with pytest.raises(AudioError, match="not a regular file"):
+        audio.load(fifo)
+
+
+def test_name_that_is_not_utf8_reads_fine(tmp_path):
+    name = os.fsdecode(b"caf\xe9_\xff.wav")
+    path = write_wav(tmp_path / "good.wav", tone(440, 0.1), 16000).rename(tmp_path / name)
+    np.testing.assert_allclose(audio.load(path), tone(440, 0.1), atol=1e-3)
+
+
+def test_find_audio_files_reports_an_unreadable_folder(tmp_path, monkeypatch):
+    write_wav(tmp_path / "d" / "a.wav", tone(440, 0.1))
+    write_wav(tmp_path / "d" / ".hidden.wav", tone(440, 0.1))
+    assert audio.find_audio_files(tmp_path / "d") == [tmp_path / "d" / "a.wav"]
+    locked = tmp_path / "locked"
+    locked.mkdir()
+    real_scandir = os.scandir
+
+    def scandir(path="."):
+        if os.fspath(path) == os.fspath(locked):
+            raise PermissionError(13, "Permission denied", os.fspath(path))
+        return real_scandir(path)
+
+    monkeypatch.setattr(os, "scandir", scandir)
+    with pytest.raises(AudioError, match="permission denied") as caught:
+        audio.find_audio_files(locked)
+    assert str(locked) in str(caught.value)
+
+
+def test_write_never_follows_a_planted_temporary_name(tmp_path):
+    victim = tmp_path / "victim.txt"
+    victim.write_text("precious")
+    out = tmp_path / "out.wav"
+    for pid in range(os.getpid(), os.getpid() + 3):
+        (tmp_path / f".out.wav.{pid}.tmp").symlink_to(victim)
+    audio.write(out, tone(440, 0.1), 16000)
+    assert victim.read_text() == "precious"
+    assert out.is_file() and not out.is_symlink()
+    assert soundfile.info(out).frames == 1600
+
+
+def test_write_failure_is_one_line_naming_the_output(tmp_path):
+    code = (
+        "import resource, signal, sys\n"
+        "import numpy as np\n"
+        "from kws import audio\n"
+        "from kws.errors import KwsError\n"
+        "signal.signal(signal.SIGXFSZ, signal.SIG_IGN)\n"
+        "resource.setrlimit(resource.RLIMIT_FSIZE, (4000, 4000))\n"
+        "try:\n"
+        f"    audio.write({str(tmp_path / 'full.wav')!r}, np.zeros(16000, np.float32), 16000)\n"
+        "except KwsError as error:\n"
+        "    print(error)\n"
+    )
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.startswith(f"{tmp_path / 'full.wav'}: cannot write audio")
+    assert result.stdout.count("\n") == 1
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_write_into_a_place_without_files_is_one_line(tmp_path):
+    with pytest.raises(KwsError, match="cannot write audio") as caught:
+        audio.write("/proc/x.wav", tone(440, 0.1), 16000)
+    assert "/proc/x.wav" in str(caught.value)

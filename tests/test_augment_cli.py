@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import json
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -125,3 +128,98 @@ def test_unreadable_files_are_skipped_with_exit_code_1(tmp_path, capsys):
     assert code == 1
     assert "wrote 24 copies of 25 clips" in out
     assert "skipped 1 unreadable file(s)" in err and "eeee0005" in err
+
+
+def test_refuses_a_word_folder_of_out_that_links_into_the_input(tmp_path, capsys):
+    data = make_speech_commands(tmp_path / "data")
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / "yes").symlink_to(data / "yes")
+    before = files_under(data)
+    code, _, err = run_kws(["augment", "--data", str(data), "--out", str(out)], capsys)
+    assert code == 2
+    assert "would write into the input" in err and "yes" in err
+    assert err.count("\n") == 1
+    assert files_under(data) == before
+    assert sorted(p.name for p in out.iterdir()) == ["yes"]
+
+
+def test_a_rerun_removes_temporaries_of_a_killed_run(tmp_path):
+    data = make_speech_commands(tmp_path / "data")
+    out = tmp_path / "out"
+    left = [out / "yes" / ".kws-tmp-aaaa0001_nohash_0_aug1.wav.x1y2z3.wav",
+            out / ".kws-tmp-validation_list.txt.q9w8e7"]
+    for path in left:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_bytes(b"half a file")
+    mine = out / "yes" / ".notes.wav.tmp"
+    mine.write_bytes(b"not kws's")
+    result = augment_folder(data, out)
+    assert not any(path.exists() for path in left)
+    assert mine.read_bytes() == b"not kws's"
+    assert sorted(result.removed_temporaries) == sorted(left)
+    assert not [p for p in out.rglob(".kws-tmp-*")]
+
+
+def test_a_second_run_into_the_same_out_is_refused_while_the_first_runs(tmp_path):
+    from kws import files
+    from kws.errors import KwsError
+
+    data = make_speech_commands(tmp_path / "data")
+    out = tmp_path / "out"
+    with files.locked_folder(out), pytest.raises(KwsError, match="another kws run"):
+        augment_folder(data, out)
+
+
+def test_json_result_and_skipped_entries_are_reported(tmp_path, capsys):
+    data = make_speech_commands(tmp_path / "data")
+    (data / "yes" / "gone_nohash_0.wav").symlink_to(tmp_path / "nowhere.wav")
+    (data / "no" / "dir_nohash_0.wav").mkdir()
+    code, out, err = run_kws(["augment", "--data", str(data), "--out", str(tmp_path / "o"),
+                              "--json"], capsys)
+    assert code == 0, err
+    result = json.loads(out)
+    assert result["written"] == result["sources"] == 24
+    assert {Path(item["path"]).name for item in result["skipped"]} == {
+        "gone_nohash_0.wav", "dir_nohash_0.wav"}
+    assert "dangling symbolic link" in err and "a folder, not an audio file" in err
+
+
+def test_summary_table_is_tab_separated_when_piped(tmp_path, capsys):
+    data = make_speech_commands(tmp_path / "data")
+    code, out, _ = run_kws(["augment", "--data", str(data), "--out", str(tmp_path / "o")],
+                           capsys)
+    assert code == 0
+    assert "split\tcopies" in out and "training\t12" in out and "testing\t6" in out
+
+
+def test_a_full_disk_is_one_line_and_stops_the_run(tmp_path):
+    from kws.cache import AudioCache
+
+    data = make_speech_commands(tmp_path / "data")
+    out = tmp_path / "out"
+    AudioCache(16000).get_many([data / "_background_noise_" / "white_noise.wav"])
+    code = (
+        "import resource, signal\n"
+        "from kws.cli import main\n"
+        "signal.signal(signal.SIGXFSZ, signal.SIG_IGN)\n"
+        "resource.setrlimit(resource.RLIMIT_FSIZE, (20000, 20000))\n"
+        f"main(['augment', '--data', {str(data)!r}, '--out', {str(out)!r}])\n"
+    )
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert result.returncode == 1
+    assert "Traceback" not in result.stderr
+    assert result.stderr.startswith("kws: error: ") and "cannot write audio" in result.stderr
+    assert result.stderr.count("\n") == 1
+    assert not list(out.rglob(".kws-tmp-*"))
+
+
+@pytest.mark.parametrize("args", [["--snr-db", "10", "0"], ["--speed", "1"], ["--gain-db", "nan"],
+                                  ["--snr-db", "0", "inf"], ["--noise-factor", "-1"],
+                                  ["--background-probability", "2"], ["--copies", "0"]])
+def test_impossible_settings_are_usage_errors(tmp_path, capsys, args):
+    data = make_speech_commands(tmp_path / "data")
+    code, _, err = run_kws(["augment", "--data", str(data), "--out", str(tmp_path / "o"),
+                            *args], capsys)
+    assert code == 2 and "Traceback" not in err
+    assert not (tmp_path / "o").exists()

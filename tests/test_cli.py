@@ -6,9 +6,10 @@ import subprocess
 import sys
 
 import pytest
+import soundfile
 from click.testing import CliRunner
 
-from kws.cli import _command_modules, cli
+from kws.cli import _command_modules, cli, main
 
 HEAVY = ("tensorflow", "keras", "librosa", "matplotlib")
 
@@ -46,7 +47,8 @@ def test_errors_are_one_line_with_exit_code(tmp_path):
     result = subprocess.run(
         [sys.executable, "-m", "kws", "dataset", str(missing)], capture_output=True, text=True
     )
-    assert result.returncode == 1
+    # A folder named on the command line that does not exist is a usage error.
+    assert result.returncode == 2
     assert result.stderr.strip() == f"kws: error: {missing}: no such dataset folder"
 
 
@@ -59,3 +61,32 @@ def test_usage_error_exits_2():
 
 def test_unknown_command_exits_2():
     assert CliRunner().invoke(cli, ["no-such-command"]).exit_code == 2
+
+
+@pytest.mark.parametrize("error,expected", [
+    (lambda: soundfile.LibsndfileError(2), "kws: error: cannot read or write audio ("),
+    (lambda: MemoryError(), "kws: error: out of memory"),
+])
+def test_library_errors_escaping_a_command_are_one_line(monkeypatch, capsys, error, expected):
+    def fail(*args, **kwargs):
+        raise error()
+
+    monkeypatch.setattr(cli, "main", fail)
+    with pytest.raises(SystemExit) as exit_info:
+        main(["dataset", "x"])
+    err = capsys.readouterr().err
+    assert exit_info.value.code == 1
+    assert err.startswith(expected) and err.count("\n") == 1
+
+
+def test_an_eof_error_is_not_reported_as_an_interruption(monkeypatch, capsys):
+    def fail(ctx):
+        raise EOFError("No data left in file")
+
+    monkeypatch.setattr(cli, "invoke", fail)
+    with pytest.raises(SystemExit) as exit_info:
+        main(["dataset", "x"])
+    err = capsys.readouterr().err
+    assert exit_info.value.code == 1
+    assert "kws: error: unexpected end of data (No data left in file)" in err
+    assert "interrupted" not in err

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 
 import numpy as np
 import pytest
@@ -10,8 +11,8 @@ from click.testing import CliRunner
 from conftest import make_speech_commands, tone, write_wav
 
 from kws import cache, dataset
-from kws.cli import cli
-from kws.errors import DatasetError
+from kws.cli import cli, main
+from kws.errors import DatasetError, UsageError
 
 #: Files of Speech Commands v0.01 and the split its official lists give them.
 OFFICIAL = {
@@ -192,3 +193,80 @@ def test_open_datasets_resplits_named_folders_only(tmp_path, speech_commands):
     assert ("cccc0003", "validation") in listed
     with pytest.raises(DatasetError, match="not a --data"):
         dataset.open_datasets([speech_commands], resplit=[other])
+
+
+def test_scan_records_what_it_skips_and_why(speech_commands, tmp_path):
+    yes = speech_commands / "yes"
+    (yes / "gone_nohash_0.wav").symlink_to(tmp_path / "nowhere.wav")
+    os.mkfifo(yes / "pipe_nohash_0.wav")
+    (yes / "dir_nohash_0.wav").mkdir()
+    (yes / "loop_nohash_0.wav").symlink_to(yes / "loop_nohash_0.wav")
+    (yes / ".hidden.wav").write_bytes(b"ignored")
+    (yes / "README.txt").write_text("ignored")
+    found = dataset.scan(speech_commands)
+    reasons = {path.name: reason for path, reason in found.skipped}
+    assert reasons == {
+        "gone_nohash_0.wav": "skipped: dangling symbolic link",
+        "pipe_nohash_0.wav": "skipped: not a regular file (a pipe, device or socket)",
+        "dir_nohash_0.wav": "skipped: a folder, not an audio file",
+        "loop_nohash_0.wav": "skipped: symbolic link loop",
+    }
+    assert all(clip.path.name not in reasons for clip in found.clips)
+    assert len(found.clips) == 24
+    # Notes carry them, so every command that warns notes warns these.
+    assert any("dangling symbolic link" in note for note in found.notes)
+
+
+def test_unreadable_word_folder_is_recorded_not_fatal(speech_commands, monkeypatch):
+    locked = speech_commands / "no"
+    real_iterdir = type(locked).iterdir
+
+    def iterdir(self):
+        if self == locked:
+            raise PermissionError(13, "Permission denied", str(self))
+        return real_iterdir(self)
+
+    monkeypatch.setattr(type(locked), "iterdir", iterdir)
+    found = dataset.scan(speech_commands)
+    assert (locked, "folder skipped: permission denied") in found.skipped
+    assert {clip.word for clip in found.clips} == {"yes", "up"}
+
+
+def test_dataset_command_groups_skipped_entries(speech_commands, tmp_path):
+    for n in range(5):
+        (speech_commands / "yes" / f"x{n}_nohash_0.wav").symlink_to(tmp_path / f"none{n}")
+    result = CliRunner().invoke(cli, ["dataset", str(speech_commands), "--json"])
+    assert result.exit_code == 0, result.output
+    summary = json.loads(result.stdout)
+    assert len(summary["skipped"]) == 5
+    assert "5 files: skipped: dangling symbolic link (first:" in "\n".join(summary["warnings"])
+
+
+def test_missing_dataset_folder_is_a_usage_error(tmp_path):
+    with pytest.raises(UsageError, match="no such dataset folder"):
+        dataset.open_datasets([tmp_path / "nope"])
+    with pytest.raises(SystemExit) as exit_info:
+        main(["dataset", str(tmp_path / "nope")])
+    assert exit_info.value.code == 2
+
+
+def test_list_file_that_is_not_text_is_one_line_error(speech_commands):
+    (speech_commands / "testing_list.txt").write_bytes(b"\xff\xfe\x00garbage")
+    with pytest.raises(DatasetError, match="not a text list"):
+        dataset.scan(speech_commands)
+
+
+def test_names_that_are_not_utf8_are_scanned_and_checked(speech_commands):
+    name = os.fsdecode(b"eeee0005_nohash_\xe9.wav")
+    write_wav(speech_commands / "yes" / "tmp.wav", tone(440, 1.0)).rename(
+        speech_commands / "yes" / name)
+    summary = dataset.describe([speech_commands])
+    assert summary["files"]["training"] == 13
+    assert not [w for w in summary["warnings"] if "eeee0005" in w]
+
+
+def test_dataset_table_is_tab_separated_when_piped(speech_commands):
+    result = CliRunner().invoke(cli, ["dataset", str(speech_commands)])
+    assert result.exit_code == 0
+    assert "label\ttraining\tvalidation\ttesting\ttotal" in result.stdout
+    assert "yes\t4\t2\t2\t8" in result.stdout

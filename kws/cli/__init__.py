@@ -54,7 +54,12 @@ def main(argv: list[str] | None = None) -> None:
     """Run the CLI, turning kws errors into one line on stderr and an exit code."""
     try:
         status = cli.main(args=argv, prog_name="kws", standalone_mode=False)
-    except click.exceptions.Abort:
+    except click.exceptions.Abort as error:
+        if isinstance(error.__cause__, EOFError):
+            # Click turns any EOFError into Abort; only Ctrl-C is an interruption.
+            click.echo(f"kws: error: unexpected end of data ({_one_line(error.__cause__)})",
+                       err=True)
+            sys.exit(1)
         click.echo("kws: interrupted", err=True)
         sys.exit(130)
     except click.ClickException as error:
@@ -72,4 +77,23 @@ def main(argv: list[str] | None = None) -> None:
     except OSError as error:
         click.echo(f"kws: error: {error}", err=True)
         sys.exit(1)
+    except MemoryError:
+        click.echo("kws: error: out of memory (an input is too large for this machine)", err=True)
+        sys.exit(1)
+    except RuntimeError as error:
+        if not _is_libsndfile_error(error):
+            raise
+        click.echo(f"kws: error: cannot read or write audio ({_one_line(error)})", err=True)
+        sys.exit(1)
     sys.exit(status if isinstance(status, int) else 0)
+
+
+def _is_libsndfile_error(error: BaseException) -> bool:
+    """Whether ``error`` comes from libsndfile (without importing soundfile for --help)."""
+    soundfile = sys.modules.get("soundfile")
+    return soundfile is not None and isinstance(error, soundfile.LibsndfileError)
+
+
+def _one_line(error: BaseException) -> str:
+    text = str(getattr(error, "error_string", "") or error).strip().rstrip(".")
+    return " ".join(text.split()) or type(error).__name__

@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import json
+import math
+
 import click
 
-from kws.cli import _console
+from kws.cli import _console, _options
 
 
 @click.command("augment")
@@ -12,31 +15,29 @@ from kws.cli import _console
               help="Dataset folder to copy (Speech Commands or 12-label test layout).")
 @click.option("--out", required=True, type=click.Path(file_okay=False),
               help="Folder to write the copies to (not inside --data, nor containing it).")
-@click.option("--copies", type=int, default=1, show_default=True,
+@click.option("--copies", type=click.IntRange(min=1), default=1, show_default=True,
               help="Augmented copies of each clip.")
 @click.option("--snr-db", type=float, nargs=2, default=(0.0, 20.0), show_default=True,
               metavar="MIN MAX",
               help="Signal-to-noise ratio range of the background mixed in, in dB.")
-@click.option("--background-probability", type=float, default=1.0, show_default=True,
+@click.option("--background-probability", type=click.FloatRange(0.0, 1.0), default=1.0,
+              show_default=True,
               help="Share of copies that get a background recording mixed in.")
-@click.option("--noise-factor", type=float, default=0.0, show_default=True,
+@click.option("--noise-factor", type=click.FloatRange(min=0.0), default=0.0, show_default=True,
               help="Add Gaussian noise of this standard deviation (the blog's augmentation).")
-@click.option("--shift", type=float, default=0.0, show_default=True,
+@click.option("--shift", type=click.FloatRange(0.0, 1.0), default=0.0, show_default=True,
               help="Largest random time shift, as a fraction of the clip.")
-@click.option("--gain-db", type=float, default=0.0, show_default=True,
+@click.option("--gain-db", type=click.FloatRange(-120.0, 120.0), default=0.0, show_default=True,
               help="Largest random gain change, in dB (either way).")
-@click.option("--speed", type=float, default=0.0, show_default=True,
+@click.option("--speed", type=click.FloatRange(0.0, 1.0, max_open=True), default=0.0,
+              show_default=True,
               help="Largest relative speed change (0.1: 0.9x to 1.1x).")
-@click.option("--seed", type=int, default=0, show_default=True)
-@click.option("--background", multiple=True, type=click.Path(exists=True),
-              help="Extra folder or file of background noise (repeatable); the dataset's "
-                   "_background_noise_ folder is always used.")
-@click.option("--validation-percent", type=float, default=10.0, show_default=True,
-              help="Validation share when --data has no list files.")
-@click.option("--testing-percent", type=float, default=10.0, show_default=True,
-              help="Testing share when --data has no list files.")
+@_options.seed_option
+@_options.background_option
+@_options.split_percent_options
+@_options.json_option
 def command(data, out, copies, snr_db, background_probability, noise_factor, shift, gain_db,
-            speed, seed, background, validation_percent, testing_percent) -> None:
+            speed, seed, background, validation_percent, testing_percent, as_json) -> None:
     """Write augmented copies of every clip of --data into --out, in the same layout.
 
     A copy is named <name>_aug<k>.wav next to where its source would be, and stays in its
@@ -46,8 +47,16 @@ def command(data, out, copies, snr_db, background_probability, noise_factor, shi
     """
     from kws.augment import Augmentation
     from kws.augment_files import augment_folder
-    from kws.training import warn_unreadable
 
+    numbers = {"--snr-db": snr_db[0], "--snr-db ": snr_db[1], "--noise-factor": noise_factor,
+               "--shift": shift, "--gain-db": gain_db, "--speed": speed,
+               "--background-probability": background_probability}
+    for name, value in numbers.items():
+        if not math.isfinite(value):
+            raise click.BadParameter(f"{value} is not a finite number", param_hint=name.strip())
+    if snr_db[0] > snr_db[1]:
+        raise click.BadParameter(f"{snr_db[0]:g} {snr_db[1]:g} is not a range MIN <= MAX",
+                                 param_hint="--snr-db")
     settings = Augmentation(
         background_probability=background_probability, snr_db=tuple(snr_db), shift=shift,
         gain_db=(-abs(gain_db), abs(gain_db)), speed=speed, noise_factor=noise_factor,
@@ -56,15 +65,59 @@ def command(data, out, copies, snr_db, background_probability, noise_factor, shi
     with _progress(console) as advance:
         result = augment_folder(
             data, out, copies, settings, seed, background, validation_percent,
-            testing_percent, progress=advance,
+            testing_percent, progress=advance, warn=_console.warn,
         )
-    splits = ", ".join(f"{split} {n}" for split, n in sorted(result.splits.items()))
-    click.echo(f"{out}: wrote {result.written} copies of {result.sources} clips "
-               f"({splits or 'none'})" +
-               (f"; {result.existing} already there, kept" if result.existing else ""))
-    warn_unreadable(console, [str(error) for error in result.failed.values()])
+    if as_json:
+        click.echo(json.dumps(_as_json(result), indent=1))
+    else:
+        _report(result)
+    _warn(result)
     if result.failed:
         click.get_current_context().exit(1)
+
+
+def _report(result) -> None:
+    """The summary line and a table of copies per split (stdout)."""
+    from rich.table import Table
+
+    splits = ", ".join(f"{split} {n}" for split, n in sorted(result.splits.items()))
+    click.echo(f"{result.out}: wrote {result.written} copies of {result.sources} clips "
+               f"({splits or 'none'})" +
+               (f"; {result.existing} already there, kept" if result.existing else ""))
+    if result.splits:
+        table = Table(title=f"copies in {result.out}", title_justify="left")
+        table.add_column("split")
+        table.add_column("copies", justify="right")
+        for split, n in sorted(result.splits.items()):
+            table.add_row(split, str(n))
+        _console.print_table(table)
+
+
+def _as_json(result) -> dict:
+    return {
+        "out": str(result.out),
+        "sources": result.sources,
+        "written": result.written,
+        "existing": result.existing,
+        "splits": dict(sorted(result.splits.items())),
+        "failed": {str(path): error.problem for path, error in result.failed.items()},
+        "skipped": [{"path": str(path), "reason": reason} for path, reason in result.skipped],
+    }
+
+
+def _warn(result) -> None:
+    """Warnings on stderr: entries of --data that are not clips, unreadable files."""
+    from kws.dataset import group_problems
+
+    _console.warn_many(group_problems(result.skipped))
+    problems = [str(error) for error in result.failed.values()]
+    if problems:
+        shown = "; ".join(problems[:3])
+        more = f"; and {len(problems) - 3} more" if len(problems) > 3 else ""
+        _console.warn(f"skipped {len(problems)} unreadable file(s): {shown}{more}")
+    if result.removed_temporaries:
+        _console.warn(f"removed {len(result.removed_temporaries)} temporary file(s) left by "
+                      "an interrupted run")
 
 
 class _progress:

@@ -6,7 +6,7 @@ import json
 
 import click
 
-from kws.cli import _console
+from kws.cli import _console, _options
 
 
 @click.command("dataset")
@@ -17,21 +17,14 @@ from kws.cli import _console
               help="_silence_ clips cut from background noise, as % of each split's words.")
 @click.option("--unknown-percent", default=10.0, show_default=True,
               help="_unknown_ clips (other words) as % of each split's words, with --words.")
-@click.option("--validation-percent", default=10.0, show_default=True,
-              help="Validation share for folders without list files (hash rule).")
-@click.option("--testing-percent", default=10.0, show_default=True,
-              help="Testing share for folders without list files (hash rule).")
-@click.option("--background", "backgrounds", multiple=True, type=click.Path(exists=True),
-              help="Extra folder of background recordings (repeatable).")
-@click.option("--resplit", multiple=True, type=click.Path(file_okay=False),
-              help="A --data folder to split by speaker instead (10% validation, 50% "
-                   "testing), e.g. the 12-label test set. Repeatable.")
+@_options.split_percent_options
+@_options.background_option
+@_options.resplit_option
 @click.option("--check/--no-check", default=True, show_default=True,
               help="Read every file's header to find unreadable files and odd rates.")
-@click.option("--json", "as_json", is_flag=True,
-              help="Print one JSON object (counts, labels, each clip's split) to stdout.")
+@_options.json_option
 def command(folders, words, silence_percent, unknown_percent, validation_percent,
-            testing_percent, backgrounds, resplit, check, as_json) -> None:
+            testing_percent, background, resplit, check, as_json) -> None:
     """Count the clips of dataset FOLDERS per split and label.
 
     Reads the Speech Commands layout (word folders, _background_noise_, list files) and
@@ -46,7 +39,7 @@ def command(folders, words, silence_percent, unknown_percent, validation_percent
         unknown_percent=unknown_percent,
     )
     summary = dataset.describe(folders, policy, validation_percent, testing_percent,
-                               backgrounds, check=check, resplit=resplit)
+                               background, check=check, resplit=resplit)
     if as_json:
         click.echo(json.dumps(summary, indent=1))
     else:
@@ -75,7 +68,7 @@ def _render(summary: dict) -> None:
                   str(sum(summary["files"].values())))
     table.add_row("speakers", *(str(summary["speakers"][s]) for s in SPLITS),
                   str(sum(summary["speakers"].values())))
-    _console.stdout().print(table)
+    _console.print_table(table)
     extra = sum(summary["generated_silence"].values())
     if extra:
         _console.stderr().print(
