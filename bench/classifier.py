@@ -25,19 +25,20 @@ from pathlib import Path
 from rich.console import Console
 from rich.table import Table
 
+from kws.classifier import DEFAULT_ARCH, ClassifierConfig, train
+from kws.cli._training import RichEvents
 from kws.dataset import SILENCE, UNKNOWN
 from kws.evaluate import evaluate
 from kws.modelfolder import read_card
-from kws.training import TrainConfig, train
 
 SHARED = Path(__file__).resolve().parent.parent.parent / "shared" / "data"
 HELD_OUT_REAL = "sc_v2_test_half"
 
 
-def recipe(shared: Path, arch: str | None, epochs: int | None, out: Path) -> TrainConfig:
+def recipe(shared: Path, arch: str | None, epochs: int | None, out: Path) -> ClassifierConfig:
     """The default model's training run on the shared data (``models/default/card.json``)."""
     folders = ("sc_v1_sample", "tts_commands", "fsdd_commands", HELD_OUT_REAL)
-    config = TrainConfig(
+    config = ClassifierConfig(
         data=tuple(str(shared / name) for name in folders),
         resplit=(str(shared / HELD_OUT_REAL),),
         background=(str(shared / "sc_background_noise"),),
@@ -62,13 +63,13 @@ def measure(shared: Path, arch: str, epochs: int | None, out: Path, reuse: bool)
     console = Console(stderr=True)
     started = time.perf_counter()
     if not (reuse and (out / "card.json").exists()):
-        train(recipe(shared, arch, epochs, out), overwrite=True, console=console,
+        train(recipe(shared, arch, epochs, out), overwrite=True, events=RichEvents(console),
               command=f"python bench/classifier.py --arch {arch}")
     wall = time.perf_counter() - started
     card = read_card(out)
-    real = evaluate(out, [str(shared / HELD_OUT_REAL)], "test", console=console,
+    real = evaluate(out, [str(shared / HELD_OUT_REAL)], "test",
                     resplit=[str(shared / HELD_OUT_REAL)])
-    synthetic = evaluate(out, [str(shared / "tts_commands")], "test", console=console)
+    synthetic = evaluate(out, [str(shared / "tts_commands")], "test")
     return {
         "arch": card.arch,
         "rate": card.sample_rate,
@@ -92,8 +93,6 @@ def main() -> None:
     parser.add_argument("--reuse", action="store_true",
                         help="score model folders already in --out instead of training")
     args = parser.parse_args()
-    from kws.models.classifier import DEFAULT_ARCH
-
     arches = args.arch or [DEFAULT_ARCH, "seed"]
     rows = [measure(args.shared, arch, args.epochs, args.out / arch, args.reuse)
             for arch in arches]

@@ -1,6 +1,6 @@
 """Phone recognition on held-out speakers, word matching, and open-vocabulary spotting.
 
-Trains a phone model (``kws phones train``'s recipe, through :func:`train_phones`) on the
+Trains a phone model (``kws phones train``'s recipe, through :func:`kws.train.fit`) on the
 shared development data only (``../shared/data``): ``tts_commands``, ``sc_v1_sample``,
 ``fsdd_commands`` and the speakers of ``sc_v2_test_half`` that a salted speaker hash puts
 in its training and validation halves. The other half of ``sc_v2_test_half``'s speakers
@@ -84,7 +84,11 @@ def balanced(dataset, shared: Path, v2_repeat: int, fsdd_share: int):
 
 def train(args, dataset):
     """Train (or reuse) the benchmark's phone model; returns its folder and training time."""
-    from kws.phones.train import PhoneTrainConfig, train_phones
+    from kws.cli import _console
+    from kws.cli._training import RichEvents
+    from kws.phones.config import PhoneTrainConfig
+    from kws.phones.train import PhonesTask
+    from kws.train import fit
 
     out = Path(args.out)
     if args.reuse and (out / "card.json").is_file():
@@ -95,31 +99,36 @@ def train(args, dataset):
         learning_rate=args.learning_rate,
     )
     started = time.perf_counter()
-    train_phones(config, overwrite=True,
-                 dataset=balanced(dataset, args.shared, args.v2_repeat, args.fsdd_share),
-                 command="bench/phones.py " + " ".join(sys.argv[1:]))
+    task = PhonesTask(dataset=balanced(dataset, args.shared, args.v2_repeat, args.fsdd_share))
+    fit(task, config, overwrite=True, events=RichEvents(_console.stderr()),
+        command="bench/phones.py " + " ".join(sys.argv[1:]))
     return out, time.perf_counter() - started
 
 
 def load(clips, recognizer):
     """Waveforms of clips at the model's rate and length (through the shared cache)."""
-    from kws.training import load_arrays, stderr_console
+    from kws.cli import _console
+    from kws.cli._training import RichEvents
+    from kws.train.data import decode_clips
 
-    x, kept, failed = load_arrays(clips, recognizer.sample_rate, recognizer.input_length,
-                                  stderr_console())
+    x, kept, _ = decode_clips(clips, recognizer.sample_rate, recognizer.input_length,
+                              RichEvents(_console.stderr()))
     return x, kept
 
 
 def classifier_predictions(folder: Path, clips):
     """A classifier's labels for clips, or None when there is no classifier."""
+    from kws.cli import _console
+    from kws.cli._training import RichEvents
     from kws.evaluate import predict_probabilities
     from kws.modelfolder import read_card
-    from kws.training import load_arrays, stderr_console
+    from kws.train.data import decode_clips
 
     if not (folder / "card.json").is_file():
         return None, None
     card = read_card(folder)
-    x, kept, _ = load_arrays(clips, card.sample_rate, card.input_length, stderr_console())
+    x, kept, _ = decode_clips(clips, card.sample_rate, card.input_length,
+                              RichEvents(_console.stderr()))
     probabilities = predict_probabilities(folder, x)
     labels = [card.labels[i] for i in probabilities.argmax(axis=1)]
     return dict(zip([c.path for c in kept], labels, strict=True)), card.labels
@@ -154,12 +163,8 @@ def main() -> None:
     from kws.dataset import SILENCE, TESTING
     from kws.phones import ctc
     from kws.phones.data import phone_ids, read_examples
-    from kws.phones.recognizer import (
-        PhoneRecognizer,
-        predict_posteriors,
-        score_examples,
-        spot_in,
-    )
+    from kws.phones.decoding import predict_posteriors, score_examples
+    from kws.phones.recognizer import PhoneRecognizer, spot_in
 
     dataset = datasets(args.shared)
     out, train_seconds = train(args, dataset)
@@ -265,7 +270,7 @@ def trained_word_spotting(args, held, posteriors, lexicon, recognizer) -> None:
         for example, lp in zip(held, logs, strict=True):
             if example.word in args.holdout:
                 continue
-            best = max((d.confidence for d in spot_in(lp, "", word, prons, ids, min(THRESHOLDS),
+            best = max((d.probability for d in spot_in(lp, "", word, prons, ids, min(THRESHOLDS),
                                                       recognizer.frame_seconds, 1.0)),
                        default=0.0)
             for threshold, counts in found.items():
@@ -285,7 +290,7 @@ def trained_word_spotting(args, held, posteriors, lexicon, recognizer) -> None:
 
 
 def recognizer_decode(log_probs, recognizer):
-    from kws.phones.recognizer import decode
+    from kws.phones.decoding import decode
 
     return decode(log_probs, recognizer.frame_seconds).sequence
 
@@ -293,10 +298,13 @@ def recognizer_decode(log_probs, recognizer):
 def long_recording(args, held, recognizer) -> None:
     """Spot the held-out words in one recording of held-out clips with pauses between."""
     from kws import audio
+    from kws.infer import DEFAULT_SPOT_THRESHOLD
+    from kws.modelfolder import Task
     from kws.phones import ctc
     from kws.phones.data import phone_ids
-    from kws.phones.recognizer import DEFAULT_SPOT_THRESHOLD, spot_in
+    from kws.phones.recognizer import spot_in
 
+    threshold = DEFAULT_SPOT_THRESHOLD[Task.PHONES]
     rng = np.random.default_rng(1)
     spotted = [*args.holdout, *LONG_TRAINED]
     targets = [e for e in held if e.word in args.holdout]
@@ -318,7 +326,7 @@ def long_recording(args, held, recognizer) -> None:
     recording = np.concatenate(pieces)
     log_probs = ctc.log_posteriors(recognizer.posteriors([recording])[0])
     print(f"\nlong recording: {len(chosen)} held-out clips, {len(recording) / rate:.1f} s, "
-          f"threshold {DEFAULT_SPOT_THRESHOLD}")
+          f"threshold {threshold}")
     print("| word | said | detected (inside the clip) | false alarms |")
     print("| --- | --- | --- | --- |")
     for word in spotted:
@@ -326,7 +334,7 @@ def long_recording(args, held, recognizer) -> None:
             continue
         prons = recognizer.lexicon.pronunciations(word)
         found = spot_in(log_probs, "long", word, prons, [phone_ids(p) for p in prons],
-                        DEFAULT_SPOT_THRESHOLD, recognizer.frame_seconds, len(recording) / rate)
+                        threshold, recognizer.frame_seconds, len(recording) / rate)
         said = [(s, e) for w, s, e in truth if w == word]
         hit = sum(any(s - 0.1 <= d.start and d.end <= e + 0.1 for d in found) for s, e in said)
         false = sum(not any(s - 0.1 <= d.start and d.end <= e + 0.1 for s, e in said)

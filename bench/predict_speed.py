@@ -8,6 +8,10 @@ process start to exit, with the CPU time of that run beside it: on a shared mach
 wall time depends on the others' load, the CPU time much less). The model is untrained:
 speed does not depend on the weights.
 
+The floor, measured in the same run the same way: a Python process that merely reads
+every file with soundfile and resamples it with soxr to the model's rate, one after the
+other. ``x floor`` is ``kws predict DIR``'s wall time over the floor's (the goal: <= 2).
+
 Usage::
 
     .venv/bin/python bench/predict_speed.py [--model FOLDER] [--files 2000] [--repeat 3]
@@ -61,12 +65,10 @@ def write_clips(folder: Path, count: int, seed: int = 0) -> Path:
 
 def make_model(folder: Path) -> str:
     """An untrained default-architecture classifier (a tiny one if unavailable)."""
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     from kws.modelfolder import ModelCard, save_keras_model, write_card
-    from kws.predict import import_tensorflow_quietly
+    from kws.runtime import import_keras
 
-    import_tensorflow_quietly()
-    import keras
+    keras = import_keras()
 
     labels = ["_silence_", "_unknown_", *sorted(WORDS)]
     try:
@@ -86,6 +88,21 @@ def make_model(folder: Path) -> str:
     write_card(folder, ModelCard(labels=labels, sample_rate=RATE, input_length=RATE, arch=arch,
                                  parameters=int(model.count_params())))
     return arch
+
+
+#: The floor: read and resample every file under a folder, in one process.
+FLOOR = """
+import sys
+from pathlib import Path
+import soundfile, soxr
+rate = int(sys.argv[2])
+for path in sorted(Path(sys.argv[1]).rglob("*.wav")):
+    data, file_rate = soundfile.read(path, dtype="float32", always_2d=True)
+    wave = data.mean(axis=1)
+    if file_rate != rate:
+        wave = soxr.resample(wave, file_rate, rate, quality="HQ")
+    print(len(wave))
+"""
 
 
 def timed(command: list[str], repeat: int) -> tuple[float, float, int]:
@@ -138,6 +155,10 @@ def main() -> None:
         if args.int8:
             runners.insert(1, "tflite-int8")
         one = next(clips.glob("*/*.wav"))
+        floor, floor_cpu, count = timed([sys.executable, "-c", FLOOR, str(clips), str(RATE)],
+                                        args.repeat)
+        if count != args.files:
+            sys.exit(f"bench: the floor read {count} files, not {args.files}")
         rows = []
         for runner in runners:
             base = [*kws, "predict", "--model", str(model), "--runner", runner, "-f", "jsonl"]
@@ -150,10 +171,12 @@ def main() -> None:
     print(f"kws predict, model {arch}, {args.files} one-second 16 kHz WAV files, "
           f"{os.cpu_count()} CPUs (load average {load}), best of {args.repeat}")
     print(f"{'runner':<12} {'one file (s)':>13} {'cpu (s)':>8} {f'{args.files} files (s)':>16} "
-          f"{'cpu (s)':>8} {'files/s':>8}")
+          f"{'cpu (s)':>8} {'files/s':>8} {'x floor':>8}")
+    print(f"{'floor':<12} {'':>13} {'':>8} {floor:>16.2f} {floor_cpu:>8.2f} "
+          f"{args.files / floor:>8.0f} {1.0:>8.2f}")
     for runner, single, single_cpu, many, many_cpu, rate in rows:
         print(f"{runner:<12} {single:>13.3f} {single_cpu:>8.2f} {many:>16.2f} {many_cpu:>8.2f} "
-              f"{rate:>8.0f}")
+              f"{rate:>8.0f} {many / floor:>8.2f}")
 
 
 if __name__ == "__main__":

@@ -1,6 +1,6 @@
 """How well ``kws vae`` generates and rebuilds words, judged by a keyword classifier.
 
-Trains the default ``kws vae train`` recipe (through :func:`kws.vae.train`) on the shared
+Trains the default ``kws vae train`` recipe (through :func:`kws.train.fit`) on the shared
 development data (``../shared/data``: ``tts_commands``, ``sc_v1_sample``,
 ``fsdd_commands``, with their own split lists; a speaker found in several folders is kept
 in the most held-out split), unless ``--model`` names a trained folder. Then reports:
@@ -50,6 +50,9 @@ def cpu_seconds() -> float:
 def train(args) -> tuple[Path, float | None, float | None]:
     """Train (or reuse) the benchmark's model; its folder, wall and CPU seconds."""
     from kws import vae
+    from kws.cli import _console
+    from kws.cli._training import RichEvents
+    from kws.train import fit
 
     if args.model:
         return Path(args.model), None, None
@@ -59,7 +62,8 @@ def train(args) -> tuple[Path, float | None, float | None]:
     config = vae.VaeConfig(data=tuple(str(SHARED / name) for name in FOLDERS), out=str(out),
                            objective=args.objective, epochs=args.epochs, seed=args.seed)
     wall, cpu = time.perf_counter(), cpu_seconds()
-    vae.train(config, overwrite=True, command="bench/vae.py")
+    fit(vae.VaeTask(), config, overwrite=True, command="bench/vae.py",
+        events=RichEvents(_console.stderr()))
     return out, time.perf_counter() - wall, cpu_seconds() - cpu
 
 
@@ -110,8 +114,9 @@ def reconstruction(model, classifier: Classifier, limit: int | None, seed: int,
     """Log-mel MSE and classifier accuracy on held-out clips, rebuilt and resynthesised."""
     from kws import features, vae
 
-    x, words, _ = vae.held_out_clips(model, [str(SHARED / name) for name in FOLDERS],
-                                     splits=("testing",))
+    held_out = vae.held_out_clips(model, [str(SHARED / name) for name in FOLDERS],
+                                  splits=("testing",))
+    x, words = held_out.x, held_out.words
     if limit and len(words) > limit:
         keep = np.sort(np.random.default_rng(seed).choice(len(words), limit, replace=False))
         x, words = x[keep], [words[i] for i in keep]
@@ -156,9 +161,9 @@ def main() -> None:
     args = parser.parse_args()
 
     from kws import vae
-    from kws.predict import import_tensorflow_quietly
+    from kws.runtime import import_tensorflow
 
-    import_tensorflow_quietly()
+    import_tensorflow()
     if not (Path(args.classifier) / "card.json").is_file():
         sys.exit(f"bench: no classifier at {args.classifier} (train one with `kws train "
                  "--words all`, or pass --classifier FOLDER)")

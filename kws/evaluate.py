@@ -20,20 +20,16 @@ import numpy as np
 
 from kws.dataset import (
     SILENCE,
-    TESTING,
-    TRAINING,
     UNKNOWN,
-    VALIDATION,
     Dataset,
     LabelPolicy,
     assign_labels,
     open_datasets,
 )
 from kws.errors import DatasetError, KwsError, UsageError
-from kws.modelfolder import ModelCard, read_card
-
-#: ``--split`` names and the dataset split each selects (``None``: every split).
-SPLIT_CHOICES = {"test": TESTING, "validation": VALIDATION, "train": TRAINING, "all": None}
+from kws.infer import open_runner
+from kws.infer.clips import SPLIT_CHOICES, Progress, score_clips
+from kws.modelfolder import ModelCard, Task, read_card, resolve_model_dir
 
 
 @dataclass
@@ -56,6 +52,14 @@ class Evaluation:
     unknown_to_model: dict[str, int] = field(default_factory=dict)
     #: Files that could not be read: ``[(path, problem)]``.
     failed: list[tuple[str, str]] = field(default_factory=list)
+    #: Entries of the dataset folders that cannot be clips (dangling links, pipes, folders
+    #: named like audio): ``[(path, reason)]`` (:attr:`kws.dataset.Dataset.skipped`).
+    skipped: list[tuple[str, str]] = field(default_factory=list)
+    #: Remarks on the data (:attr:`kws.dataset.Dataset.notes`: the skipped entries grouped,
+    #: speakers moved between splits...) and on the choice of runner.
+    notes: list[str] = field(default_factory=list)
+    #: The runner that scored the clips (``tflite``, ``keras``...).
+    runner: str = ""
 
     @property
     def clips(self) -> int:
@@ -96,6 +100,8 @@ class Evaluation:
             "folded": self.folded,
             "unknown_to_model": self.unknown_to_model,
             "failed": [{"path": path, "error": problem} for path, problem in self.failed],
+            "skipped": [{"path": path, "reason": reason} for path, reason in self.skipped],
+            "runner": self.runner,
         }
 
 
@@ -192,39 +198,43 @@ def score(
 
 
 def evaluate(
-    model_dir: str | os.PathLike,
+    model_dir: str | os.PathLike | None,
     data: Sequence[str | os.PathLike],
     split: str = "test",
-    batch_size: int = 256,
+    batch_size: int | None = None,
     validation_percent: float = 10.0,
     testing_percent: float = 10.0,
     backgrounds: Sequence[str | os.PathLike] = (),
-    console=None,
     resplit: Sequence[str | os.PathLike] = (),
+    runner: str = "auto",
+    progress: Progress | None = None,
 ) -> Evaluation:
     """Run a model folder's model on a split of dataset folders and score it.
 
     Parameters
     ----------
     model_dir
-        A model folder (``model.keras`` + ``card.json``).
+        A model folder (``None``: the shipped default).
     data
         Dataset folders in either Speech Commands layout.
     split
         ``test``, ``validation``, ``train`` or ``all``.
     resplit
         Folders of ``data`` split by speaker as ``kws train --resplit`` does.
-    console
-        A rich console for progress and warnings (stderr); ``None`` makes one.
+    runner
+        ``auto`` runs a current TFLite export with LiteRT, else Keras (see
+        :func:`kws.infer.open_runner`).
+    progress
+        Called with ``(done, total)`` as clips are scored.
     """
-    from kws.training import load_arrays, stderr_console, warn_unreadable
-
-    console = console or stderr_console()
     if split not in SPLIT_CHOICES:
         raise UsageError(f"--split: {split!r} is not one of {', '.join(SPLIT_CHOICES)}")
-    card = read_card(model_dir)
-    if card.task != "classifier":
-        raise KwsError(f"{model_dir}: a {card.task} model; kws evaluate needs a classifier")
+    if batch_size is not None and batch_size < 1:
+        raise UsageError("--batch-size must be at least 1")
+    folder = resolve_model_dir(model_dir)
+    card = read_card(folder)
+    if card.task != Task.CLASSIFIER:
+        raise KwsError(f"{folder}: a {card.task} model; kws evaluate needs a classifier")
     dataset = open_datasets(data, validation_percent, testing_percent, backgrounds, resplit)
     clips, dataset_labels = assign_labels(dataset, evaluation_policy(card, dataset))
     wanted = SPLIT_CHOICES[split]
@@ -232,12 +242,10 @@ def evaluate(
         clips = [clip for clip in clips if clip.split == wanted]
     if not clips:
         raise DatasetError(f"{', '.join(map(str, data))}: no clips in the {split} split")
-    x, kept, failed = load_arrays(clips, card.sample_rate, card.input_length, console,
-                                  what=f"{split} clips")
-    warn_unreadable(console, [str(error) for error in failed.values()])
+    loaded = open_runner(folder, runner)
+    kept, probabilities, failed = score_clips(loaded, clips, batch_size, progress)
     if not kept:
         raise DatasetError(f"{', '.join(map(str, data))}: none of the {split} clips is readable")
-    probabilities = predict_probabilities(model_dir, x, batch_size)
     true_labels = [clip.label for clip in kept]
     labels, confusion, folded = score(probabilities, true_labels, card.labels, dataset_labels)
     counts = dict(zip(labels, confusion.sum(axis=1).tolist(), strict=True))
@@ -248,7 +256,7 @@ def evaluate(
         if label not in predictable and counts.get(label)
     }
     return Evaluation(
-        model=str(model_dir),
+        model=str(folder),
         data=[str(Path(root)) for root in data],
         split=split,
         labels=labels,
@@ -256,20 +264,17 @@ def evaluate(
         model_labels=list(card.labels),
         folded=folded,
         unknown_to_model=unknown_to_model,
-        failed=[(str(path), error.problem) for path, error in failed.items()],
+        failed=failed,
+        skipped=[(str(path), reason) for path, reason in dataset.skipped],
+        runner=loaded.name,
+        notes=[*dataset.notes, *loaded.notes],
     )
 
 
-def predict_probabilities(model_dir: str | os.PathLike, x: np.ndarray, batch_size: int = 256):
-    """Class probabilities of a model folder's Keras model for waveforms ``x``."""
-    from kws.modelfolder import load_keras_model
-
-    model = load_keras_model(model_dir)
-    return predict_arrays(model, x, batch_size)
-
-
-def predict_arrays(model, x: np.ndarray, batch_size: int = 256) -> np.ndarray:
-    """Run a Keras model over ``x`` in batches; float32 probabilities."""
+def predict_probabilities(model_dir: str | os.PathLike, x: np.ndarray, batch_size: int = 256,
+                          runner: str = "keras") -> np.ndarray:
+    """Class probabilities of a model folder's model for waveforms ``x``, in batches."""
+    loaded = open_runner(model_dir, runner)
     if len(x) == 0:
-        return np.zeros((0, model.output_shape[-1]), dtype=np.float32)
-    return np.asarray(model.predict(x, batch_size=batch_size, verbose=0), dtype=np.float32)
+        return np.zeros((0, len(loaded.labels)), dtype=np.float32)
+    return np.concatenate([loaded(x[i : i + batch_size]) for i in range(0, len(x), batch_size)])

@@ -18,7 +18,6 @@ clips (held-out clips of ``data`` first); below the required agreement nothing i
 
 from __future__ import annotations
 
-import contextlib
 import os
 import random
 import tempfile
@@ -29,22 +28,33 @@ from pathlib import Path
 
 import numpy as np
 
+from kws import files
+from kws.cache import load_clips
+from kws.dataset import (
+    SILENCE,
+    TESTING,
+    TRAINING,
+    UNKNOWN,
+    VALIDATION,
+    LabelPolicy,
+    assign_labels,
+    open_datasets,
+)
 from kws.errors import DatasetError, KwsError, UsageError
+from kws.infer import LiteRTRunner
 from kws.modelfolder import (
     KERAS_FILE,
     TFLITE_FILE,
     TFLITE_INT8_FILE,
+    ExportRecord,
     ModelCard,
+    Task,
+    file_sha256,
+    load_keras_model,
     read_card,
     write_card,
 )
-from kws.predict import (
-    EXPORT_RECORD,
-    LiteRTRunner,
-    file_sha256,
-    import_tensorflow_quietly,
-    silenced_fd,
-)
+from kws.runtime import import_tensorflow, quiet_native_output
 
 #: Minimum top-1 agreement with the Keras model for a float32 and an int8 export.
 MIN_AGREEMENT = {False: 0.99, True: 0.97}
@@ -52,6 +62,10 @@ MIN_AGREEMENT = {False: 0.99, True: 0.97}
 FLOAT32 = "float32"
 FULL_INT8 = "int8 weights and activations, float32 input and output"
 WEIGHTS_INT8 = "int8 weights, float32 activations (dynamic range)"
+
+
+class _BelowRequired(Exception):
+    """A conversion's parity is below the required agreement (its file is not kept)."""
 
 
 @dataclass(frozen=True)
@@ -113,7 +127,7 @@ def export_tflite(
     say = progress or (lambda _message: None)
     folder = Path(model_dir)
     card = read_card(folder)
-    if card.task != "classifier":
+    if card.task != Task.CLASSIFIER:
         raise KwsError(f"{folder}: a {card.task} model; only keyword classifiers export")
     if parity_clips < 1 or calibration_clips < 1:
         raise UsageError("--clips and --calibration-clips must be at least 1")
@@ -121,9 +135,6 @@ def export_tflite(
     say(f"reading clips from {', '.join(str(r) for r in roots)}")
     held_out, training = _clip_sets(roots, card, parity_clips, calibration_clips, seed)
 
-    from kws.modelfolder import load_keras_model
-
-    import_tensorflow_quietly()
     say(f"loading {folder / KERAS_FILE}")
     model = load_keras_model(folder)
     expected = np.asarray(model.predict(held_out, batch_size=256, verbose=0))
@@ -138,17 +149,15 @@ def export_tflite(
         except KwsError as error:
             rejected.append(f"{quantization}: {error}")
             continue
-        tmp = folder / f".{name}.{os.getpid()}.tmp"
         try:
-            tmp.write_bytes(content)
-            say(f"checking parity on {len(held_out)} clips")
-            got = _run_tflite(folder, card, tmp.name, held_out)
-            agreement = float(np.mean(expected.argmax(axis=1) == got.argmax(axis=1)))
-            if agreement >= required:
-                os.replace(tmp, final)
-        finally:
-            tmp.unlink(missing_ok=True)
-        if agreement < required:
+            with files.atomic_write(final, suffix=".tflite") as temporary:
+                temporary.write_bytes(content)
+                say(f"checking parity on {len(held_out)} clips")
+                got = _run_tflite(folder, card, temporary.name, held_out)
+                agreement = float(np.mean(expected.argmax(axis=1) == got.argmax(axis=1)))
+                if agreement < required:
+                    raise _BelowRequired
+        except _BelowRequired:
             rejected.append(f"{quantization}: {100 * agreement:.2f}% agreement")
             continue
         result = ExportResult(
@@ -177,7 +186,7 @@ def convert(
     ``quantization`` is :data:`FLOAT32`, :data:`FULL_INT8` (needs ``calibration``, a
     ``(clips, input_length)`` array of typical inputs) or :data:`WEIGHTS_INT8`.
     """
-    tf = import_tensorflow_quietly()
+    tf = import_tensorflow()
     import keras
 
     signature = [tf.TensorSpec([None, input_length], tf.float32, name="waveform")]
@@ -198,19 +207,12 @@ def convert(
                 [calibration[i : i + 1]] for i in range(len(calibration))
             )
         try:
-            with warnings.catch_warnings(), _quiet_output():
+            with warnings.catch_warnings(), quiet_native_output():
                 warnings.simplefilter("ignore")
                 return converter.convert()
         except Exception as error:  # the converter raises many types; all mean "cannot convert"
             first_line = (str(error).strip().splitlines() or [type(error).__name__])[0]
             raise KwsError(f"TFLite conversion failed: {first_line}") from None
-
-
-@contextlib.contextmanager
-def _quiet_output():
-    """Silence the converter's C++ chatter on stdout and stderr (results stay clean)."""
-    with silenced_fd(1), silenced_fd(2):
-        yield
 
 
 def _data_roots(folder: Path, card: ModelCard, data: Sequence[str | os.PathLike]) -> list[Path]:
@@ -229,18 +231,6 @@ def _clip_sets(
     roots: list[Path], card: ModelCard, parity: int, calibration: int, seed: int
 ) -> tuple[np.ndarray, np.ndarray]:
     """``(held-out clips, training clips)`` as waveform arrays at the model's rate and length."""
-    from kws.cache import load_clips
-    from kws.dataset import (
-        SILENCE,
-        TESTING,
-        TRAINING,
-        UNKNOWN,
-        VALIDATION,
-        LabelPolicy,
-        assign_labels,
-        open_datasets,
-    )
-
     recorded = card.data if isinstance(card.data, dict) else {}
     dataset = open_datasets(roots, recorded.get("validation_percent", 10.0),
                             recorded.get("testing_percent", 10.0))
@@ -270,18 +260,16 @@ def _clip_sets(
 def _record(folder: Path, name: str, result: ExportResult) -> None:
     """Write the export into the card, tied to the current model.keras by its SHA-256."""
     card = read_card(folder)
-    exports = dict(card.metrics.get(EXPORT_RECORD, {}))
-    exports[name] = {
-        "keras_sha256": file_sha256(folder / KERAS_FILE),
-        "quantization": result.quantization,
-        "bytes": result.bytes,
-        "top1_agreement": round(result.agreement, 5),
-        "parity_clips": result.parity_clips,
-        "calibration_clips": result.calibration_clips,
-        "max_probability_difference": round(result.max_probability_difference, 6),
-        "rejected": list(result.rejected),
-    }
-    card.metrics[EXPORT_RECORD] = exports
+    card.exports[name] = ExportRecord(
+        keras_sha256=file_sha256(folder / KERAS_FILE),
+        quantization=result.quantization,
+        bytes=result.bytes,
+        top1_agreement=round(result.agreement, 5),
+        parity_clips=result.parity_clips,
+        calibration_clips=result.calibration_clips,
+        max_probability_difference=round(result.max_probability_difference, 6),
+        rejected=list(result.rejected),
+    )
     key = "tflite_int8_top1_agreement" if name == TFLITE_INT8_FILE else "tflite_top1_agreement"
     card.metrics[key] = round(result.agreement, 5)
     write_card(folder, card)

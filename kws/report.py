@@ -2,7 +2,7 @@
 
 Tables are :mod:`rich` renderables (the caller chooses the console); figures are PNG files
 drawn with matplotlib's Agg canvas (no display needed), imported only when a figure is
-drawn and written atomically (temporary file, then rename).
+drawn and written atomically (:func:`kws.files.atomic_write`).
 """
 
 from __future__ import annotations
@@ -15,9 +15,12 @@ from typing import Any
 import numpy as np
 from rich.table import Table
 
+from kws import files
 
-def _percent(value: float | None) -> str:
-    return "-" if value is None else f"{100 * value:.2f} %"
+
+def format_percent(value: float | None) -> str:
+    """A fraction as a percentage (``12.34%``), ``-`` when missing."""
+    return "-" if value is None else f"{100 * value:.2f}%"
 
 
 def format_duration(seconds: float) -> str:
@@ -39,26 +42,41 @@ def format_count(value: int | None) -> str:
     return str(value)
 
 
-def training_summary_table(summary: Mapping[str, Any]) -> Table:
-    """The table ``kws train`` prints at the end.
+#: The classifier's figures in the summary table: (row label, metric key), as percentages.
+CLASSIFIER_FIGURES = (
+    ("final validation accuracy", "final_validation_accuracy"),
+    ("best validation accuracy", "best_validation_accuracy"),
+    ("training accuracy (clean)", "train_accuracy"),
+    ("test accuracy", "test_accuracy"),
+)
+#: The phone model's figures in the summary table.
+PHONE_FIGURES = (
+    ("training PER", "train_per"),
+    ("validation PER", "validation_per"),
+    ("test PER", "test_per"),
+    ("test word accuracy (closest lexicon entry)", "test_word_accuracy"),
+)
 
-    ``summary`` holds ``out``, ``epochs``, ``best_epoch``, ``metrics`` (``train_accuracy``,
-    ``validation_accuracy``, ``best_validation_accuracy``, ``final_validation_accuracy``,
-    ``test_accuracy``), ``wall_time_s``, ``clips_per_s``, ``parameters`` and
-    ``multiply_adds``; missing entries print as ``-``.
+
+def training_summary_table(summary: Mapping[str, Any],
+                           figures: Sequence[tuple[str, str]] = CLASSIFIER_FIGURES,
+                           what: str = "model") -> Table:
+    """The table a training command prints at the end.
+
+    ``summary`` is :attr:`kws.train.TrainResult.summary`: ``out``, ``epochs``,
+    ``best_epoch``, ``metrics``, ``wall_time_s``, ``clips_per_s``, ``parameters`` and
+    ``multiply_adds``. ``figures`` lists the task's ``(label, metrics key)`` rows, fractions
+    shown as percentages; missing entries print as ``-``.
     """
     metrics = summary.get("metrics", {})
-    table = Table(title=f"model saved to {summary.get('out', '?')}", title_justify="left")
+    table = Table(title=f"{what} saved to {summary.get('out', '?')}", title_justify="left")
     table.add_column("")
     table.add_column("value", justify="right")
     best_epoch = summary.get("best_epoch")
     rows = [
         ("epochs run", str(summary.get("epochs", "-"))),
         ("best epoch", "-" if best_epoch is None else str(best_epoch)),
-        ("final validation accuracy", _percent(metrics.get("final_validation_accuracy"))),
-        ("best validation accuracy", _percent(metrics.get("best_validation_accuracy"))),
-        ("training accuracy (clean)", _percent(metrics.get("train_accuracy"))),
-        ("test accuracy", _percent(metrics.get("test_accuracy"))),
+        *((label, format_percent(metrics.get(key))) for label, key in figures),
         ("wall time", format_duration(summary.get("wall_time_s", 0.0))),
         ("training clips/s", f"{summary.get('clips_per_s', 0.0):.0f}"),
         ("parameters", format_count(summary.get("parameters"))),
@@ -133,14 +151,9 @@ def _save_figure(figure, path: str | os.PathLike) -> Path:
     from matplotlib.backends.backend_agg import FigureCanvasAgg
 
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp.png")
-    try:
-        FigureCanvasAgg(figure)
-        figure.savefig(tmp, format="png", dpi=100)
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
+    FigureCanvasAgg(figure)
+    with files.atomic_write(path, suffix=".png") as temporary:
+        figure.savefig(temporary, format="png", dpi=100)
     return path
 
 

@@ -78,3 +78,26 @@ def project_env():
     env = dict(os.environ)
     env.pop("PYTHONPATH", None)
     return env
+
+
+#: Ways a model folder is damaged in the reliability tests: a card that is ``[]``, ``null``,
+#: has a wrong section or field type, or a ``model.keras`` with flipped bytes.
+MODEL_DAMAGE = ["[]", "null", '{"metrics": []}', '{"sample_rate": "sixteen"}', "flipped"]
+
+
+def damage_model_folder(folder: Path, damage: str) -> Path:
+    """Damage a model folder in place as ``damage`` (one of :data:`MODEL_DAMAGE`) says."""
+    import json
+
+    card = folder / "card.json"
+    if damage == "flipped":
+        keras_file = folder / "model.keras"
+        content = bytearray(keras_file.read_bytes())
+        for index in range(100, len(content), 97):
+            content[index] ^= 0xFF
+        keras_file.write_bytes(bytes(content))
+    elif damage.startswith("{"):
+        card.write_text(json.dumps({**json.loads(card.read_text()), **json.loads(damage)}))
+    else:
+        card.write_text(damage)
+    return folder

@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 from click.testing import CliRunner
-from conftest import make_speech_commands, tone, write_wav
+from conftest import MODEL_DAMAGE, damage_model_folder, make_speech_commands, tone, write_wav
 
 from kws import evaluate as evaluation
 from kws.cli import cli
@@ -167,3 +167,102 @@ def test_bad_requests_are_errors(superset_model, test_layout, tmp_path):
     (folder / "card.json").write_text(json.dumps({**card, "task": "vae"}))
     with pytest.raises(KwsError, match="needs a classifier"):
         evaluation.evaluate(folder, [test_layout], split="all")
+
+
+# ----------------------------------------------------------------------------- reliability
+
+
+@pytest.fixture
+def run_cli(capsys):
+    """Run ``kws`` in-process as the console script does (one-line errors, exit codes)."""
+    from types import SimpleNamespace
+
+    from kws.cli import main
+
+    def run(args: list[str]) -> SimpleNamespace:
+        with pytest.raises(SystemExit) as exited:
+            main(args)
+        out, err = capsys.readouterr()
+        return SimpleNamespace(exit_code=exited.value.code, stdout=out, stderr=err,
+                               output=out + err)
+
+    return run
+
+
+def test_confusion_png_never_overwrites_an_input(superset_model, test_layout, run_cli):
+    clip = test_layout / "yes" / "spk0abc_nohash_0.wav"
+    before = clip.read_bytes()
+    for target in (clip, test_layout / "new.png", superset_model / "card.json"):
+        result = run_cli(["evaluate", str(superset_model), "--data", str(test_layout),
+                          "--split", "all", "--confusion-png", str(target)])
+        assert result.exit_code == 2, result.output
+        assert "would write over the input" in result.stderr
+    assert clip.read_bytes() == before
+    assert not (test_layout / "new.png").exists()
+
+
+def test_confusion_png_is_written_atomically(superset_model, test_layout, tmp_path, run_cli):
+    png = tmp_path / "out" / "confusion.png"
+    result = run_cli(["evaluate", str(superset_model), "--data", str(test_layout), "--split",
+                      "all", "--json", "--confusion-png", str(png)])
+    assert result.exit_code == 0, result.output
+    assert [p.name for p in png.parent.iterdir()] == ["confusion.png"]
+
+
+def test_entries_that_cannot_be_clips_are_warned_about(superset_model, test_layout, run_cli):
+    import os
+
+    words = test_layout / "yes"
+    (words / "dangling_nohash_0.wav").symlink_to(words / "gone.wav")
+    os.mkfifo(words / "fifo_nohash_0.wav")
+    (words / "folder_nohash_0.wav").mkdir()
+    result = run_cli(["evaluate", str(superset_model), "--data", str(test_layout), "--split",
+                      "all", "--json"])
+    assert result.exit_code == 0, result.output
+    warnings = [line for line in result.stderr.splitlines() if "kws: warning:" in line]
+    for name in ("dangling", "fifo", "folder"):
+        assert sum(f"{name}_nohash_0.wav" in line for line in warnings) == 1, result.stderr
+    report = json.loads(result.stdout)
+    assert sorted(Path(item["path"]).name for item in report["skipped"]) == [
+        "dangling_nohash_0.wav", "fifo_nohash_0.wav", "folder_nohash_0.wav"]
+    assert report["clips"] == 10
+
+
+@pytest.mark.parametrize("damage", MODEL_DAMAGE)
+def test_a_damaged_model_folder_is_one_line(superset_model, test_layout, tmp_path, damage,
+                                            run_cli):
+    import shutil
+
+    broken = damage_model_folder(shutil.copytree(superset_model, tmp_path / "broken"), damage)
+    result = run_cli(["evaluate", str(broken), "--data", str(test_layout), "--split", "all"])
+    assert result.exit_code == 1 and result.stdout == ""
+    assert len(result.stderr.splitlines()) == 1
+    assert result.stderr.startswith(f"kws: error: {broken}")
+
+
+def test_missing_folders_are_usage_errors(superset_model, test_layout, tmp_path, run_cli):
+    missing_model = run_cli(["evaluate", str(tmp_path / "none"), "--data", str(test_layout)])
+    missing_data = run_cli(["evaluate", str(superset_model), "--data", str(tmp_path / "none")])
+    assert (missing_model.exit_code, missing_data.exit_code) == (2, 2)
+    assert "no such model folder" in missing_model.stderr
+    assert "no such dataset folder" in missing_data.stderr
+
+
+def test_a_current_export_is_evaluated_with_litert_without_tensorflow(tmp_path_factory):
+    """With a current model.tflite, kws evaluate never imports TensorFlow, and agrees with
+    the Keras model's evaluation."""
+    from test_predict import run_in_fresh_process, train_tone_model, write_tone_dataset
+
+    from kws.export import export_tflite
+
+    data = write_tone_dataset(tmp_path_factory.mktemp("tones") / "data")
+    model = train_tone_model(tmp_path_factory.mktemp("model") / "tones")
+    export_tflite(model, data=[data])
+    done = run_in_fresh_process(["evaluate", str(model), "--data", str(data), "--split", "all",
+                                 "--json"])
+    assert "STATUS 0 []" in done.stderr, done.stderr
+    report = json.loads(done.stdout)
+    assert report["runner"] == "tflite"
+    keras = evaluation.evaluate(model, [data], split="all", runner="keras")
+    assert keras.runner == "keras"
+    assert abs(report["accuracy"] - keras.accuracy) <= 0.02

@@ -12,8 +12,8 @@ from test_predict import tone_clip, train_tone_model, write_tone_dataset
 from kws import export
 from kws.cli import main
 from kws.errors import KwsError, UsageError
-from kws.modelfolder import TFLITE_FILE, TFLITE_INT8_FILE, read_card, write_card
-from kws.predict import LiteRTRunner, file_sha256, open_runner
+from kws.infer import LiteRTRunner, open_runner
+from kws.modelfolder import TFLITE_FILE, TFLITE_INT8_FILE, file_sha256, read_card, write_card
 
 
 @pytest.fixture(scope="module")
@@ -38,11 +38,12 @@ def test_float_export_matches_keras_and_is_recorded(model_dir, tone_data):
     assert result.quantization == "float32"
     assert result.agreement >= 0.99 and result.parity_clips > 10
     assert result.max_probability_difference < 1e-3
-    metrics = read_card(model_dir).metrics
-    assert metrics["tflite_top1_agreement"] == pytest.approx(result.agreement)
-    record = metrics["export"][TFLITE_FILE]
-    assert record["keras_sha256"] == file_sha256(model_dir / "model.keras")
-    assert record["bytes"] == result.path.stat().st_size
+    card = read_card(model_dir)
+    assert card.metrics["tflite_top1_agreement"] == pytest.approx(result.agreement)
+    record = card.exports[TFLITE_FILE]
+    assert record.keras_sha256 == file_sha256(model_dir / "model.keras")
+    assert record.bytes == result.path.stat().st_size
+    assert "export" not in card.metrics
     assert isinstance(open_runner(model_dir), LiteRTRunner)
     assert [p.name for p in model_dir.iterdir() if p.name.startswith(".")] == []
 
@@ -73,8 +74,8 @@ def test_int8_falls_back_to_int8_weights(model_dir, tone_data, monkeypatch):
     result = export.export_tflite(model_dir, int8=True, data=[tone_data])
     assert result.quantization == export.WEIGHTS_INT8 and result.agreement >= 0.97
     assert result.rejected == (f"{export.FULL_INT8}: TFLite conversion failed: no int8 kernel",)
-    record = read_card(model_dir).metrics["export"][TFLITE_INT8_FILE]
-    assert record["quantization"] == export.WEIGHTS_INT8
+    record = read_card(model_dir).exports[TFLITE_INT8_FILE]
+    assert record.quantization == export.WEIGHTS_INT8
 
 
 def test_failed_parity_leaves_no_file(model_dir, tone_data, monkeypatch):
@@ -82,7 +83,8 @@ def test_failed_parity_leaves_no_file(model_dir, tone_data, monkeypatch):
     with pytest.raises(KwsError, match=r"no conversion reaches the 101% top-1 agreement"):
         export.export_tflite(model_dir, data=[tone_data])
     assert sorted(p.name for p in model_dir.iterdir()) == ["card.json", "model.keras"]
-    assert "export" not in read_card(model_dir).metrics
+    card = read_card(model_dir)
+    assert "export" not in card.metrics and card.exports == {}
 
 
 def test_data_is_required_unless_recorded(model_dir, tone_data):
@@ -104,9 +106,19 @@ def test_cli_prints_result_and_exit_codes(model_dir, tone_data, tmp_path, capsys
     with pytest.raises(SystemExit) as exited:
         main(["export", str(tmp_path / "nowhere"), "--data", str(tone_data)])
     out, err = capsys.readouterr()
-    assert exited.value.code == 1 and out == ""
+    assert exited.value.code == 2 and out == ""  # a missing folder is a usage error
     assert err.strip() == f"kws: error: {tmp_path / 'nowhere'}: no such model folder"
     with pytest.raises(SystemExit) as exited:
         main(["export", str(model_dir)])
     assert exited.value.code == 2
     assert "Traceback" not in capsys.readouterr().err
+
+
+def test_cli_table_is_tab_separated_when_piped(model_dir, tone_data, capsys):
+    with pytest.raises(SystemExit) as exited:
+        main(["export", str(model_dir), "--data", str(tone_data), "--clips", "50"])
+    out, err = capsys.readouterr()
+    assert exited.value.code == 0, err
+    rows = dict(line.split("\t") for line in out.splitlines() if not line.startswith("#"))
+    assert rows["quantization"] == "float32" and rows["size"].endswith("KiB")
+    assert "┃" not in out and "│" not in out

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
 
 import numpy as np
 import pytest
@@ -13,7 +12,7 @@ from conftest import make_speech_commands, tone, write_wav
 
 from kws.cli import cli
 from kws.dataset import V1_WORDS
-from kws.errors import DatasetError
+from kws.errors import DatasetError, UsageError
 from kws.phones import ctc
 from kws.phones.lexicon import (
     LexiconError,
@@ -150,18 +149,18 @@ def test_timit_format_folder_with_wav(tmp_path):
 
 
 def test_timit_training_data(tmp_path):
-    from rich.console import Console
-
+    from kws.phones.config import PhoneTrainConfig
     from kws.phones.data import phone_ids, prepare_phone_data
-    from kws.phones.train import PhoneTrainConfig, resolve_config
+    from kws.phones.train import PhonesTask
+    from kws.train import TrainEvents
 
     root = tmp_path / "timit"
     for speaker in ("FAAA0", "MBBB0", "FCCC0"):
         _write_utterance(root / "TRAIN" / "DR1" / speaker, "SI1", SENTENCE)
     _write_utterance(root / "TEST" / "DR1" / "MDDD0", "SX1", SENTENCE[:6] + [("h#", 12000)])
-    config = resolve_config(PhoneTrainConfig(data=(str(root),), out=str(tmp_path / "m"),
-                                             silence_percent=0.0, validation_percent=0.0))
-    data = prepare_phone_data(config, default_lexicon(), Console(file=open(os.devnull, "w")))
+    config = PhonesTask().resolve(PhoneTrainConfig(data=(str(root),), out=str(tmp_path / "m"),
+                                                   silence_percent=0.0, validation_percent=0.0))
+    data = prepare_phone_data(config, default_lexicon(), TrainEvents())
     assert data.length == 24000  # the longest utterance (1.16 s), rounded up to 0.5 s
     assert data.x["training"].shape == (3, 24000) and data.x["testing"].shape == (1, 24000)
     folded = ["sil", "hh", "ae", "sil", "p", "iy", "ih", "sh", "sil"]
@@ -369,6 +368,70 @@ def test_cli_train_writes_a_model_folder(trained, capsys):
     assert code == 2 and "training there has finished" in err
 
 
+def test_cli_train_progress_shows_the_per_as_a_percentage(trained, tmp_path, capsys):
+    """One unit for the PER: a percentage wherever it is shown (progress line and table),
+    the same figure as a fraction in card.json and --json."""
+    data, _, _ = trained
+    code, stdout, stderr = run(["phones", "train", "--data", data, "--out", tmp_path / "again",
+                                "--epochs", "1", "--rate", "8000"], capsys)
+    assert code == 0
+    metrics = json.loads((tmp_path / "again" / "card.json").read_text())["metrics"]
+    assert f"val_per {100 * metrics['history']['val_per'][0]:.2f}%" in stderr
+    rows = dict(line.split("\t") for line in stdout.splitlines()[2:])
+    assert rows["validation PER"] == f"{100 * metrics['validation_per']:.2f}%"
+    assert rows["test PER"] == f"{100 * metrics['test_per']:.2f}%"
+
+
+def _stop_after_first_epoch():
+    """A callback that interrupts training as Ctrl-C would, once epoch 1 is checkpointed."""
+    import keras
+
+    class StopAfterFirstEpoch(keras.callbacks.Callback):
+        def on_epoch_end(self, epoch, logs=None):
+            if epoch == 0:
+                raise KeyboardInterrupt
+
+    return StopAfterFirstEpoch()
+
+
+def test_phone_training_resumes_to_the_same_model(trained, tmp_path):
+    """Smoke test of the phone task on the engine, and its resume (bit-equal weights)."""
+    from kws.modelfolder import load_keras_model
+    from kws.phones.config import PhoneTrainConfig
+    from kws.phones.train import PhonesTask
+    from kws.train import TrainEvents, checkpoints, fit
+
+    data, _, _ = trained
+    config = PhoneTrainConfig(data=(str(data),), rate=8000, epochs=2, patience=None,
+                              out=str(tmp_path / "whole"))
+    reference = fit(PhonesTask(), config)
+    assert reference.card.task == "phones" and reference.card.arch == "tcphones"
+    assert len(reference.history["val_per"]) == 2
+    assert (tmp_path / "whole" / "lexicon.txt").is_file()
+
+    run = PhoneTrainConfig(**{**config.__dict__, "out": str(tmp_path / "resumed")})
+
+    class Interruption(TrainEvents):
+        saved = None
+
+        def interrupted(self, epochs_saved, folder):
+            self.saved = (epochs_saved, folder)
+
+    events = Interruption()
+    with pytest.raises(KeyboardInterrupt):
+        fit(PhonesTask(), run, events=events, callbacks=[_stop_after_first_epoch()])
+    assert events.saved == (1, checkpoints.checkpoint_folder(run.out))
+    with pytest.raises(UsageError, match="--frame-ms"):
+        fit(PhonesTask(), PhoneTrainConfig(**{**run.__dict__, "frame_ms": 40.0}), resume=True)
+    resumed = fit(PhonesTask(), run, resume=True)
+    assert resumed.history == reference.history
+    assert resumed.card.metrics["epochs"] == 2
+    for mine, theirs in zip(load_keras_model(run.out).get_weights(),
+                            load_keras_model(config.out).get_weights(), strict=True):
+        np.testing.assert_array_equal(mine, theirs)
+    assert not checkpoints.checkpoint_folder(run.out).exists()
+
+
 def test_cli_predict_formats_stdin_and_bad_files(trained, tmp_path, capsys, monkeypatch):
     data, out, _ = trained
     good = data / "yes" / "aaaa0001_nohash_0.wav"
@@ -392,6 +455,17 @@ def test_cli_predict_formats_stdin_and_bad_files(trained, tmp_path, capsys, monk
     lines = stdout.splitlines()
     assert lines[0] == "path\tphone\tstart\tend\tprobability"
     assert len(lines) > 1 and all(line.startswith(str(good)) for line in lines[1:])
+
+
+def test_cli_predict_answers_each_stdin_path_as_it_arrives(trained):
+    """On a stdin pipe that stays open, each path is answered before the next is written."""
+    from test_predict import KWS, _answers_before_eof
+
+    data, out, _ = trained
+    paths = [data / "yes" / "aaaa0001_nohash_0.wav", data / "no" / "aaaa0001_nohash_0.wav"]
+    answers = _answers_before_eof([*KWS, "phones", "predict", "-m", str(out), "-f", "jsonl",
+                                   "-"], paths)
+    assert [json.loads(a)["path"] if a else None for a in answers] == [str(p) for p in paths]
 
 
 def test_cli_evaluate_json_and_table(trained, capsys):
@@ -440,7 +514,7 @@ def test_cli_spot(trained, tmp_path, capsys):
     (["train", "--data", "{data}", "--lexicon", "{tmp}/bad.txt", "--out", "{tmp}/m"], 1,
      "bad.txt:1: unknown phone"),
     (["train", "--data", "{data}", "--frame-ms", "15", "--out", "{tmp}/m"], 2, "--frame-ms"),
-    (["evaluate", "-m", "{out}", "--data", "{tmp}/nowhere"], 1, "no such dataset folder"),
+    (["evaluate", "-m", "{out}", "--data", "{tmp}/nowhere"], 2, "no such dataset folder"),
 ])
 def test_cli_bad_input(trained, tmp_path, capsys, args, code, message):
     data, out, _ = trained

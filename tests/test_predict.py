@@ -17,21 +17,20 @@ from pathlib import Path
 import numpy as np
 import pytest
 import soundfile
-from conftest import tone, write_wav
+from conftest import MODEL_DAMAGE, damage_model_folder, tone, write_wav
 
 from kws.cli import main
 from kws.errors import KwsError, UsageError
-from kws.modelfolder import TFLITE_FILE, ModelCard, read_card, save_keras_model, write_card
-from kws.predict import (
+from kws.infer import (
     KerasRunner,
     LiteRTRunner,
-    PredictOptions,
     open_runner,
-    predict,
     sliding_windows,
     spot_keywords,
     window_starts,
 )
+from kws.modelfolder import TFLITE_FILE, ModelCard, read_card, save_keras_model, write_card
+from kws.predict import PredictOptions, predict
 
 RATE = 8000
 LABELS = ["_silence_", "high", "low"]
@@ -234,7 +233,8 @@ def test_bad_inputs_are_reported_once_and_skipped(model_dir, clips, tmp_path, ca
 
 
 @pytest.mark.parametrize("args", [[], ["-k", "0", "x.wav"], ["--hop", "0", "x.wav"],
-                                  ["--threshold", "2", "x.wav"], ["--format", "xml", "x.wav"]])
+                                  ["--threshold", "2", "x.wav"], ["--format", "xml", "x.wav"],
+                                  ["--spot", "-k", "2", "x.wav"]])
 def test_usage_errors_exit_2(model_dir, capsys, args):
     code, _, err = run_kws(["predict", "-m", str(model_dir), *args], capsys)
     assert code == 2
@@ -308,7 +308,7 @@ def test_auto_runner_prefers_a_current_tflite_file(model_dir, tmp_path):
     assert isinstance(open_runner(model_dir), LiteRTRunner)
     stale = shutil.copytree(model_dir, tmp_path / "stale")
     card = read_card(stale)
-    card.metrics["export"][TFLITE_FILE]["keras_sha256"] = "0" * 64
+    card.exports[TFLITE_FILE].keras_sha256 = "0" * 64
     write_card(stale, card)
     runner = open_runner(stale)
     assert isinstance(runner, KerasRunner)
@@ -320,19 +320,25 @@ def test_auto_runner_prefers_a_current_tflite_file(model_dir, tmp_path):
         open_runner(stale, "onnx")
 
 
-def test_tflite_path_never_imports_tensorflow(model_dir, clips):
+def run_in_fresh_process(args: list[str]) -> subprocess.CompletedProcess:
+    """Run ``kws ARGS`` in a new Python; its stderr ends with ``STATUS <exit code> <heavy
+    modules imported>`` (TensorFlow, Keras, librosa)."""
     code = (
         "import sys\n"
         "from kws.cli import main\n"
         "try:\n"
-        f"    main(['predict', '-m', {str(model_dir)!r}, '--runner', 'tflite',"
-        f" {str(clips['low'])!r}])\n"
+        f"    main({args!r})\n"
         "except SystemExit as exit:\n"
         "    status = exit.code\n"
         "heavy = [m for m in ('tensorflow', 'keras', 'librosa') if m in sys.modules]\n"
         "print('STATUS', status, heavy, file=sys.stderr)\n"
     )
-    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    return subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+
+
+def test_tflite_path_never_imports_tensorflow(model_dir, clips):
+    done = run_in_fresh_process(["predict", "-m", str(model_dir), "--runner", "tflite",
+                                 str(clips["low"])])
     assert "STATUS 0 []" in done.stderr, done.stderr
     assert json.loads(done.stdout)["label"] == "low"
     assert done.stderr.splitlines() == ["STATUS 0 []"]
@@ -377,3 +383,140 @@ def test_spot_keywords_suppresses_weaker_overlapping_word():
     found = spot_keywords(_probabilities(top), labels, rate=10, length=10, hop=1,
                           threshold=0.7, min_gap=0.3)
     assert [d.label for d in found] == ["low"]
+
+
+# ----------------------------------------------------------------------------- reliability
+
+
+def test_huge_float_samples_are_an_error_and_the_output_stays_json(model_dir, clips, tmp_path,
+                                                                    capsys):
+    huge = tmp_path / "huge.wav"
+    soundfile.write(huge, np.full(8000, 1e30, dtype=np.float32), 8000, subtype="FLOAT")
+    code, out, err = run_kws(["predict", "-m", str(model_dir), str(clips["low"]), str(huge),
+                              str(clips["high"])], capsys)
+    assert code == 1
+    assert "NaN" not in out and "Infinity" not in out
+    assert [r["label"] for r in jsonl(out)] == ["low", "high"]  # every line is valid JSON
+    assert err.splitlines() == [line for line in err.splitlines()
+                                if line.startswith(f"kws: error: {huge}: ")]
+    assert len(err.splitlines()) == 1
+
+
+class _NaNRunner:
+    """A runner whose model overflows on loud input (what a real model does at 1e30)."""
+
+    sample_rate = RATE
+    input_length = RATE
+    labels = LABELS
+    batch_size = 2
+
+    def __call__(self, batch: np.ndarray) -> np.ndarray:
+        out = np.full((len(batch), len(LABELS)), 1 / len(LABELS), dtype=np.float32)
+        out[np.abs(batch).max(axis=1) > 10] = np.nan
+        return out
+
+
+def test_pipeline_turns_non_finite_model_output_into_a_failure(tmp_path):
+    from kws.infer import Failure, Pipeline, Scored
+
+    quiet = write_wav(tmp_path / "quiet.wav", tone(300.0, 1.0, RATE), RATE)
+    loud = tmp_path / "loud.wav"
+    soundfile.write(loud, np.full(RATE, 100.0, dtype=np.float32), RATE, subtype="FLOAT")
+    pipeline = Pipeline(_NaNRunner(), decode=lambda path: soundfile.read(path,
+                                                                          dtype="float32")[0])
+    results = list(pipeline.run([quiet, loud, quiet]))
+    assert [type(r) for r in results] == [Scored, Failure, Scored]
+    assert results[1].path == str(loud) and "not finite" in results[1].message
+    assert (pipeline.succeeded, pipeline.failed) == (2, 1)
+
+
+def test_stdin_names_keep_their_spaces(model_dir, clips, tmp_path, capsys, monkeypatch):
+    spaced = tmp_path / " low tone.wav "
+    spaced.write_bytes(clips["low"].read_bytes())
+    listing = f"{spaced}\r\n{clips['high']}\n"
+    code, out, err = run_kws(["predict", "-m", str(model_dir), "-"], capsys, listing,
+                             monkeypatch)
+    assert code == 0, err
+    assert [(r["path"], r["label"]) for r in jsonl(out)] == [(str(spaced), "low"),
+                                                             (str(clips["high"]), "high")]
+
+
+def _answers_before_eof(command: list[str], paths: list[Path], timeout: float = 120.0) -> list:
+    """Feed paths one at a time on a stdin pipe kept open; return the line read after each."""
+    import selectors
+
+    process = subprocess.Popen(command, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                               stderr=subprocess.PIPE, text=True)
+    answers = []
+    try:
+        selector = selectors.DefaultSelector()
+        selector.register(process.stdout, selectors.EVENT_READ)
+        for path in paths:
+            process.stdin.write(f"{path}\n")
+            process.stdin.flush()
+            ready = selector.select(timeout)
+            answers.append(process.stdout.readline() if ready else None)
+    finally:
+        process.stdin.close()
+        process.wait(timeout)
+        process.stderr.close()
+        process.stdout.close()
+    return answers
+
+
+#: The ``kws`` command run in a subprocess.
+KWS = [sys.executable, "-m", "kws"]
+
+
+def test_each_stdin_path_is_answered_as_it_arrives(model_dir, clips):
+    answers = _answers_before_eof([*KWS, "predict", "-m", str(model_dir), "-"],
+                                  [clips["low"], clips["high"]])
+    assert [json.loads(a)["label"] if a else None for a in answers] == ["low", "high"]
+
+
+@pytest.mark.parametrize("damage", MODEL_DAMAGE)
+def test_a_damaged_model_folder_is_one_line(model_dir, clips, tmp_path, capsys, damage):
+    broken = shutil.copytree(model_dir, tmp_path / "broken")
+    damage_model_folder(broken, damage)
+    if damage == "flipped":
+        (broken / TFLITE_FILE).unlink()  # else LiteRT runs the intact export
+    code, out, err = run_kws(["predict", "-m", str(broken), str(clips["low"])], capsys)
+    assert code == 1 and out == ""
+    assert len(err.splitlines()) == 1 and err.startswith(f"kws: error: {broken}")
+    assert "Traceback" not in err
+
+
+def test_missing_model_folder_is_a_usage_error(tmp_path, clips, capsys):
+    code, _, err = run_kws(["predict", "-m", str(tmp_path / "nowhere"), str(clips["low"])],
+                           capsys)
+    assert code == 2 and "no such model folder" in err
+
+
+def test_one_detection_class_and_one_threshold_per_task():
+    import kws.infer
+    from kws.modelfolder import Task
+
+    assert kws.infer.DEFAULT_SPOT_THRESHOLD[Task.CLASSIFIER] == 0.7
+    assert kws.infer.DEFAULT_SPOT_THRESHOLD[Task.PHONES] == 0.5
+    labels = ["_silence_", "high", "low"]
+    (found,) = spot_keywords(_probabilities([(2, 0.9)] * 3), labels, rate=10, length=10, hop=1)
+    assert type(found) is kws.infer.Detection
+
+
+def test_inputs_that_come_quickly_fill_whole_batches(tmp_path):
+    """Few inputs decoded ahead (long recordings) must not shrink the batches: the batcher
+    scores a partial batch only when no input comes for a moment (paths on stdin)."""
+    from kws.infer import Pipeline
+
+    class Counting(_NaNRunner):
+        calls: list[int] = []
+
+        def __call__(self, batch: np.ndarray) -> np.ndarray:
+            self.calls.append(len(batch))
+            return super().__call__(batch)
+
+    runner = Counting()
+    pipeline = Pipeline(runner, decode=lambda n: np.zeros(RATE, np.float32), batch_size=8,
+                        ahead=2)
+    assert len(list(pipeline.run(range(32)))) == 32
+    assert sum(runner.calls) == 32 and len(runner.calls) <= 6, runner.calls

@@ -1,7 +1,8 @@
-"""Training: data preparation, batches, checkpoints, resume and the model folder.
+"""Training: the engine (resume, checkpoints, locks, multi-worker) and the classifier task.
 
-Models are the ``seed`` architecture at 2 kHz trained for one or two steps per epoch on a
-tiny synthetic dataset, so the whole file runs in seconds.
+The engine's tests use a tiny fake task (``fake_task.py``: a ten-parameter Keras model on
+random arrays); the classifier's are the ``seed`` architecture at 2 kHz trained for a few
+steps per epoch on a tiny synthetic dataset, so the whole file runs in about a minute.
 """
 
 from __future__ import annotations
@@ -9,17 +10,31 @@ from __future__ import annotations
 import io
 import json
 import os
+import shutil
+import socket
+import subprocess
+import sys
+from pathlib import Path
 
+import keras
 import numpy as np
 import pytest
 from click.testing import CliRunner
 from conftest import SYNTHETIC_WORDS, make_speech_commands
+from fake_task import FakeTask, fake_config
 from rich.console import Console
 
-from kws import training
+from kws import files
+from kws.classifier import ClassifierConfig, ClassifierTask
+from kws.classifier import train as train_classifier
 from kws.cli import cli, main
-from kws.errors import UsageError
+from kws.cli._training import RichEvents
+from kws.errors import KwsError, UsageError
 from kws.modelfolder import load_keras_model, read_card
+from kws.train import batch_dataset, check_run, fit
+from kws.train import checkpoints as ckpt
+from kws.train.checkpoints import CheckpointState
+from kws.train.optim import learning_rate_schedule
 
 TINY = {"arch": "seed", "rate": 2000, "batch_size": 4, "epochs": 2, "words": None,
         "workers": 1}
@@ -31,6 +46,28 @@ TINY_ARGS = ["--words", "all", "--arch", "seed", "--rate", "2000", "--batch-size
 def quiet() -> Console:
     """A console writing to memory (not a terminal), to read what was printed."""
     return Console(file=io.StringIO(), force_terminal=False, width=200)
+
+
+def events(console: Console | None = None) -> RichEvents:
+    """The CLI's renderer of training events on ``console`` (a quiet one by default)."""
+    return RichEvents(console or quiet())
+
+
+def resolved(config: ClassifierConfig) -> ClassifierConfig:
+    """A classifier configuration with its defaults filled in and checked."""
+    return check_run(ClassifierTask(), config).config
+
+
+class InterruptAfter(keras.callbacks.Callback):
+    """Ctrl-C at the end of an epoch (after the engine wrote its checkpoint)."""
+
+    def __init__(self, epoch: int) -> None:
+        super().__init__()
+        self.epoch = epoch
+
+    def on_epoch_end(self, epoch, logs=None):
+        if epoch + 1 == self.epoch:
+            raise KeyboardInterrupt
 
 
 def run_kws(args: list[str], capsys) -> tuple[int, str, str]:
@@ -73,7 +110,7 @@ def test_model_folder_has_card_curves_and_loadable_model(trained, tiny_data):
     assert summary["metrics"]["test_accuracy"] == card.metrics["test_accuracy"]
     assert summary["labels"] == card.labels
     assert (out / "curves.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
-    assert not (out / training.CHECKPOINT_FOLDER).exists()
+    assert not (out / ckpt.CHECKPOINT_FOLDER).exists()
     model = load_keras_model(out)
     probabilities = model.predict(np.zeros((3, 2000), np.float32), verbose=0)
     assert probabilities.shape == (3, len(card.labels))
@@ -88,33 +125,22 @@ def test_cli_refuses_to_replace_a_model(trained, tiny_data, capsys):
     assert err.strip() == message
 
 
-def test_interrupted_run_resumes_to_the_same_model(trained, tiny_data, tmp_path, monkeypatch,
-                                                   capsys):
+def test_interrupted_run_resumes_to_the_same_model(trained, tiny_data, tmp_path, capsys):
     reference, _ = trained
     out = tmp_path / "resumed"
-    original = training.write_checkpoint
-
-    def interrupt_after_first_epoch(folder, epoch, *args, **kwargs):
-        path = original(folder, epoch, *args, **kwargs)
-        if epoch == 1:
-            raise KeyboardInterrupt
-        return path
-
-    monkeypatch.setattr(training, "write_checkpoint", interrupt_after_first_epoch)
-    run = training.TrainConfig(data=(str(tiny_data),), out=str(out), **TINY)
+    run = ClassifierConfig(data=(str(tiny_data),), out=str(out), **TINY)
     console = quiet()
     with pytest.raises(KeyboardInterrupt):
-        training.train(run, console=console)
+        train_classifier(run, events=events(console), callbacks=[InterruptAfter(1)])
     assert "--resume" in console.file.getvalue()
     assert [p.name for p in (out / "checkpoint").iterdir()] == ["epoch-0001"]
     assert not (out / "card.json").exists()
-    monkeypatch.setattr(training, "write_checkpoint", original)
 
     with pytest.raises(UsageError, match="unfinished run"):
-        training.train(run, console=quiet())
+        train_classifier(run, events=events())
     with pytest.raises(UsageError, match="--batch-size"):
-        training.train(training.TrainConfig(**{**run.__dict__, "batch_size": 2}),
-                       resume=True, console=quiet())
+        train_classifier(ClassifierConfig(**{**run.__dict__, "batch_size": 2}), resume=True,
+                         events=events())
     code, stdout, err = run_kws(["train", "--out", str(out), "--resume", "--json"], capsys)
     assert code == 0, err
     assert "resuming" in err and "epoch 2/2" in err and "epoch 1/2" not in err
@@ -127,32 +153,36 @@ def test_interrupted_run_resumes_to_the_same_model(trained, tiny_data, tmp_path,
 
 def test_resume_needs_a_checkpoint(trained, tiny_data, tmp_path):
     out, _ = trained
-    config = training.TrainConfig(data=(str(tiny_data),), **TINY)
+    config = ClassifierConfig(data=(str(tiny_data),), **TINY)
     with pytest.raises(UsageError, match="no checkpoint"):
-        training.train(training.TrainConfig(**{**config.__dict__, "out": str(tmp_path / "x")}),
-                       resume=True, console=quiet())
+        train_classifier(ClassifierConfig(**{**config.__dict__, "out": str(tmp_path / "x")}),
+                         resume=True, events=events())
     with pytest.raises(UsageError, match="has finished"):
-        training.train(training.TrainConfig(**{**config.__dict__, "out": str(out)}),
-                       resume=True, console=quiet())
+        train_classifier(ClassifierConfig(**{**config.__dict__, "out": str(out)}),
+                         resume=True, events=events())
 
 
 def test_out_inside_the_data_is_refused(tiny_data):
-    config = training.TrainConfig(data=(str(tiny_data),), out=str(tiny_data / "model"), **TINY)
+    config = ClassifierConfig(data=(str(tiny_data),), out=str(tiny_data / "model"), **TINY)
     with pytest.raises(UsageError, match="inside the dataset"):
-        training.train(config, console=quiet())
+        train_classifier(config, events=events())
+    same = ClassifierConfig(data=(str(tiny_data),), out=str(tiny_data), **TINY)
+    with pytest.raises(UsageError, match="inside the dataset"):
+        train_classifier(same, events=events())
+    assert not (tiny_data / "model").exists()
 
 
 def test_unreadable_files_are_skipped_with_one_warning(tmp_path):
     root = make_speech_commands(tmp_path / "data")
     for n in range(5):
         (root / "yes" / f"broken{n}_nohash_0.wav").write_bytes(b"RIFF nonsense")
-    config = training.resolve(training.TrainConfig(data=(str(root),), **TINY))
+    config = resolved(ClassifierConfig(data=(str(root),), **TINY))
     console = quiet()
-    data = training.prepare_data(config, console)
+    data = ClassifierTask().prepare(config, events(console))
     printed = console.file.getvalue()
     assert printed.count("warning") == 1
     assert "skipped 5 unreadable file(s)" in printed and "and 2 more" in printed
-    assert len(data.failed) == 5
+    assert len(data.extra["failed"]) == 5
     assert data.summary["skipped_files"] == 5
     assert len(data.x["training"]) == len(data.y["training"]) == 14
     assert data.x["training"].shape[1] == 2000
@@ -160,10 +190,10 @@ def test_unreadable_files_are_skipped_with_one_warning(tmp_path):
 
 def test_batches_are_pure_functions_of_their_step(tmp_path):
     root = make_speech_commands(tmp_path / "data")
-    config = training.resolve(training.TrainConfig(data=(str(root),), **TINY))
-    data = training.prepare_data(config, quiet())
-    first = training.training_batches(data, config)
-    again = training.training_batches(data, config)
+    config = resolved(ClassifierConfig(data=(str(root),), **TINY))
+    data = ClassifierTask().prepare(config, events())
+    first = ClassifierTask().batches(config, data)
+    again = ClassifierTask().batches(config, data)
     assert first.steps == len(data.x["training"]) // 4
     x0, y0 = first[0]
     x1, y1 = again[0]
@@ -174,7 +204,7 @@ def test_batches_are_pure_functions_of_their_step(tmp_path):
     assert not np.allclose(x0, clean)
     assert not np.array_equal(first.order(1), first.order(0))
     np.testing.assert_array_equal(first[first.steps][0], first.batch(1, 0)[0])
-    streamed = list(first.dataset(1, 2, workers=3).as_numpy_iterator())
+    streamed = list(batch_dataset(first, 1, 2, workers=3).as_numpy_iterator())
     assert len(streamed) == first.steps
     for index, (x, y) in enumerate(streamed):
         expected_x, expected_y = first.batch(1, index)
@@ -183,27 +213,28 @@ def test_batches_are_pure_functions_of_their_step(tmp_path):
 
 
 def test_checkpoint_writing_is_atomic(tmp_path, monkeypatch):
-    state = {"epoch": 1, "config": {}, "labels": []}
+    state = CheckpointState(epoch=1, labels=[], config={}, task="classifier")
     arrays = {"model": [np.ones(3)], "optimizer": [np.zeros(2)]}
-    training.write_checkpoint(tmp_path, 1, state, arrays)
+    ckpt.write_checkpoint(tmp_path, state, arrays)
 
     def interrupted(*args, **kwargs):
         raise KeyboardInterrupt
 
     monkeypatch.setattr(np, "savez", interrupted)
     with pytest.raises(KeyboardInterrupt):
-        training.write_checkpoint(tmp_path, 2, {**state, "epoch": 2}, arrays)
-    folder = tmp_path / training.CHECKPOINT_FOLDER
+        ckpt.write_checkpoint(tmp_path, CheckpointState(**{**state.to_json(), "epoch": 2}),
+                              arrays)
+    folder = tmp_path / ckpt.CHECKPOINT_FOLDER
     assert sorted(os.listdir(folder)) == ["epoch-0001"]
-    latest = training.latest_checkpoint(tmp_path)
-    assert training.read_checkpoint(latest)["epoch"] == 1
-    restored = training.read_checkpoint_arrays(latest)
+    latest = ckpt.latest_checkpoint(tmp_path)
+    assert ckpt.read_state(latest).epoch == 1
+    restored = ckpt.read_arrays(latest)
     np.testing.assert_array_equal(restored["model"][0], np.ones(3))
 
 
 def test_learning_rate_warms_up_then_decays_to_zero():
-    config = training.TrainConfig(learning_rate=0.01, warmup_epochs=1.0, epochs=4)
-    schedule = training._learning_rate(config, steps_per_epoch=10)
+    config = ClassifierConfig(learning_rate=0.01, warmup_epochs=1.0, epochs=4)
+    schedule = learning_rate_schedule(config, steps_per_epoch=10)
     values = [float(schedule(step)) for step in (0, 5, 10, 25, 40)]
     assert values[0] == 0.0
     assert values[1] == pytest.approx(0.005)
@@ -213,8 +244,8 @@ def test_learning_rate_warms_up_then_decays_to_zero():
 
 
 def test_config_round_trips_through_json():
-    config = training.TrainConfig(data=("a", "b"), words=("yes", "no"), augmentation={"speed": 0})
-    assert training.TrainConfig.from_json(json.loads(json.dumps(config.to_json()))) == config
+    config = ClassifierConfig(data=("a", "b"), words=("yes", "no"), augmentation={"speed": 0})
+    assert ClassifierConfig.from_json(json.loads(json.dumps(config.to_json()))) == config
 
 
 @pytest.mark.parametrize("change, message", [
@@ -225,4 +256,219 @@ def test_config_round_trips_through_json():
 ])
 def test_bad_options_are_usage_errors(change, message):
     with pytest.raises(UsageError, match=message):
-        training.resolve(training.TrainConfig(**change))
+        check_run(ClassifierTask(), ClassifierConfig(**change))
+
+
+# ----------------------------------------------------------------------------- the engine
+
+
+def weights_of(out) -> list[np.ndarray]:
+    return load_keras_model(out).get_weights()
+
+
+@pytest.fixture(scope="module")
+def fake_runs(tmp_path_factory):
+    """The fake task run straight through, and the same run interrupted after epoch 1."""
+    tmp = tmp_path_factory.mktemp("fake")
+    whole = fit(FakeTask(), fake_config(tmp / "whole"))
+    with pytest.raises(KeyboardInterrupt):
+        fit(FakeTask(), fake_config(tmp / "cut"), callbacks=[InterruptAfter(1)])
+    return whole, fake_config(tmp / "cut")
+
+
+def test_a_resumed_run_equals_an_uninterrupted_one(fake_runs, tmp_path):
+    whole, cut = fake_runs
+    copy = tmp_path / "resumed"
+    shutil.copytree(cut.out, copy)
+    resumed = fit(FakeTask(), type(cut)(**{**cut.__dict__, "out": str(copy)}), resume=True)
+    assert resumed.history == whole.history and len(whole.history["loss"]) == 3
+    for mine, theirs in zip(weights_of(resumed.out), weights_of(whole.out), strict=True):
+        np.testing.assert_array_equal(mine, theirs)
+    assert read_card(resumed.out).metrics["test_mse"] == read_card(whole.out).metrics["test_mse"]
+    assert not (copy / "checkpoint").exists()
+
+
+def _truncate(path):
+    path.write_bytes(path.read_bytes()[: path.stat().st_size // 2])
+
+
+def _object_array(path):
+    with open(path, "wb") as handle:
+        np.savez(handle, model_00000=np.array([{"a": 1}], dtype=object))
+
+
+def _wrong_shape(path):
+    with np.load(path) as stored:
+        arrays = {key: stored[key] for key in stored.files}
+    arrays["model_00000"] = np.zeros((7, 7), np.float32)
+    with open(path, "wb") as handle:
+        np.savez(handle, **arrays)
+
+
+def _missing_array(path):
+    with np.load(path) as stored:
+        arrays = {key: stored[key] for key in stored.files}
+    last = max(key for key in arrays if key.startswith("optimizer_"))
+    del arrays[last]
+    with open(path, "wb") as handle:
+        np.savez(handle, **arrays)
+
+
+DAMAGE = {
+    "truncated variables": ("variables.npz", _truncate),
+    "empty variables": ("variables.npz", lambda path: path.write_bytes(b"")),
+    "garbage variables": ("variables.npz", lambda path: path.write_bytes(os.urandom(300))),
+    "object array": ("variables.npz", _object_array),
+    "wrong shape": ("variables.npz", _wrong_shape),
+    "wrong count": ("variables.npz", _missing_array),
+    "state is a list": ("state.json", lambda path: path.write_text("[]")),
+    "state lacks fields": ("state.json", lambda path: path.write_text('{"epoch": 1}')),
+    "state is garbage": ("state.json", lambda path: path.write_bytes(b"\xff{not json")),
+    "state.json missing": ("state.json", lambda path: path.unlink()),
+}
+
+
+@pytest.mark.parametrize("damage", sorted(DAMAGE))
+def test_a_damaged_checkpoint_is_one_line_error(fake_runs, tmp_path, damage):
+    _, cut = fake_runs
+    copy = tmp_path / "out"
+    shutil.copytree(cut.out, copy)
+    name, spoil = DAMAGE[damage]
+    spoil(copy / "checkpoint" / "epoch-0001" / name)
+    config = type(cut)(**{**cut.__dict__, "out": str(copy)})
+    with pytest.raises(KwsError) as caught:
+        fit(FakeTask(), config, resume=True)
+    message = str(caught.value)
+    assert "\n" not in message
+    assert message.startswith(f"{copy / 'checkpoint' / 'epoch-0001'}: damaged checkpoint (")
+    assert message.endswith("; start over with --overwrite")
+    restarted = fit(FakeTask(), config, overwrite=True)
+    assert restarted.summary["epochs"] == 3
+
+
+def test_user_files_in_the_checkpoint_folder_survive(tmp_path):
+    config = fake_config(tmp_path, epochs=1)
+    notes = Path(config.out) / "checkpoint" / "notes.txt"
+    notes.parent.mkdir(parents=True)
+    notes.write_text("mine")
+    (Path(config.out) / "checkpoint" / "epoch-old").mkdir()
+    fit(FakeTask(), config)
+    assert notes.read_text() == "mine" and (notes.parent / "epoch-old").is_dir()
+    assert [p.name for p in notes.parent.iterdir() if p.name.startswith("epoch-0")] == []
+    fit(FakeTask(), config, overwrite=True)
+    assert notes.read_text() == "mine"
+
+
+def test_a_second_run_on_the_same_folder_is_refused(tmp_path):
+    config = fake_config(tmp_path, epochs=1)
+    with files.locked_folder(config.out):
+        with pytest.raises(KwsError, match="another kws run is writing there") as caught:
+            fit(FakeTask(), config)
+    assert "\n" not in str(caught.value)
+    assert not (Path(config.out) / "card.json").exists()
+    fit(FakeTask(), config)
+    assert (Path(config.out) / "card.json").exists()
+
+
+def _free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+def test_multiworker_two_local_workers_train_the_same_model(tmp_path, project_env):
+    """MULTI-WORKER: two worker processes on 127.0.0.1 train one step (about 30 s)."""
+    cluster = [f"127.0.0.1:{_free_port()}", f"127.0.0.1:{_free_port()}"]
+    tests = Path(__file__).resolve().parent
+    workers = []
+    for index in range(2):
+        env = {**project_env, "PYTHONPATH": str(tests), "TF_CPP_MIN_LOG_LEVEL": "3",
+               "TF_CONFIG": json.dumps({"cluster": {"worker": cluster},
+                                        "task": {"type": "worker", "index": index}})}
+        workers.append(subprocess.Popen(
+            [sys.executable, str(tests / "fake_task.py"), str(tmp_path),
+             str(tmp_path / f"out{index}")],
+            env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT))
+    outputs = []
+    for worker in workers:
+        try:
+            outputs.append(worker.communicate(timeout=120)[0].decode(errors="replace"))
+        finally:
+            worker.kill()
+    for worker, output in zip(workers, outputs, strict=True):
+        assert worker.returncode == 0, output[-3000:]
+    first, second = (json.loads((tmp_path / f"out{i}" / "weights.json").read_text())
+                     for i in range(2))
+    assert first == second
+    card = read_card(tmp_path / "out0")
+    assert card.metrics["epochs"] == 1 and card.recipe["distribute"] == "multiworker"
+
+
+# ----------------------------------------------------------------------------- the CLI
+
+
+@pytest.mark.parametrize("args, code, message", [
+    (["--arch", "nope"], 2, "'nope' is not one of 'seed', 'tcres'"),
+    (["--data", "/nonexistent/kws-data"], 2, "/nonexistent/kws-data: no such dataset folder"),
+    (["--out", "{data}/model"], 2, "inside the dataset folder"),
+    (["--out", "{model}"], 2, "already holds a model; pass --overwrite"),
+    (["--epochs", "0"], 2, "--epochs must be at least 1"),
+])
+def test_cli_checks_arguments_before_importing_tensorflow(trained, tiny_data, project_env,
+                                                          args, code, message):
+    model, _ = trained
+    args = [arg.format(data=tiny_data, model=model) for arg in args]
+    if "--data" not in args:
+        args = ["--data", str(tiny_data), *args]
+    script = ("import sys\nfrom kws.cli import main\ntry:\n    main(sys.argv[1:])\n"
+              "finally:\n    print('tensorflow' in sys.modules)\n")
+    done = subprocess.run([sys.executable, "-c", script, "train", *args], env=project_env,
+                          capture_output=True, text=True, timeout=60)
+    assert done.returncode == code, done.stderr
+    assert message in done.stderr
+    assert done.stderr.count("\n") == 1 or done.stderr.startswith("Usage:")
+    assert done.stdout.strip() == "False"
+
+
+def test_cli_says_interrupted_once(tiny_data, tmp_path, capsys, monkeypatch):
+    from kws.cli import _training
+
+    def interrupted_fit(task, config, *, events, **options):
+        events.interrupted(1, Path(config.out) / "checkpoint")
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(_training, "fit", interrupted_fit)
+    code, _, err = run_kws(["train", "--data", str(tiny_data), *TINY_ARGS, "--out",
+                            str(tmp_path / "m")], capsys)
+    assert code == 130
+    assert err.count("kws: interrupted") == 1 and "--resume" in err
+
+
+def test_a_run_without_background_warns_that_no_silence_is_made(tmp_path):
+    root = make_speech_commands(tmp_path / "data")
+    shutil.rmtree(root / "_background_noise_")
+    console = quiet()
+    data = ClassifierTask().prepare(resolved(ClassifierConfig(data=(str(root),), **TINY)),
+                                    events(console))
+    assert "no _silence_ class is made" in console.file.getvalue()
+    assert "_silence_" not in data.labels
+
+
+def test_cli_options_come_from_the_configuration():
+    from kws.cli.train import command
+
+    names = {option.name for option in command.params}
+    assert {"data", "words", "arch", "epochs", "batch_size", "learning_rate", "patience",
+            "seed", "out", "resume", "overwrite", "distribute", "workers", "as_json",
+            "silence_percent", "validation_percent", "augment"} <= names
+    arch = next(option for option in command.params if option.name == "arch")
+    assert tuple(arch.type.choices) == ("seed", "tcres")
+
+
+def test_architectures_listed_without_keras_match_the_models():
+    from kws.classifier import ARCHITECTURES, DEFAULT_ARCH
+    from kws.models import classifier as models
+
+    assert set(ARCHITECTURES) == set(models.ARCHITECTURES)
+    assert DEFAULT_ARCH == models.DEFAULT_ARCH
+    assert all(models.default_sample_rate(arch) == rate for arch, rate in ARCHITECTURES.items())

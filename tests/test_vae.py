@@ -19,10 +19,12 @@ from click.testing import CliRunner
 from conftest import SYNTHETIC_WORDS, tone, write_wav
 from rich.console import Console
 
-from kws import features, training, vae
+from kws import features, vae
 from kws.cli import cli, main
+from kws.cli._training import RichEvents
 from kws.errors import AudioError, KwsError, UsageError
 from kws.modelfolder import load_keras_model, read_card
+from kws.train import TrainEvents, checkpoints, fit
 
 TINY = {"latent_dim": 4, "batch_size": 4, "epochs": 2, "n_mels": 40}
 WORDS = sorted(SYNTHETIC_WORDS)
@@ -33,6 +35,24 @@ def quiet() -> Console:
     return Console(file=io.StringIO(), force_terminal=False, width=200)
 
 
+class Recorder(TrainEvents):
+    """Training events kept in a list (``(name, arguments)``), for the tests to read."""
+
+    def __init__(self) -> None:
+        self.seen: list[tuple[str, tuple]] = []
+
+    def epoch_end(self, *args) -> None:
+        self.seen.append(("epoch_end", args))
+
+    def interrupted(self, *args) -> None:
+        self.seen.append(("interrupted", args))
+
+
+def train(config: vae.VaeConfig, events: TrainEvents | None = None, **options):
+    """Train through the engine (``kws vae train``'s road)."""
+    return fit(vae.VaeTask(), config, events=events or RichEvents(quiet()), **options)
+
+
 @pytest.fixture(scope="module")
 def trained(tmp_path_factory, tiny_data):
     """A two-epoch CVAE on the synthetic tones, shared by the tests that use a model."""
@@ -40,8 +60,9 @@ def trained(tmp_path_factory, tiny_data):
         patch.setenv("KWS_CACHE_DIR", str(tmp_path_factory.mktemp("cache")))
         out = tmp_path_factory.mktemp("models") / "tiny-vae"
         config = vae.VaeConfig(data=(str(tiny_data),), out=str(out), **TINY)
-        result = vae.train(config, console=quiet())
-    return config, result, vae.load(out)
+        recorder = Recorder()
+        result = train(config, recorder)
+    return config, result, vae.load(out), recorder
 
 
 # ----------------------------------------------------------------------------- features
@@ -138,7 +159,7 @@ def test_mmd_is_small_for_prior_samples_and_large_for_shifted_ones():
 
 
 def test_training_writes_a_self_describing_model_folder(trained):
-    config, result, model = trained
+    config, result, model, _ = trained
     out = Path(config.out)
     card = read_card(out)
     assert card.task == "vae" and card.labels == WORDS
@@ -151,7 +172,7 @@ def test_training_writes_a_self_describing_model_folder(trained):
         assert np.isfinite(card.metrics[f"{split}_mse_db"]) and card.metrics[f"{split}_kl"] >= 0
     assert card.data["clips"] == {"training": 12, "validation": 6, "testing": 6}
     assert (out / "curves.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
-    assert not (out / training.CHECKPOINT_FOLDER).exists()
+    assert not (out / checkpoints.CHECKPOINT_FOLDER).exists()
     assert result.summary["metrics"]["validation_mse_db"] == card.metrics["validation_mse_db"]
     assert model.labels == WORDS and model.latent_dim == 4 and model.objective == "vae"
     assert (out / vae.LATENT_FILE).is_file()
@@ -161,7 +182,7 @@ def test_training_writes_a_self_describing_model_folder(trained):
 
 
 def test_sample_reconstruct_and_interpolate(trained):
-    _, _, model = trained
+    _, _, model, _ = trained
     clips = vae.sample(model, "yes", 3, seed=1, n_iter=4)
     assert clips.shape == (3, 16000) and np.isfinite(clips).all()
     assert np.abs(clips).max() <= 0.99 + 1e-6
@@ -189,7 +210,7 @@ def test_sample_reconstruct_and_interpolate(trained):
 
 
 def test_unknown_words_and_bad_counts_are_usage_errors(trained):
-    _, _, model = trained
+    _, _, model, _ = trained
     with pytest.raises(UsageError, match="no word 'cat'.*its words: no, up, yes"):
         vae.sample(model, "cat", 1)
     with pytest.raises(UsageError, match="-n"):
@@ -199,8 +220,9 @@ def test_unknown_words_and_bad_counts_are_usage_errors(trained):
 
 
 def test_latent_plot_of_held_out_clips(trained, tiny_data, tmp_path):
-    _, _, model = trained
-    summary = vae.latent_plot(model, [str(tiny_data)], tmp_path / "latent.png", console=quiet())
+    _, _, model, _ = trained
+    summary = vae.latent_plot(model, [str(tiny_data)], tmp_path / "latent.png",
+                              events=TrainEvents())
     assert summary["clips"] == 12 and summary["per_word"] == {w: 4 for w in WORDS}
     assert (tmp_path / "latent.png").read_bytes()[:4] == b"\x89PNG"
     assert 0.0 < sum(summary["explained_variance"]) <= 1.0 + 1e-6
@@ -255,43 +277,67 @@ def test_pca_projects_onto_the_widest_directions():
 
 
 def test_reconstruction_metrics_per_word(trained):
-    _, _, model = trained
+    _, _, model, _ = trained
     waves = np.stack([tone(440.0), tone(880.0), tone(1320.0)])
     metrics = vae.reconstruction_metrics(model, waves, ["yes", "no", "up"])
     assert metrics["clips"] == 3 and set(metrics["per_word"]) == {"yes", "no", "up"}
     assert np.isclose(metrics["mse_db"], np.mean(list(metrics["per_word"].values())))
 
 
-def test_interrupted_run_resumes_to_the_same_model(trained, tmp_path, monkeypatch):
-    config, reference, _ = trained
+def stop_after_first_epoch():
+    """A callback that interrupts training as Ctrl-C would, once epoch 1 is checkpointed."""
+    import keras
+
+    class StopAfterFirstEpoch(keras.callbacks.Callback):
+        def on_epoch_end(self, epoch, logs=None):
+            if epoch == 0:
+                raise KeyboardInterrupt
+
+    return StopAfterFirstEpoch()
+
+
+def test_interrupted_run_resumes_to_the_same_model(trained, tmp_path):
+    config, reference, _, _ = trained
     run = dataclasses.replace(config, out=str(tmp_path / "resumed"))
-    original = training.write_checkpoint
-
-    def interrupt_after_first_epoch(folder, epoch, *args, **kwargs):
-        path = original(folder, epoch, *args, **kwargs)
-        if epoch == 1:
-            raise KeyboardInterrupt
-        return path
-
-    monkeypatch.setattr(training, "write_checkpoint", interrupt_after_first_epoch)
     console = quiet()
     with pytest.raises(KeyboardInterrupt):
-        vae.train(run, console=console)
+        train(run, RichEvents(console), callbacks=[stop_after_first_epoch()])
     assert "--resume" in console.file.getvalue()
-    monkeypatch.setattr(training, "write_checkpoint", original)
     with pytest.raises(UsageError, match="unfinished run"):
-        vae.train(run, console=quiet())
+        train(run)
     with pytest.raises(UsageError, match="--latent-dim"):
-        vae.train(dataclasses.replace(run, latent_dim=3), resume=True, console=quiet())
-    assert vae.checkpoint_config(run.out) == vae.resolve(run)
+        train(dataclasses.replace(run, latent_dim=3), resume=True)
+    saved = vae.VaeConfig.from_json(checkpoints.saved_config(run.out))
+    assert saved == vae.VaeTask().resolve(run)
     with pytest.raises(UsageError, match="has finished"):
-        vae.train(config, resume=True, console=quiet())
-    result = vae.train(run, resume=True, console=quiet())
+        train(config, resume=True)
+    result = train(run, resume=True)
     assert result.history == reference.history
     assert "val_regularizer_loss" in result.history
     for mine, theirs in zip(load_keras_model(run.out).get_weights(),
                             load_keras_model(config.out).get_weights(), strict=True):
         np.testing.assert_array_equal(mine, theirs)
+
+
+def test_progress_and_summary_show_the_reconstruction_error_in_db(trained):
+    """One unit for the reconstruction error: dB² in the progress line, history and card."""
+    _, result, model, recorder = trained
+    epochs = [args for name, args in recorder.seen if name == "epoch_end"]
+    assert [args[0] for args in epochs] == [1, 2]
+    scale = model.std ** 2
+    for (_, _, shown, _, _, logs), rec_db in zip(
+            epochs, result.history["reconstruction_db"], strict=True):
+        figures = {figure.name: figure.value for figure in shown}
+        assert set(figures) == {"rec", "reg", "val_rec", "val_reg"}
+        assert figures["rec"] == pytest.approx(logs["reconstruction_loss"] * scale, rel=1e-5)
+        assert figures["val_rec"] == pytest.approx(logs["val_reconstruction_loss"] * scale,
+                                                   rel=1e-5)
+        assert rec_db == pytest.approx(figures["rec"])
+    # The last epoch's validation error in dB² is of the size of the card's measured one
+    # (same clips, same unit; the card's is measured without the sampling noise).
+    card = read_card(result.out)
+    assert 0.2 < result.history["val_reconstruction_db"][-1] / card.metrics[
+        "validation_mse_db"] < 5.0
 
 
 @pytest.mark.parametrize(
@@ -302,19 +348,21 @@ def test_interrupted_run_resumes_to_the_same_model(trained, tmp_path, monkeypatc
 )
 def test_bad_options_are_usage_errors(change, message):
     with pytest.raises(UsageError, match=message):
-        vae.resolve(vae.VaeConfig(**change))
+        vae.VaeTask().resolve(vae.VaeConfig(**change))
 
 
 def test_defaults_fill_beta_and_out():
-    assert vae.resolve(vae.VaeConfig(objective="wae")).beta == vae.DEFAULT_BETA["wae"]
-    assert vae.resolve(vae.VaeConfig()).out == str(Path("models") / "vae")
+    task = vae.VaeTask()
+    assert task.resolve(vae.VaeConfig(objective="wae")).beta == vae.DEFAULT_BETA["wae"]
+    assert task.resolve(vae.VaeConfig()).out == str(Path("models") / "vae")
+    assert task.resolve(vae.VaeConfig(objective="wae")).out == str(Path("models") / "wae")
 
 
 # ----------------------------------------------------------------------------- CLI
 
 
 def test_cli_sample_writes_one_second_16k_wavs(trained, tmp_path):
-    config, _, _ = trained
+    config, _, _, _ = trained
     out = tmp_path / "samples"
     args = ["vae", "sample", "--model", config.out, "--word", "up", "-n", "2", "--out",
             str(out), "--seed", "5", "--iterations", "4", "--json"]
@@ -328,7 +376,7 @@ def test_cli_sample_writes_one_second_16k_wavs(trained, tmp_path):
 
 
 def test_cli_reconstruct_and_interpolate(trained, tmp_path):
-    config, _, _ = trained
+    config, _, _, _ = trained
     source = write_wav(tmp_path / "in.wav", tone(1320.0, seconds=0.7, rate=8000), rate=8000)
     target = tmp_path / "out" / "rebuilt.wav"
     result = CliRunner().invoke(cli, ["vae", "reconstruct", "-m", config.out, str(source),
@@ -347,10 +395,10 @@ def test_cli_reconstruct_and_interpolate(trained, tmp_path):
 
 
 def test_cli_plot(trained, tiny_data, tmp_path):
-    config, _, _ = trained
+    config, _, _, _ = trained
     out = tmp_path / "latent.png"
     result = CliRunner().invoke(cli, ["vae", "plot", "-m", config.out, "--data", str(tiny_data),
-                                      "--split", "training", "--out", str(out), "--json"])
+                                      "--split", "train", "--out", str(out), "--json"])
     assert result.exit_code == 0, result.output
     assert json.loads(result.stdout)["clips"] == 12 and out.is_file()
 
@@ -362,7 +410,7 @@ def _run_main(args, capsys) -> tuple[int, str]:
 
 
 def test_cli_errors_are_one_line(trained, tmp_path, capsys):
-    config, _, _ = trained
+    config, _, _, _ = trained
     code, err = _run_main(["vae", "sample", "-m", config.out, "--word", "cat", "--out",
                            str(tmp_path / "s")], capsys)
     assert code == 2 and err.startswith("kws: error: ") and err.count("\n") == 1
@@ -371,7 +419,8 @@ def test_cli_errors_are_one_line(trained, tmp_path, capsys):
     missing = tmp_path / "no-model"
     code, err = _run_main(["vae", "sample", "-m", str(missing), "--word", "yes", "--out",
                            str(tmp_path / "s")], capsys)
-    assert (code, err) == (1, f"kws: error: {missing}: no such model folder\n")
+    # A missing folder named on the command line is a usage error (exit 2, issue 9).
+    assert (code, err) == (2, f"kws: error: {missing}: no such model folder\n")
 
     broken = tmp_path / "broken.wav"
     broken.write_bytes(b"RIFF not really a wave file")
@@ -382,7 +431,7 @@ def test_cli_errors_are_one_line(trained, tmp_path, capsys):
     source = write_wav(tmp_path / "same.wav", tone(440.0))
     code, err = _run_main(["vae", "reconstruct", "-m", config.out, str(source), str(source)],
                           capsys)
-    assert code == 2 and "would overwrite the input" in err
+    assert code == 2 and "would write over the input" in err
 
 
 def test_other_model_folders_are_refused(tmp_path):
@@ -414,3 +463,61 @@ def test_cli_trains_a_model_folder(tiny_data, tmp_path):
     card = read_card(out)
     assert card.arch == "cwae-conv1d" and card.recipe["beta"] == vae.DEFAULT_BETA["wae"]
     assert read_card(out).recipe["command"].startswith("kws ")
+
+
+# ----------------------------------------------------------------------------- hostile input
+
+
+def test_reconstruct_refuses_absurd_audio_loops_and_unwritable_outputs(trained, tmp_path,
+                                                                       capsys):
+    config, _, _, _ = trained
+    huge = tmp_path / "huge.wav"
+    soundfile.write(huge, np.full(16000, 1e30, dtype=np.float32), 16000, subtype="FLOAT")
+    loop = tmp_path / "loop.wav"
+    loop.symlink_to(loop)
+    for source in (huge, loop):
+        code, err = _run_main(["vae", "reconstruct", "-m", config.out, str(source),
+                               str(tmp_path / "o.wav")], capsys)
+        assert code == 1 and err.startswith(f"kws: error: {source}: ") and err.count("\n") == 1
+    good = write_wav(tmp_path / "good.wav", tone(440.0))
+    code, err = _run_main(["vae", "reconstruct", "-m", config.out, str(good),
+                           "/proc/x.wav", "--iterations", "1"], capsys)
+    assert code == 1 and err.startswith("kws: error: /proc/x.wav: ") and err.count("\n") == 1
+    assert not (tmp_path / "o.wav").exists()
+
+
+def test_outputs_never_land_on_inputs(trained, tiny_data, tmp_path, capsys):
+    config, _, _, _ = trained
+    source = write_wav(tmp_path / "in.wav", tone(440.0))
+    link = tmp_path / "link.wav"
+    link.symlink_to(source)
+    before = source.read_bytes()
+    code, err = _run_main(["vae", "reconstruct", "-m", config.out, str(source), str(link)],
+                          capsys)
+    assert code == 2 and "would write over the input" in err
+    clip = next((tiny_data / "yes").glob("*.wav"))
+    clip_bytes = clip.read_bytes()
+    code, err = _run_main(["vae", "plot", "-m", config.out, "--data", str(tiny_data),
+                           "--out", str(clip)], capsys)
+    assert code == 2 and "would write over the input" in err
+    assert source.read_bytes() == before and clip.read_bytes() == clip_bytes
+
+
+def test_latent_density_writes_through_a_fresh_temporary_and_checks_damage(tmp_path):
+    import os
+
+    density = vae.fit_latent_density(np.zeros((4, 2)), np.array([0, 0, 1, 1]), 2, 1)
+    victim = tmp_path / "victim.txt"
+    victim.write_text("keep me")
+    for pid in range(os.getpid(), os.getpid() + 3):
+        (tmp_path / f".{vae.LATENT_FILE}.{pid}.tmp").symlink_to(victim)
+    path = vae.write_latent_density(tmp_path, ["a", "b"], density)
+    assert victim.read_text() == "keep me" and not path.is_symlink()
+    assert vae.read_latent_density(tmp_path, ["a", "b"]).means.shape == (2, 1, 2)
+    path.write_bytes(path.read_bytes()[:40])
+    with pytest.raises(KwsError, match="unreadable latent density"):
+        vae.read_latent_density(tmp_path, ["a", "b"])
+    np.savez(path, labels=np.asarray(["a", "b"]), weights=np.ones((2, 1)),
+             means=np.zeros((2, 1, 2)), covariances=np.zeros((2, 1, 3)))
+    with pytest.raises(KwsError, match="damaged latent density"):
+        vae.read_latent_density(tmp_path, ["a", "b"])

@@ -3,10 +3,14 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import click
 
 from kws.cli import _console
+from kws.cli._options import data_option, json_option
+from kws.errors import UsageError
+from kws.export import export_tflite
 
 
 @click.command("export")
@@ -17,16 +21,15 @@ from kws.cli import _console
               help="Quantize to int8 and write model-int8.tflite: weights and activations "
                    "(float32 input and output, calibrated on training clips of --data), or "
                    "weights only when that does not reach the required agreement.")
-@click.option("--data", "data", multiple=True, type=click.Path(file_okay=False),
-              help="Dataset folder the model was trained on (repeatable): parity clips come "
-                   "from its testing and validation splits (then training, if too few), int8 "
-                   "calibration clips from its training split. Default: the folders "
-                   "recorded in the model card.")
+@data_option("Dataset folder the model was trained on (repeatable): parity clips come "
+             "from its testing and validation splits (then training, if too few), int8 "
+             "calibration clips from its training split. Default: the folders recorded in "
+             "the model card.")
 @click.option("--clips", default=1000, show_default=True, type=int,
               help="Clips on which the TFLite and Keras models are compared.")
 @click.option("--calibration-clips", default=500, show_default=True, type=int,
               help="With --int8: training clips used to calibrate the quantization.")
-@click.option("--json", "as_json", is_flag=True, help="Print the result as one JSON object.")
+@json_option
 def command(model, fmt, int8, data, clips, calibration_clips, as_json) -> None:
     """Export the Keras model of model folder MODEL to TFLite, into the same folder.
 
@@ -35,8 +38,9 @@ def command(model, fmt, int8, data, clips, calibration_clips, as_json) -> None:
     least 99% of them (97% for int8); below that nothing is written and the exit status
     is 1. kws predict then runs the TFLite file with LiteRT, without TensorFlow.
     """
-    from kws.export import export_tflite
-
+    for folder in data:
+        if not Path(folder).is_dir():
+            raise UsageError(f"--data {folder}: no such dataset folder")
     status = _console.stderr().status("exporting") if _console.interactive() else None
     if status:
         status.start()
@@ -67,7 +71,7 @@ def command(model, fmt, int8, data, clips, calibration_clips, as_json) -> None:
 
     table = Table(title=f"wrote {result.path}", title_justify="left", show_header=False)
     table.add_column("")
-    table.add_column("")
+    table.add_column("value")
     table.add_row("quantization", result.quantization)
     table.add_row("size", f"{result.bytes / 1024:.1f} KiB")
     table.add_row("top-1 agreement with Keras",
@@ -76,7 +80,7 @@ def command(model, fmt, int8, data, clips, calibration_clips, as_json) -> None:
     table.add_row("largest probability difference", f"{result.max_probability_difference:.4f}")
     if result.calibration_clips:
         table.add_row("calibration clips", str(result.calibration_clips))
-    _console.stdout().print(table)
+    _console.print_table(table)
     if result.parity_clips < 100:
         _console.warn(f"agreement was measured on only {result.parity_clips} clips; "
                       "pass a larger --data folder for a meaningful check")

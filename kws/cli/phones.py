@@ -4,16 +4,27 @@ from __future__ import annotations
 
 import csv
 import json
-import shlex
 import sys
+from pathlib import Path
 
 import click
 
-from kws.cli import _console
-from kws.phones.train import PhoneTrainConfig
+from kws.cli import _console, _training
+from kws.cli._options import (
+    data_option,
+    json_option,
+    model_option,
+    split_option,
+    split_percent_options,
+)
+from kws.errors import UsageError
+from kws.infer import DEFAULT_SPOT_THRESHOLD, Failure
+from kws.modelfolder import Task
+from kws.phones.config import PhoneTrainConfig
+from kws.phones.recognizer import evaluate_phones, predict_phones, spot_phones
+from kws.phones.train import PhonesTask
 
 FORMATS = ("auto", "table", "jsonl", "tsv")
-_SPLITS = ("test", "validation", "train", "all")
 
 
 @click.group("phones")
@@ -29,146 +40,39 @@ def command() -> None:
 # ----------------------------------------------------------------------------- train
 
 
-_DEFAULTS = PhoneTrainConfig()
-_FIELDS = (
-    "data", "background", "rate", "epochs", "batch_size", "learning_rate", "patience", "seed",
-    "silence_percent", "validation_percent", "testing_percent", "augment", "workers", "out",
-    "lexicon", "frame_ms", "clip_seconds",
-)
+#: Options shown first in --help (the others follow in the configuration's order).
+_TRAIN_FIRST = ("data", "lexicon", "words", "exclude", "background", "epochs", "batch_size",
+                "learning_rate", "patience", "seed", "rate", "frame_ms", "clip_seconds",
+                "silence_percent")
 
 
 @command.command("train")
-@click.option("--data", multiple=True, required=False, type=click.Path(file_okay=False),
-              help="Dataset folder (repeatable): Speech Commands layout, or TIMIT layout "
-                   "(audio with .PHN files beside it).")
-@click.option("--lexicon", type=click.Path(dir_okay=False), default=None,
-              help="Pronunciation lexicon (WORD PHONE ... per line) [default: the shipped "
-                   "one, kws/phones/lexicon.txt, with the Speech Commands words].")
-@click.option("--words", default="all", show_default=True,
-              help="Comma-separated words to train on, or 'all'.")
-@click.option("--exclude", multiple=True,
-              help="Leave a word out of training entirely (repeatable or comma-separated), "
-                   "e.g. to spot it later from its pronunciation only.")
-@click.option("--background", multiple=True, type=click.Path(exists=True),
-              help="Extra folder or file of background noise for augmentation (repeatable).")
-@click.option("--epochs", type=int, default=_DEFAULTS.epochs, show_default=True)
-@click.option("--batch-size", type=int, default=_DEFAULTS.batch_size, show_default=True)
-@click.option("--learning-rate", type=float, default=_DEFAULTS.learning_rate,
-              show_default=True,
-              help="Peak learning rate (after warm-up, before cosine decay).")
-@click.option("--patience", type=int, default=_DEFAULTS.patience, show_default=True,
-              help="Stop after this many epochs without a better validation PER "
-                   "(0: never stop early).")
-@click.option("--seed", type=int, default=_DEFAULTS.seed, show_default=True)
-@click.option("--rate", type=int, default=None, help="Sample rate in Hz [default: 16000].")
-@click.option("--frame-ms", type=float, default=_DEFAULTS.frame_ms, show_default=True,
-              help="Output frame period (a multiple of 10 ms).")
-@click.option("--clip-seconds", type=float, default=None,
-              help="Model input length [default: 1 s, or the longest TIMIT utterance].")
-@click.option("--silence-percent", type=float, default=_DEFAULTS.silence_percent,
-              show_default=True,
-              help="Silence clips cut from background noise, as % of each split's words "
-                   "(trained to emit no phone).")
-@click.option("--validation-percent", type=float, default=_DEFAULTS.validation_percent,
-              show_default=True, help="Validation share of folders without list files.")
-@click.option("--testing-percent", type=float, default=_DEFAULTS.testing_percent,
-              show_default=True, help="Testing share of folders without list files.")
-@click.option("--augment/--no-augment", default=_DEFAULTS.augment, show_default=True,
-              help="Augment training batches (background noise, shift, gain, speed).")
-@click.option("--workers", type=int, default=None,
-              help="Threads preparing training batches [default: up to 4, one per CPU "
-                   "core].")
-@click.option("--out", type=click.Path(file_okay=False), default=None,
-              help="Model folder to write [default: models/phones].")
-@click.option("--resume", is_flag=True,
-              help="Continue the interrupted run whose checkpoint is in --out.")
-@click.option("--overwrite", is_flag=True,
-              help="Replace a model or an unfinished run already in --out.")
-@click.option("--json", "as_json", is_flag=True,
-              help="Print the summary as one JSON object on stdout instead of a table.")
+@_training.run_options(PhoneTrainConfig, order=_TRAIN_FIRST)
 @click.pass_context
-def train(ctx: click.Context, words: str, exclude: tuple[str, ...], as_json: bool,
-          resume: bool, overwrite: bool, **options) -> None:
+def train(ctx: click.Context, **params) -> None:
     """Train a phone model with CTC and save it as a model folder.
 
     Progress goes to stderr, the summary to stdout. Every epoch is checkpointed in
-    OUT/checkpoint; after an interruption run the same command with --resume.
+    OUT/checkpoint; after an interruption run the same command with --resume. PERs are
+    shown as percentages (card.json and --json hold fractions).
     """
-    import logging
-
-    from kws.dataset import parse_words
     from kws.errors import UsageError
-    from kws.phones.train import DEFAULT_OUT, checkpoint_config, train_phones
 
-    logging.getLogger("tensorflow").setLevel(logging.ERROR)
-    if resume and overwrite:
-        raise UsageError("--resume and --overwrite cannot be used together")
-    values = {name: options[name] for name in _FIELDS}
-    values["data"] = tuple(options["data"])
-    values["background"] = tuple(options["background"])
-    values["patience"] = options["patience"] or None
-    values["words"] = parse_words(words)
-    values["exclude"] = tuple(dict.fromkeys(
-        w.strip().lower() for item in exclude for w in item.split(",") if w.strip()))
-    given = {
-        name for name in (*_FIELDS, "words", "exclude")
-        if ctx.get_parameter_source(name) not in (click.core.ParameterSource.DEFAULT, None)
-    }
-    if resume:
-        out = options["out"] or DEFAULT_OUT
-        saved = checkpoint_config(out)
-        config = PhoneTrainConfig(**{**saved.__dict__,
-                                     **{name: values[name] for name in given}, "out": out})
-    else:
-        if not values["data"]:
-            raise UsageError("give --data DIR (a Speech Commands or TIMIT-format folder)")
-        config = PhoneTrainConfig(**values)
-    result = train_phones(config, resume=resume, overwrite=overwrite,
-                          console=_console.stderr(),
-                          command=shlex.join(["kws", *sys.argv[1:]]))
-    if as_json:
-        click.echo(json.dumps(result.summary, indent=1))
-    else:
-        _console.stdout().print(_train_table(result.summary))
-
-
-def _percent(value) -> str:
-    return "-" if value is None else f"{100 * value:.2f} %"
+    if not params["resume"] and not params["data"]:
+        raise UsageError("give --data DIR (a Speech Commands or TIMIT-format folder)")
+    _training.train_command(ctx, PhonesTask(), params, _train_table)
 
 
 def _train_table(summary: dict):
-    from rich.table import Table
+    from kws.report import PHONE_FIGURES, training_summary_table
 
-    from kws.report import format_count, format_duration
-
-    metrics = summary.get("metrics", {})
-    table = Table(title=f"phone model saved to {summary['out']}", title_justify="left")
-    table.add_column("")
-    table.add_column("value", justify="right")
-    rows = [
-        ("epochs run", str(summary.get("epochs", "-"))),
-        ("best epoch", str(summary.get("best_epoch") or "-")),
-        ("training PER", _percent(metrics.get("train_per"))),
-        ("validation PER", _percent(metrics.get("validation_per"))),
-        ("test PER", _percent(metrics.get("test_per"))),
-        ("test word accuracy (closest lexicon entry)",
-         _percent(metrics.get("test_word_accuracy"))),
-        ("wall time", format_duration(summary.get("wall_time_s", 0.0))),
-        ("training clips/s", f"{summary.get('clips_per_s', 0.0):.0f}"),
-        ("parameters", format_count(summary.get("parameters"))),
-        ("multiply-adds per clip", format_count(summary.get("multiply_adds"))),
-    ]
-    for name, value in rows:
-        table.add_row(name, value)
-    return table
+    return training_summary_table(summary, PHONE_FIGURES, what="phone model")
 
 
 # ----------------------------------------------------------------------------- predict
 
 
-def _model_option(function):
-    return click.option("--model", "-m", required=True, type=click.Path(),
-                        help="Phone model folder (from `kws phones train`).")(function)
+_model_option = model_option("Phone model folder (from `kws phones train`).", required=True)
 
 
 def _format_option(function):
@@ -202,33 +106,29 @@ def predict(inputs, model, fmt, decoder, beam) -> int:
     Unreadable files are reported on stderr, one line each, and skipped; the exit status
     is 1 when any failed.
     """
-    from kws.errors import UsageError
-    from kws.phones.recognizer import predict_phones
-
     if not inputs:
         raise UsageError("give audio files, folders, or - to read paths from stdin")
     stream = predict_phones(inputs, model, decoder, beam)
-    fmt = _resolve_format(fmt)
-    writer = {"table": _PhoneTable, "jsonl": _PhoneJson, "tsv": _PhoneTsv}[fmt]()
-    _render(stream, writer)
-    if _console.interactive():
-        _console.stderr().print(
-            f"[dim]{stream.succeeded} file(s) recognised"
-            f"{f', {stream.failed} failed' if stream.failed else ''}[/dim]", soft_wrap=True)
-    return 1 if stream.failed else 0
+    writers = {"table": _PhoneTable, "jsonl": _PhoneJson, "tsv": _PhoneTsv}
+    return _render(stream, writers[_resolve_format(fmt)](),
+                   lambda writer: f"{stream.succeeded} file(s) recognised")
 
 
-def _render(stream, writer) -> None:
-    """Write every result as it comes; report failures on stderr, one line each."""
-    from kws.cli.predict import _error
-    from kws.predict import Failure
+def _render(stream, writer, summary) -> int:
+    """Write every result as it comes; report failures on stderr, one line each.
 
+    On a terminal, ``summary(writer)`` is shown at the end. Returns the exit status.
+    """
     for result in stream:
         if isinstance(result, Failure):
-            _error(result.message)
+            _console.error(result.message)
         else:
             writer.write(result)
             sys.stdout.flush()
+    if _console.interactive():
+        failed = f", {stream.failed} failed" if stream.failed else ""
+        _console.stderr().print(f"[dim]{summary(writer)}{failed}[/dim]", soft_wrap=True)
+    return 1 if stream.failed else 0
 
 
 class _PhoneJson:
@@ -286,20 +186,14 @@ class _PhoneTable:
 
 @command.command("evaluate")
 @_model_option
-@click.option("--data", multiple=True, required=True, type=click.Path(file_okay=False),
-              help="Dataset folder (repeatable): Speech Commands or TIMIT layout.")
-@click.option("--split", type=click.Choice(_SPLITS), default="test", show_default=True,
-              help="Which clips to score.")
+@data_option("Dataset folder (repeatable): Speech Commands or TIMIT layout.", required=True)
+@split_option(help="Which clips to score.")
 @click.option("--lexicon", type=click.Path(dir_okay=False), default=None,
               help="Pronunciations to score against [default: the model folder's].")
 @click.option("--decoder", type=click.Choice(("greedy", "beam")), default="greedy",
               show_default=True)
-@click.option("--validation-percent", type=float, default=10.0, show_default=True,
-              help="Validation share of folders without list files.")
-@click.option("--testing-percent", type=float, default=10.0, show_default=True,
-              help="Testing share of folders without list files.")
-@click.option("--json", "as_json", is_flag=True,
-              help="Print everything as one JSON object on stdout instead of tables.")
+@split_percent_options
+@json_option
 def evaluate(model, data, split, lexicon, decoder, validation_percent, testing_percent,
              as_json) -> None:
     """Phone error rate of a phone model on a dataset split.
@@ -308,26 +202,25 @@ def evaluate(model, data, split, lexicon, decoder, validation_percent, testing_p
     several pronunciations is scored against the closest. On Speech Commands data, word
     accuracy matches each clip's decoded phones to the nearest lexicon entry.
     """
-    import logging
-
-    from kws.phones.recognizer import evaluate_phones
-
-    logging.getLogger("tensorflow").setLevel(logging.ERROR)
+    for root in data:
+        if not Path(root).is_dir():
+            raise UsageError(f"--data {root}: no such dataset folder")
     result = evaluate_phones(model, data, split, decoder, lexicon, validation_percent,
-                             testing_percent, console=_console.stderr())
+                             testing_percent)
     if result.failed:
         _console.warn_many([f"{path}: {problem}" for path, problem in result.failed])
     report = result.to_json()
     if as_json:
         click.echo(json.dumps(report, indent=1))
         return
-    console = _console.stdout()
     for table in _evaluation_tables(report):
-        console.print(table)
+        _console.print_table(table)
 
 
 def _evaluation_tables(report: dict) -> list:
     from rich.table import Table
+
+    from kws.report import format_percent
 
     summary = Table(title=f"{report['model']} on the {report['split']} split of "
                           f"{', '.join(report['data'])}", title_justify="left")
@@ -339,10 +232,10 @@ def _evaluation_tables(report: dict) -> list:
     for key in ("substitutions", "deletions", "insertions"):
         share = f" ({100 * report[key] / n:.1f} %)" if n else ""
         summary.add_row(key, f"{report[key]}{share}")
-    summary.add_row("phone error rate (PER)", _percent(report["per"]), style="bold")
+    summary.add_row("phone error rate (PER)", format_percent(report["per"]), style="bold")
     if report["word_accuracy"] is not None:
         summary.add_row("word accuracy (closest lexicon entry)",
-                        _percent(report["word_accuracy"]), style="bold")
+                        format_percent(report["word_accuracy"]), style="bold")
     phones = Table(title="per phone (reference phones; errors = substituted + deleted)",
                    title_justify="left")
     for name, justify in (("phone", "left"), ("count", "right"), ("error rate", "right"),
@@ -351,7 +244,7 @@ def _evaluation_tables(report: dict) -> list:
         phones.add_column(name, justify=justify)
     for phone, item in report["per_phone"].items():
         confused = ", ".join(f"{p} ({n})" for p, n in item["confused_with"].items())
-        phones.add_row(phone, str(item["count"]), _percent(item["error_rate"]),
+        phones.add_row(phone, str(item["count"]), format_percent(item["error_rate"]),
                        str(item["substituted"]), str(item["deleted"]), str(item["inserted"]),
                        confused)
     confusions = Table(title="most frequent errors ('-': nothing)", title_justify="left")
@@ -374,7 +267,8 @@ def _evaluation_tables(report: dict) -> list:
               help="The word's phones instead, e.g. \"m aa r v ih n\" (ARPAbet, 39-phone "
                    "set); names the detections after --keyword if given.")
 @click.option("--threshold", "-t", type=float, default=None,
-              help="Confidence a detection needs, in (0, 1] [default: 0.5].")
+              help="Confidence a detection needs, in (0, 1] [default: "
+                   f"{DEFAULT_SPOT_THRESHOLD[Task.PHONES]}].")
 @click.option("--lexicon", type=click.Path(dir_okay=False), default=None,
               help="Lexicon for --keyword [default: the model folder's].")
 @_format_option
@@ -387,21 +281,13 @@ def spot(inputs, model, keyword, phones, threshold, lexicon, fmt) -> int:
     Each detection is reported with start and end times (seconds). Unreadable files are
     reported on stderr and skipped; the exit status is 1 when any failed.
     """
-    from kws.errors import UsageError
-    from kws.phones.recognizer import DEFAULT_SPOT_THRESHOLD, spot_phones
-
     if not inputs:
         raise UsageError("give audio files, folders, or - to read paths from stdin")
-    threshold = DEFAULT_SPOT_THRESHOLD if threshold is None else threshold
     stream = spot_phones(inputs, model, keyword, phones, threshold, lexicon)
-    fmt = _resolve_format(fmt)
-    writer = {"table": _SpotTable, "jsonl": _SpotJson, "tsv": _SpotTsv}[fmt]()
-    _render(stream, writer)
-    if _console.interactive():
-        _console.stderr().print(
-            f"[dim]{stream.succeeded} file(s) searched, {writer.count} detection(s)"
-            f"{f', {stream.failed} failed' if stream.failed else ''}[/dim]", soft_wrap=True)
-    return 1 if stream.failed else 0
+    writers = {"table": _SpotTable, "jsonl": _SpotJson, "tsv": _SpotTsv}
+    return _render(stream, writers[_resolve_format(fmt)](),
+                   lambda writer: f"{stream.succeeded} file(s) searched, "
+                                  f"{writer.count} detection(s)")
 
 
 class _SpotWriter:
@@ -416,8 +302,8 @@ class _SpotWriter:
 class _SpotJson(_SpotWriter):
     def row(self, d) -> None:
         sys.stdout.write(json.dumps({
-            "path": d.path, "keyword": d.keyword, "start": d.start, "end": d.end,
-            "confidence": d.confidence, "phones": " ".join(d.pronunciation),
+            "path": d.path, "keyword": d.label, "start": d.start, "end": d.end,
+            "confidence": d.probability, "phones": " ".join(d.pronunciation),
         }) + "\n")
 
 
@@ -428,8 +314,8 @@ class _SpotTsv(_SpotWriter):
         self.csv.writerow(["path", "keyword", "start", "end", "confidence", "phones"])
 
     def row(self, d) -> None:
-        self.csv.writerow([d.path, d.keyword, f"{d.start:.3f}", f"{d.end:.3f}",
-                           f"{d.confidence:.4f}", " ".join(d.pronunciation)])
+        self.csv.writerow([d.path, d.label, f"{d.start:.3f}", f"{d.end:.3f}",
+                           f"{d.probability:.4f}", " ".join(d.pronunciation)])
 
 
 class _SpotTable(_SpotWriter):
@@ -437,8 +323,8 @@ class _SpotTable(_SpotWriter):
         from rich.text import Text
 
         text = Text()
-        text.append(f"{d.keyword:<12}", style="bold")
-        text.append(f"  {d.confidence:5.3f}", style="green" if d.confidence >= 0.8
+        text.append(f"{d.label:<12}", style="bold")
+        text.append(f"  {d.probability:5.3f}", style="green" if d.probability >= 0.8
                     else "yellow")
         text.append(f"  {d.start:7.2f}s {d.end:7.2f}s  ")
         text.append(" ".join(d.pronunciation), style="dim")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import abc
+import contextlib
 import csv
 import json
 import sys
@@ -11,14 +12,18 @@ import time
 import click
 
 from kws.cli import _console
+from kws.cli._options import model_option, runner_option
+from kws.errors import UsageError
+from kws.infer import DEFAULT_SPOT_THRESHOLD, NOT_WORDS, Failure
+from kws.modelfolder import Task
+from kws.predict import PredictOptions, predict
 
 FORMATS = ("auto", "table", "jsonl", "csv", "tsv")
 
 
 @click.command("predict")
 @click.argument("inputs", nargs=-1, metavar="FILE|DIR|- ...")
-@click.option("--model", "-m", type=click.Path(), default=None,
-              help="Model folder (default: the shipped model, models/default).")
+@model_option("Model folder (default: the shipped model, models/default).")
 @click.option("--format", "-f", "fmt", type=click.Choice(FORMATS), default="auto",
               show_default=True,
               help="Output: a table, or jsonl/csv/tsv for scripts. auto = table when stdout "
@@ -27,7 +32,8 @@ FORMATS = ("auto", "table", "jsonl", "csv", "tsv")
               help="Also report the K most likely labels of each file.")
 @click.option("--threshold", "-t", type=float, default=None,
               help="Report _unknown_ when the top probability is below P. With --spot: the "
-                   "probability a window needs to count as a keyword (default 0.7).")
+                   "probability a window needs to count as a keyword (default "
+                   f"{DEFAULT_SPOT_THRESHOLD[Task.CLASSIFIER]}).")
 @click.option("--spot", is_flag=True,
               help="Slide the model's window over each recording and report every keyword "
                    "found, with start and end times (for recordings longer than the model's "
@@ -37,15 +43,12 @@ FORMATS = ("auto", "table", "jsonl", "csv", "tsv")
 @click.option("--min-gap", default=0.3, show_default=True, type=float,
               help="With --spot: detections of the same word closer than this many seconds "
                    "are one utterance.")
-@click.option("--batch-size", "-b", default=128, show_default=True, type=int,
-              help="Windows classified together.")
-@click.option("--runner", type=click.Choice(("auto", "keras", "tflite", "tflite-int8")),
-              default="auto", show_default=True,
-              help="auto runs the folder's exported model.tflite (else model-int8.tflite) "
-                   "with LiteRT when it is current, else model.keras with Keras.")
+@click.option("--batch-size", "-b", default=None, type=int,
+              help="Windows classified together [default: 32 with LiteRT, 128 with Keras].")
+@runner_option()
 @click.option("--threads", type=int, default=None,
-              help="Threads for LiteRT inference and for decoding files (default: the "
-                   "number of CPUs for inference, twice that, at most 8, for decoding).")
+              help="Threads for LiteRT inference and for decoding files [default: the "
+                   "number of CPUs for inference, one fewer (at most 4) for decoding].")
 def command(inputs, model, fmt, top_k, threshold, spot, hop, min_gap, batch_size, runner,
             threads) -> int:
     """Label audio FILEs, every audio file in DIRs, or the paths listed on stdin (-).
@@ -56,15 +59,15 @@ def command(inputs, model, fmt, top_k, threshold, spot, hop, min_gap, batch_size
     one line each, and skipped. Exit status: 0 when every input was classified, 1 when
     some failed, 2 for usage errors.
     """
-    from kws.errors import UsageError
-    from kws.predict import PredictOptions, predict
-
     if not inputs:
         raise UsageError("give audio files, folders, or - to read paths from stdin")
     options = PredictOptions(batch_size=batch_size, top_k=top_k, threshold=threshold,
                              spot=spot, hop=hop, min_gap=min_gap, threads=threads)
     started = time.perf_counter()
-    stream = predict(inputs, model, runner, options)
+    loading = _console.stderr().status("loading the model") if _console.interactive() \
+        else contextlib.nullcontext()
+    with loading:
+        stream = predict(inputs, model, runner, options)
     for note in stream.runner.notes:
         _console.warn(_escape(note))
     if fmt == "auto":
@@ -80,8 +83,6 @@ def command(inputs, model, fmt, top_k, threshold, spot, hop, min_gap, batch_size
 
 def _render(stream, writer, show_progress: bool) -> int:
     """Write every result; report failures on stderr; return the number of results."""
-    from kws.predict import Failure
-
     count = 0
     progress = _progress() if show_progress else None
     task = progress.add_task("classifying", total=None) if progress else None
@@ -90,7 +91,7 @@ def _render(stream, writer, show_progress: bool) -> int:
             progress.start()
         for result in stream:
             if isinstance(result, Failure):
-                _error(result.message)
+                _console.error(result.message)
             else:
                 writer.write(result)
                 count += 1
@@ -117,10 +118,6 @@ def _escape(text: str) -> str:
     from rich.markup import escape
 
     return escape(text)
-
-
-def _error(message: str) -> None:
-    _console.stderr().print(f"[red]kws: error:[/red] {_escape(message)}", soft_wrap=True)
 
 
 def _summary(stream, detections: int | None, seconds: float) -> None:
@@ -236,8 +233,6 @@ class _Table(_Writer):
 
     def row(self, prediction) -> None:
         from rich.text import Text
-
-        from kws.predict import NOT_WORDS
 
         text = Text()
         style = "dim" if prediction.label in NOT_WORDS else "bold"

@@ -111,7 +111,3 @@ def build_phone_model(
     outputs = keras.layers.Dense(num_classes, activation="softmax", name="posteriors")(x)
     return keras.Model(inputs, outputs, name=name)
 
-
-def output_frames(model: keras.Model) -> int:
-    """Frames per input of a built phone model."""
-    return int(model.outputs[0].shape[1])

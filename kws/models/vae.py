@@ -270,14 +270,19 @@ def build_vae(
     decoder = build_decoder(frames, mels, num_labels, latent_dim, channels, hidden, embed_dim)
     features = keras.Input((frames, mels), name="features")
     label = keras.Input((num_labels,), name="label")
+    # The sampling, the regularizer and the output compute in float32 under a mixed
+    # precision policy: exp(log_var) and the kernel sums overflow float16, and the losses
+    # need full precision.
     if objective == "vae":
         mean, log_var = encoder([features, label])
-        code = Sampling(seed=seed, name="sampling")([mean, log_var])
-        regularizer = KLDivergence(name="regularizer")([mean, log_var])
+        code = Sampling(seed=seed, name="sampling", dtype="float32")([mean, log_var])
+        regularizer = KLDivergence(name="regularizer", dtype="float32")([mean, log_var])
     else:
         code = encoder([features, label])
-        regularizer = MaximumMeanDiscrepancy(seed=seed, name="regularizer")(code)
-    reconstruction = keras.layers.Identity(name="reconstruction")(decoder([code, label]))
+        regularizer = MaximumMeanDiscrepancy(seed=seed, name="regularizer",
+                                             dtype="float32")(code)
+    reconstruction = keras.layers.Identity(name="reconstruction", dtype="float32")(
+        decoder([code, label]))
     return keras.Model(
         [features, label],
         {"reconstruction": reconstruction, "regularizer": regularizer},

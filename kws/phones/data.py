@@ -6,7 +6,7 @@ any other folder is a Speech Commands folder read by the data layer
 Commands clip's references are its word's pronunciations in the lexicon (there are no
 alignments: CTC learns them); a ``_silence_`` clip (from a ``_silence_`` folder or cut from
 background noise) has one empty reference. Audio goes through the shared decode cache
-(:func:`kws.training.load_arrays`).
+(:func:`kws.train.data.decode_clips`).
 """
 
 from __future__ import annotations
@@ -16,10 +16,11 @@ import os
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import numpy as np
 
+from kws.cache import AudioCache
 from kws.dataset import (
     SILENCE,
     SPLITS,
@@ -33,11 +34,11 @@ from kws.dataset import (
 )
 from kws.errors import AudioError, DatasetError
 from kws.phones import ctc
+from kws.phones.config import PhoneTrainConfig
 from kws.phones.lexicon import Lexicon, LexiconError
 from kws.phones.phoneset import model_labels
-
-if TYPE_CHECKING:
-    from kws.phones.train import PhoneTrainConfig
+from kws.train.data import decode_clips, warn_unreadable
+from kws.train.events import TrainEvents
 
 
 @dataclass(frozen=True)
@@ -71,12 +72,14 @@ def read_examples(
     background: Sequence[str | os.PathLike] = (),
     dataset: Dataset | None = None,
     seed: int = 59185,
+    resplit: Sequence[str | os.PathLike] = (),
 ) -> tuple[list[Example], Dataset | None, list[str]]:
     """The labelled examples of dataset folders; ``(examples, speech commands data, notes)``.
 
-    ``dataset`` replaces the Speech Commands folders of ``data`` with an already combined
-    dataset (a benchmark's own split). Raises :class:`LexiconError` naming the first word
-    of the data the lexicon lacks.
+    ``resplit`` names Speech Commands folders split by speaker with kws's own hash (as
+    ``kws train --resplit``). ``dataset`` replaces the Speech Commands folders of ``data``
+    with an already combined dataset (a benchmark's own split). Raises
+    :class:`LexiconError` naming the first word of the data the lexicon lacks.
     """
     from kws.phones.timit import is_timit_folder, scan_timit
 
@@ -89,7 +92,8 @@ def read_examples(
         notes += problems
         examples += [Example(u.clip(), (tuple(u.phones),), None) for u in utterances]
     if dataset is None and sc_roots:
-        dataset = open_datasets(sc_roots, validation_percent, testing_percent, background)
+        dataset = open_datasets(sc_roots, validation_percent, testing_percent, background,
+                                [root for root in resplit if root in sc_roots])
     if dataset is not None:
         notes += dataset.notes
         policy = LabelPolicy(words=None, silence_percent=silence_percent, unknown_percent=0.0,
@@ -152,33 +156,35 @@ class PhoneData:
 
 
 def prepare_phone_data(
-    config: PhoneTrainConfig, lexicon: Lexicon, console, dataset: Dataset | None = None
+    config: PhoneTrainConfig, lexicon: Lexicon, events: TrainEvents,
+    dataset: Dataset | None = None,
 ) -> PhoneData:
-    """Read, label and decode the data of a resolved configuration."""
-    from kws.cache import AudioCache
-    from kws.training import load_arrays, warn_unreadable
+    """Read, label and decode the data of a resolved configuration.
 
+    Dataset notes and unreadable files are reported through ``events``.
+    """
     examples, sc_dataset, notes = read_examples(
         config.data, lexicon, config.words, config.exclude, config.validation_percent,
         config.testing_percent, config.silence_percent, config.background, dataset,
+        resplit=config.resplit,
     )
     for note in notes:
-        console.print(f"kws: note: {note}", soft_wrap=True, markup=False, highlight=False)
+        events.note(note)
     if not examples:
         raise DatasetError(f"{', '.join(map(str, config.data))}: no clips to train on")
     length = clip_length(examples, config.rate, config.clip_seconds)
     cache = AudioCache(config.rate)
-    x_all, kept, failed = load_arrays([e.clip for e in examples], config.rate, length,
-                                      console, cache=cache)
+    x_all, _, failed = decode_clips([e.clip for e in examples], config.rate, length, events,
+                                    cache=cache)
     examples = [e for e in examples if e.clip.path not in failed]
-    if len(kept) != len(examples):
-        raise DatasetError("decoded clips do not match the examples read")
     backgrounds: list[np.ndarray] = []
     if sc_dataset is not None and sc_dataset.backgrounds:
         found, failed_backgrounds = cache.get_many(sc_dataset.backgrounds)
         failed = {**failed, **failed_backgrounds}
         backgrounds = [found[p] for p in sc_dataset.backgrounds if p in found]
-    warn_unreadable(console, [str(error) for error in failed.values()])
+    warn_unreadable(events, [str(error) for error in failed.values()])
+    if not examples:
+        raise DatasetError(f"{', '.join(map(str, config.data))}: no readable clips")
     frames = frames_for(length, config.rate, config.frame_ms)
     targets = [[phone_ids(ref) for ref in e.references] for e in examples]
     longest = max(len(ref) for alts in targets for ref in alts)

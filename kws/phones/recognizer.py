@@ -1,189 +1,71 @@
-"""Using phone models: decoding, scoring, and ``kws phones predict|evaluate|spot``.
+"""Using phone models: ``kws phones predict|spot|evaluate`` on the one inference pipeline.
 
-:class:`PhoneRecognizer` loads a model folder. Recordings longer than the model's input
-are cut into windows overlapping by half (:func:`kws.predict.sliding_windows`) and each
-frame's posteriors are taken from the window where it is most central, so files of any
-length get one posterior row per frame. Inputs, folders, ``-`` for paths on stdin and
-unreadable files are handled exactly as by ``kws predict`` (:func:`kws.predict.expand_inputs`,
-:class:`kws.predict.Failure`).
+:class:`PhoneRecognizer` loads a phone model folder. Recordings longer than the model's
+input are cut into windows overlapping by half (:func:`kws.infer.sliding_windows`) and
+each frame's posteriors are taken from the window where it is most central, so files of
+any length get one posterior row per frame. Inputs, folders, ``-`` for paths on stdin
+(answered as each arrives) and unreadable files are handled by the pipeline exactly as
+for ``kws predict`` (:class:`kws.infer.Pipeline`, :class:`kws.infer.Failure`).
 
 Scoring compares decoded phones with the closest of a clip's references (a word's
 pronunciations); word accuracy matches the decoded phones to the nearest lexicon entry
-(:func:`closest_word`).
+(:func:`kws.phones.decoding.closest_word`). Spotting finds a word from its pronunciation
+and reports :class:`kws.infer.Detection` records.
 """
 
 from __future__ import annotations
 
-import itertools
 import os
-from collections.abc import Iterable, Iterator, Sequence
-from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, TextIO
+from typing import IO, Any
 
 import numpy as np
 
 from kws import audio
-from kws.dataset import (
-    SILENCE,
+from kws.errors import DatasetError, KwsError, UsageError
+from kws.infer import (
+    DEFAULT_SPOT_THRESHOLD,
+    Detection,
+    KerasRunner,
+    Pipeline,
+    Scored,
+    Stream,
+    default_workers,
+    expand_inputs,
+    score_clips,
+    sliding_windows,
 )
-from kws.errors import AudioError, DatasetError, KwsError, UsageError
-from kws.modelfolder import CARD_FILE, KERAS_FILE, read_card
+from kws.infer.clips import SPLIT_CHOICES, Progress
+from kws.modelfolder import CARD_FILE, Task, read_card
 from kws.phones import ctc
-from kws.phones.data import Example, phone_ids, read_examples
+from kws.phones.data import phone_ids, read_examples
+from kws.phones.decoding import (
+    DECODERS,
+    EXTEND_SECONDS,
+    MODEL_LEXICON,
+    ScoreResult,
+    decode,
+    score_examples,
+)
 from kws.phones.lexicon import Lexicon, load_lexicon, read_lexicon
-from kws.phones.metrics import PhoneErrors, closest_reference, edit_distance
-from kws.phones.phoneset import model_labels
-
-#: The task name of phone models in ``card.json``.
-TASK = "phones"
-#: Lexicon file inside a phone model folder (the pronunciations it was trained with).
-MODEL_LEXICON = "lexicon.txt"
-#: Confidence a keyword alignment needs to count as a detection, unless told otherwise
-#: (on the benchmark: 86 % of trained keywords found, 1.7 % false alarms on other words).
-DEFAULT_SPOT_THRESHOLD = 0.5
-DECODERS = ("greedy", "beam")
-#: How far a phone's time span reaches into the blank frames around its CTC spike (s).
-EXTEND_SECONDS = 0.1
-#: Label of a clip with no speech when words are matched.
-NO_WORD = SILENCE
-
-
-# ----------------------------------------------------------------------------- scoring
-
-
-@dataclass
-class Decoded:
-    """One utterance's recognised phones: ``(phone, start s, end s, posterior)``."""
-
-    phones: list[tuple[str, float, float, float]]
-
-    @property
-    def sequence(self) -> list[str]:
-        return [p for p, _, _, _ in self.phones]
-
-
-def decode(
-    log_probs: np.ndarray,
-    frame_seconds: float,
-    decoder: str = "greedy",
-    beam: int = 8,
-    duration: float | None = None,
-) -> Decoded:
-    """Phones of one utterance's log posteriors, with approximate times.
-
-    ``greedy`` keeps each frame's best class; ``beam`` runs a prefix beam search and
-    aligns its best sequence to the frames for the times.
-    """
-    labels = model_labels()
-    if decoder == "beam":
-        best = ctc.prefix_beam_search(log_probs, beam=beam)[0][0]
-        found = ctc.align(log_probs, list(best))
-    elif decoder == "greedy":
-        found = ctc.greedy_decode(log_probs)
-    else:
-        raise UsageError(f"--decoder must be one of {', '.join(DECODERS)}, not {decoder!r}")
-    times = ctc.segments(found, frame_seconds, duration,
-                         max_extend=int(round(EXTEND_SECONDS / frame_seconds)))
-    phones = []
-    for segment, (label, start, end) in zip(found, times, strict=True):
-        posterior = float(np.exp(log_probs[segment.first : segment.last + 1, label].max()))
-        phones.append((labels[label], round(start, 3), round(end, 3), round(posterior, 4)))
-    return Decoded(phones)
-
-
-def closest_word(
-    log_probs: np.ndarray, hypothesis: Sequence[str], lexicon: Lexicon
-) -> tuple[str, int]:
-    """The lexicon word whose pronunciation is nearest the decoded phones.
-
-    Nearest by edit distance; ties go to the pronunciation the posteriors find likeliest
-    (CTC log-likelihood). No phones at all is ``_silence_``. Returns ``(word, distance)``.
-    """
-    if not hypothesis:
-        return NO_WORD, 0
-    best: tuple[int, float, str] | None = None
-    for word in lexicon:
-        for pron in lexicon.pronunciations(word):
-            distance = edit_distance(pron, hypothesis).errors
-            if best is not None and distance > best[0]:
-                continue
-            score = ctc.ctc_log_likelihood(log_probs, phone_ids(pron))
-            if best is None or (distance, -score) < (best[0], -best[1]):
-                best = (distance, score, word)
-    return best[2], best[0]
-
-
-@dataclass
-class ScoreResult:
-    """PER counts and word matching of a set of examples."""
-
-    errors: PhoneErrors
-    words_correct: int = 0
-    words_scored: int = 0
-    #: ``[(path, reference word or None, recognised phones, matched word)]``.
-    rows: list[tuple[str, str | None, list[str], str | None]] = field(default_factory=list)
-
-    @property
-    def word_accuracy(self) -> float | None:
-        return self.words_correct / self.words_scored if self.words_scored else None
-
-
-def score_examples(
-    posteriors: np.ndarray,
-    examples: Sequence[Example],
-    lexicon: Lexicon | None,
-    decoder: str = "greedy",
-    frame_seconds: float = 0.02,
-) -> ScoreResult:
-    """Decode each example's posteriors and score them against its references.
-
-    Word accuracy counts Speech Commands examples whose decoded phones match their word
-    (:func:`closest_word`; silence must decode to nothing); ``lexicon=None`` skips it.
-    """
-    result = ScoreResult(PhoneErrors())
-    for example, probs in zip(examples, posteriors, strict=True):
-        log_probs = ctc.log_posteriors(probs)
-        hypothesis = decode(log_probs, frame_seconds, decoder).sequence
-        _, counts = closest_reference(example.references, hypothesis)
-        result.errors.add(counts)
-        matched = None
-        if lexicon is not None and example.word is not None:
-            matched, _ = closest_word(log_probs, hypothesis, lexicon)
-            result.words_scored += 1
-            result.words_correct += matched == example.word
-        result.rows.append((str(example.clip.path), example.word, hypothesis, matched))
-    return result
-
-
-def predict_posteriors(model, x: np.ndarray, batch_size: int = 128) -> np.ndarray:
-    """Posteriors ``(n, frames, classes)`` of a Keras phone model for clips ``x``."""
-    if len(x) == 0:
-        return np.zeros((0, *model.output_shape[1:]), dtype=np.float32)
-    return np.asarray(model.predict(x, batch_size=batch_size, verbose=0), dtype=np.float32)
-
+from kws.phones.phoneset import fold, model_labels
 
 # ----------------------------------------------------------------------------- inference
 
 
 class PhoneRecognizer:
-    """A phone model folder loaded for inference.
+    """A phone model folder loaded for inference (with Keras).
 
     ``lexicon`` overrides the lexicon saved in the folder (used for spotting words and
-    matching decoded phones to words).
+    matching decoded phones to words). The card is validated before TensorFlow loads.
     """
 
     def __init__(self, folder: str | os.PathLike, lexicon: str | os.PathLike | None = None):
-        from kws.predict import import_tensorflow_quietly
-
-        import_tensorflow_quietly()
-        from kws.modelfolder import load_keras_model
-        from kws.models.phones import frame_stride
-
         self.folder = Path(folder)
         self.card = read_card(self.folder)
-        if self.card.task != TASK:
+        if self.card.task != Task.PHONES:
             raise KwsError(f"{self.folder}: a {self.card.task} model, not a phone model "
                            "(train one with `kws phones train`)")
         if self.card.labels != model_labels():
@@ -192,16 +74,17 @@ class PhoneRecognizer:
         self.sample_rate = int(self.card.sample_rate)
         self.input_length = int(self.card.input_length)
         self.frame_ms = float(self.card.recipe.get("frame_ms", 20.0))
+        # kws.models imports Keras: only once the card is known to be good.
+        from kws.models.phones import frame_stride
+
         frame_stride(self.frame_ms)
         self.frame_samples = int(round(self.sample_rate * self.frame_ms / 1000))
         self.frame_seconds = self.frame_ms / 1000
         self._lexicon_file = lexicon
         self._lexicon: Lexicon | None = None
-        self.model = load_keras_model(self.folder)
-        frames = int(self.model.outputs[0].shape[1])
-        if int(self.model.outputs[0].shape[-1]) != len(self.card.labels):
-            raise KwsError(f"{self.folder / KERAS_FILE}: model outputs do not match card.json")
-        self.frames = frames
+        self.runner = KerasRunner(self.folder, self.card)
+        self.model = self.runner.model
+        self.frames = int(self.model.outputs[0].shape[1])
 
     @property
     def lexicon(self) -> Lexicon:
@@ -216,18 +99,22 @@ class PhoneRecognizer:
                 self._lexicon = load_lexicon(None)
         return self._lexicon
 
-    def _windows(self, waveform: np.ndarray) -> tuple[np.ndarray, int]:
-        """The model inputs covering a recording, and the hop between them in frames."""
-        from kws.predict import sliding_windows
+    def _hop_frames(self, samples: int) -> int:
+        """Frames between the windows of a recording (one window when it fits the input)."""
+        return self.frames if samples <= self.input_length else max(1, self.frames // 2)
 
+    def windows(self, waveform: np.ndarray) -> np.ndarray:
+        """The model inputs covering a recording (the pipeline's cutter)."""
         if len(waveform) <= self.input_length:
-            return audio.fix_length(waveform, self.input_length)[None, :], self.frames
-        hop_frames = max(1, self.frames // 2)
-        return sliding_windows(waveform, self.input_length, hop_frames * self.frame_samples), \
-            hop_frames
+            return audio.fix_length(waveform, self.input_length)[None, :]
+        hop = self._hop_frames(len(waveform)) * self.frame_samples
+        return sliding_windows(waveform, self.input_length, hop)
 
-    def _stitch(self, window_posteriors: np.ndarray, hop_frames: int, total: int) -> np.ndarray:
-        """One posterior row per frame, from the window where the frame is most central."""
+    def stitch(self, window_posteriors: np.ndarray, samples: int) -> np.ndarray:
+        """One posterior row per frame of a recording of ``samples`` samples, each from the
+        window where the frame is most central."""
+        total = max(1, -(-samples // self.frame_samples))
+        hop_frames = self._hop_frames(samples)
         out = np.zeros((total, window_posteriors.shape[-1]), dtype=np.float32)
         margin = np.full(total, -1)
         local = np.arange(self.frames)
@@ -245,24 +132,29 @@ class PhoneRecognizer:
                    ) -> list[np.ndarray]:
         """Per-frame posteriors ``(frames, classes)`` of whole recordings at the model's rate.
 
-        A recording gives ``ceil(samples / frame_samples)`` frames; windows of all the
-        recordings are run through the model together, ``batch_size`` at a time.
+        A recording gives ``ceil(samples / frame_samples)`` frames.
         """
-        cut = [self._windows(w) for w in waveforms]
-        if not cut:
-            return []
-        stacked = np.concatenate([windows for windows, _ in cut]).astype(np.float32)
-        outputs = np.concatenate([
-            np.asarray(self.model.predict_on_batch(stacked[i : i + batch_size]),
-                       dtype=np.float32)
-            for i in range(0, len(stacked), batch_size)
-        ])
-        results, row = [], 0
-        for waveform, (windows, hop_frames) in zip(waveforms, cut, strict=True):
-            total = max(1, -(-len(waveform) // self.frame_samples))
-            results.append(self._stitch(outputs[row : row + len(windows)], hop_frames, total))
-            row += len(windows)
+        results = []
+        for waveform in waveforms:
+            windows = self.windows(waveform)
+            outputs = np.concatenate([self.runner(windows[i : i + batch_size])
+                                      for i in range(0, len(windows), batch_size)])
+            results.append(self.stitch(outputs, len(waveform)))
         return results
+
+    def stream(self, inputs: Iterable[str], stdin: IO | None, convert,
+               batch_size: int = 64) -> Stream:
+        """Run inputs through the pipeline; ``convert(scored, posteriors)`` makes the records.
+
+        Whole recordings are held while their windows are scored, so few are read ahead.
+        """
+        pipeline = Pipeline(self.runner, self.windows, batch_size=batch_size,
+                            ahead=2 * default_workers())
+
+        def each(scored: Scored) -> Iterable[Any]:
+            return convert(scored, self.stitch(scored.outputs, len(scored.waveform)))
+
+        return Stream(pipeline, expand_inputs(inputs, stdin), each)
 
 
 @dataclass(frozen=True)
@@ -274,85 +166,19 @@ class PhonePrediction:
     duration: float
 
 
-@dataclass(frozen=True)
-class Detection:
-    """A keyword found by spotting (times in seconds)."""
-
-    path: str
-    keyword: str
-    start: float
-    end: float
-    confidence: float
-    pronunciation: tuple[str, ...]
-
-
-@dataclass
-class Stream:
-    """Results produced while iterating; ``succeeded`` and ``failed`` count the inputs."""
-
-    recognizer: PhoneRecognizer
-    results: Iterable
-    succeeded: int = 0
-    failed: int = 0
-
-    def __iter__(self):
-        from kws.predict import Failure
-
-        for item in self.results:
-            if isinstance(item, Failure):
-                self.failed += 1
-                yield item
-            else:
-                self.succeeded += 1
-                yield from item
-
-
-def _decoded_files(
-    recognizer: PhoneRecognizer,
-    inputs: Iterable[str],
-    stdin: TextIO | None,
-    batch_files: int,
-) -> Iterator:
-    """``(path, waveform, posteriors)`` per readable input, or a Failure, in input order."""
-    from kws.predict import Failure, expand_inputs
-
-    def load(path: Path):
-        try:
-            return audio.load(path, recognizer.sample_rate)
-        except AudioError as error:
-            return Failure(str(path), str(error))
-        except (OSError, ValueError, RuntimeError, MemoryError) as error:
-            return Failure(str(path), f"{path}: cannot read ({error})")
-
-    source = expand_inputs(inputs, stdin)
-    workers = min(8, 2 * (os.cpu_count() or 1))
-    with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="kws-decode") as pool:
-        while True:
-            chunk = list(itertools.islice(source, batch_files))
-            if not chunk:
-                return
-            loaded = list(pool.map(lambda item: item if isinstance(item, Failure)
-                                   else load(item), chunk))
-            good = [(path, w) for path, w in zip(chunk, loaded, strict=True)
-                    if not isinstance(w, Failure)]
-            posteriors = iter(recognizer.posteriors([w for _, w in good]))
-            for path, result in zip(chunk, loaded, strict=True):
-                yield result if isinstance(result, Failure) else (path, result, next(posteriors))
-
-
 def predict_phones(
     inputs: Iterable[str],
     model: str | os.PathLike,
     decoder: str = "greedy",
     beam: int = 8,
-    stdin: TextIO | None = None,
-    batch_files: int = 32,
+    stdin: IO | None = None,
+    batch_size: int = 64,
 ) -> Stream:
     """Recognise the phones of audio files, with approximate times.
 
-    ``inputs`` are files, folders (searched recursively) and ``-`` (paths on ``stdin``),
-    as for ``kws predict``. Iterate the returned stream for :class:`PhonePrediction` and
-    :class:`kws.predict.Failure` records in input order.
+    ``inputs`` are files, folders (searched recursively) and ``-`` (paths on ``stdin``,
+    each answered as it arrives), as for ``kws predict``. Iterate the returned stream for
+    :class:`PhonePrediction` and :class:`kws.infer.Failure` records in input order.
     """
     if decoder not in DECODERS:
         raise UsageError(f"--decoder must be one of {', '.join(DECODERS)}, not {decoder!r}")
@@ -360,26 +186,19 @@ def predict_phones(
         raise UsageError("--beam must be at least 1")
     recognizer = PhoneRecognizer(model)
 
-    def results():
-        for item in _decoded_files(recognizer, inputs, stdin, batch_files):
-            if not isinstance(item, tuple):
-                yield item
-                continue
-            path, waveform, posteriors = item
-            duration = len(waveform) / recognizer.sample_rate
-            found = decode(ctc.log_posteriors(posteriors), recognizer.frame_seconds, decoder,
-                           beam, duration)
-            yield [PhonePrediction(str(path), tuple(found.phones), round(duration, 3))]
+    def convert(scored: Scored, posteriors: np.ndarray) -> list[PhonePrediction]:
+        duration = len(scored.waveform) / recognizer.sample_rate
+        found = decode(ctc.log_posteriors(posteriors), recognizer.frame_seconds, decoder,
+                       beam, duration)
+        return [PhonePrediction(scored.path, tuple(found.phones), round(duration, 3))]
 
-    return Stream(recognizer, results())
+    return recognizer.stream(inputs, stdin, convert, batch_size)
 
 
 def keyword_pronunciations(
     keyword: str | None, phones: str | None, lexicon: Lexicon
 ) -> tuple[str, tuple[tuple[str, ...], ...]]:
     """The name and pronunciations to spot: ``--phones`` if given, else the lexicon's."""
-    from kws.phones.phoneset import fold
-
     if phones is not None:
         folded = []
         for symbol in phones.replace(",", " ").split():
@@ -403,35 +222,32 @@ def spot_phones(
     model: str | os.PathLike,
     keyword: str | None = None,
     phones: str | None = None,
-    threshold: float = DEFAULT_SPOT_THRESHOLD,
+    threshold: float | None = None,
     lexicon: str | os.PathLike | None = None,
-    stdin: TextIO | None = None,
-    batch_files: int = 32,
+    stdin: IO | None = None,
+    batch_size: int = 64,
 ) -> Stream:
     """Find a word, given only its pronunciation, in audio files of any length.
 
     For each pronunciation, :func:`kws.phones.ctc.keyword_search` aligns its phones
     anywhere in the file's posteriors and scores the alignment against the best path;
-    places scoring at least ``threshold`` are detections (overlaps keep the best).
-    Iterate the stream for :class:`Detection` and Failure records.
+    places scoring at least ``threshold`` (default: the phone task's
+    :data:`kws.infer.DEFAULT_SPOT_THRESHOLD`) are detections (overlaps keep the best).
+    Iterate the stream for :class:`kws.infer.Detection` and Failure records.
     """
+    threshold = DEFAULT_SPOT_THRESHOLD[Task.PHONES] if threshold is None else threshold
     if not 0.0 < threshold <= 1.0:
         raise UsageError("--threshold must be in (0, 1]")
     recognizer = PhoneRecognizer(model, lexicon)
     name, prons = keyword_pronunciations(keyword, phones, recognizer.lexicon)
     ids = [phone_ids(pron) for pron in prons]
 
-    def results():
-        for item in _decoded_files(recognizer, inputs, stdin, batch_files):
-            if not isinstance(item, tuple):
-                yield item
-                continue
-            path, waveform, posteriors = item
-            duration = len(waveform) / recognizer.sample_rate
-            yield spot_in(ctc.log_posteriors(posteriors), str(path), name, prons, ids,
-                          threshold, recognizer.frame_seconds, duration)
+    def convert(scored: Scored, posteriors: np.ndarray) -> list[Detection]:
+        duration = len(scored.waveform) / recognizer.sample_rate
+        return spot_in(ctc.log_posteriors(posteriors), scored.path, name, prons, ids,
+                       threshold, recognizer.frame_seconds, duration)
 
-    return Stream(recognizer, results())
+    return recognizer.stream(inputs, stdin, convert, batch_size)
 
 
 def keyword_seconds(phones: int) -> float:
@@ -465,10 +281,10 @@ def spot_in(
             kept.append((hit, pron))
     # The first and last phones' spikes, widened as decoded phones are (ctc.segments).
     return [
-        Detection(path, name,
+        Detection(name, round(hit.confidence, 4),
                   round(max(0.0, hit.first * frame_seconds - EXTEND_SECONDS), 3),
                   round(min(duration, (hit.last + 1) * frame_seconds + EXTEND_SECONDS), 3),
-                  round(hit.confidence, 4), pron)
+                  path=path, pronunciation=pron)
         for hit, pron in sorted(kept, key=lambda item: item[0].first)
     ]
 
@@ -510,18 +326,16 @@ def evaluate_phones(
     lexicon: str | os.PathLike | None = None,
     validation_percent: float = 10.0,
     testing_percent: float = 10.0,
-    console=None,
+    batch_size: int = 128,
+    progress: Progress | None = None,
 ) -> PhoneEvaluation:
     """PER (and word accuracy on Speech Commands data) of a phone model on a split.
 
     References come from the lexicon (the model folder's, or ``lexicon``) for Speech
     Commands folders and from the ``.PHN`` files for TIMIT-format folders; ``split`` is
-    ``test``, ``validation``, ``train`` or ``all``.
+    ``test``, ``validation``, ``train`` or ``all``. ``progress(done, total)`` is called as
+    clips are scored.
     """
-    from kws.evaluate import SPLIT_CHOICES
-    from kws.training import load_arrays, stderr_console
-
-    console = console or stderr_console()
     if split not in SPLIT_CHOICES:
         raise UsageError(f"--split: {split!r} is not one of {', '.join(SPLIT_CHOICES)}")
     if decoder not in DECODERS:
@@ -534,15 +348,15 @@ def evaluate_phones(
         examples = [e for e in examples if e.clip.split == wanted]
     if not examples:
         raise DatasetError(f"{', '.join(map(str, data))}: no clips in the {split} split")
-    x, kept, failed = load_arrays([e.clip for e in examples], recognizer.sample_rate,
-                                  recognizer.input_length, console, what=f"{split} clips")
-    examples = [e for e in examples if e.clip.path not in failed]
+    kept, posteriors, failed = score_clips(recognizer.runner, [e.clip for e in examples],
+                                           batch_size, progress)
     if not kept:
         raise DatasetError(f"{', '.join(map(str, data))}: none of the {split} clips is readable")
-    posteriors = predict_posteriors(recognizer.model, x)
+    unreadable = {path for path, _ in failed}
+    examples = [e for e in examples if str(e.clip.path) not in unreadable]
     result = score_examples(posteriors, examples, recognizer.lexicon, decoder,
                             recognizer.frame_seconds)
     return PhoneEvaluation(
         model=str(model), data=[str(d) for d in data], split=split, decoder=decoder,
-        result=result, failed=[(str(p), e.problem) for p, e in failed.items()],
+        result=result, failed=failed,
     )

@@ -1,0 +1,95 @@
+"""The configuration of a ``kws phones train`` run: the shared run options plus phone settings.
+
+Kept apart from the trainer (:mod:`kws.phones.train`) so the data layer of phone models
+(:mod:`kws.phones.data`) can read it without importing the trainer.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from kws.dataset import parse_words
+from kws.train.config import RunConfig, option
+
+#: Sample rate of phone models unless told otherwise (Hz).
+DEFAULT_RATE = 16000
+#: Where ``kws phones train`` writes unless told otherwise.
+DEFAULT_OUT = str(Path("models") / "phones")
+#: Training augmentation of phone models: shorter shifts than the classifier's, so a word
+#: near the edge of its clip is not pushed out of it while its phones remain the target.
+PHONE_AUGMENTATION = {"shift": 0.05}
+#: Frame periods are multiples of the front end's hop (ms).
+FRONT_END_HOP_MS = 10.0
+
+
+def parse_excluded(values: Any) -> tuple[str, ...]:
+    """``--exclude`` values (repeatable, each possibly comma-separated) as lower-case words."""
+    items = [values] if isinstance(values, str) else list(values or ())
+    return tuple(dict.fromkeys(word.strip().lower() for item in items
+                               for word in item.split(",") if word.strip()))
+
+
+@dataclass
+class PhoneTrainConfig(RunConfig):
+    """A phone model's training run: :class:`kws.train.config.RunConfig` plus phone settings.
+
+    ``words=None`` trains on every word of the data; ``exclude`` leaves words out entirely
+    (to test spotting a word never heard); ``lexicon=None`` is the shipped lexicon;
+    ``rate=None`` is :data:`DEFAULT_RATE`; ``clip_seconds=None`` is 1 s for Speech Commands
+    and the longest utterance (rounded up to 0.5 s) when TIMIT-format data is used.
+    """
+
+    data: tuple[str, ...] = option(
+        (), metavar="FOLDER",
+        help="Dataset folder (repeatable): Speech Commands layout, or TIMIT layout (audio "
+             "with .PHN files beside it).")
+    words: tuple[str, ...] | None = option(
+        None, text=True, parse=parse_words, default_text="all",
+        help="Comma-separated words to train on, or 'all'.")
+    exclude: tuple[str, ...] = option(
+        (), parse=parse_excluded, metavar="WORD",
+        help="Leave a word out of training entirely (repeatable or comma-separated), e.g. to "
+             "spot it later from its pronunciation only.")
+    lexicon: str | None = option(
+        None, metavar="FILE",
+        help="Pronunciation lexicon (WORD PHONE ... per line) [default: the shipped one, "
+             "kws/phones/lexicon.txt, with the Speech Commands words].")
+    rate: int | None = option(None, help=f"Sample rate in Hz [default: {DEFAULT_RATE}].")
+    frame_ms: float = option(20.0, help="Output frame period (a multiple of 10 ms).")
+    clip_seconds: float | None = option(
+        None, help="Model input length [default: 1 s, or the longest TIMIT utterance].")
+    silence_percent: float = option(
+        10.0, help="Silence clips cut from background noise, as % of each split's words "
+                   "(trained to emit no phone).")
+    epochs: int = 30
+    batch_size: int = 32
+    learning_rate: float = 3e-3
+    #: Epochs without a better validation PER before stopping (None: never).
+    patience: int | None = 8
+    augmentation: dict[str, Any] = field(default_factory=lambda: dict(PHONE_AUGMENTATION))
+    out: str | None = option(None, metavar="FOLDER",
+                             help=f"Model folder to write [default: {DEFAULT_OUT}].")
+
+    def problems(self) -> list[str]:
+        """The shared checks plus the phone settings'."""
+        problems = super().problems()
+        stride = self.frame_ms / FRONT_END_HOP_MS if _positive(self.frame_ms) else 0.0
+        checks = [
+            (self.rate is None or (isinstance(self.rate, int) and self.rate >= 1000),
+             f"--rate: {self.rate} Hz is too low (at least 1000 Hz)"),
+            (stride >= 1 and abs(stride - round(stride)) < 1e-6,
+             f"--frame-ms: must be a multiple of {FRONT_END_HOP_MS:g} ms, got {self.frame_ms}"),
+            (self.clip_seconds is None or _positive(self.clip_seconds),
+             "--clip-seconds must be positive"),
+            (_positive(self.silence_percent, allow_zero=True) and self.silence_percent <= 100,
+             "--silence-percent must be in 0..100"),
+        ]
+        return [*problems, *(message for ok, message in checks if not ok)]
+
+
+def _positive(value: Any, allow_zero: bool = False) -> bool:
+    if not isinstance(value, int | float) or isinstance(value, bool) or value != value:
+        return False
+    return value >= 0 if allow_zero else value > 0

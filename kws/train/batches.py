@@ -1,0 +1,69 @@
+"""Training batches of waveforms, shared by every task that learns from clips.
+
+Each batch is a pure function of its epoch and index (see :class:`WaveformBatches`), which
+is what makes a resumed run, or one with any number of loader threads, draw exactly the
+batches of an uninterrupted one.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import numpy as np
+
+from kws.augment import NO_AUGMENTATION, Augmentation, augment_batch
+from kws.train.config import RunConfig
+from kws.train.task import Batches
+
+
+class WaveformBatches(Batches):
+    """Shuffled, augmented waveform batches; each is a pure function of its step number.
+
+    Step ``i`` is batch ``i % steps`` of epoch ``i // steps``: the epoch's permutation is
+    drawn from a generator seeded with ``(seed, epoch)`` and its augmentation from one
+    seeded with ``(seed, epoch, batch)``. Nothing depends on the order or the thread in
+    which batches are made, so any number of loader threads and a resumed run give the
+    same batches. The last incomplete batch of an epoch is dropped (a different one each
+    epoch), so every step has the same shape. ``y`` may be any array with one row per clip.
+    """
+
+    def __init__(self, x: np.ndarray, y: np.ndarray, batch_size: int,
+                 backgrounds: Sequence[np.ndarray], augmentation: Augmentation | None,
+                 seed: int, steps: int | None = None) -> None:
+        self.x, self.y = x, y
+        self.batch_size = min(batch_size, len(x))
+        self.backgrounds = backgrounds
+        self.augmentation = augmentation
+        self.seed = seed
+        natural = len(x) // self.batch_size
+        self.steps = min(natural, steps) if steps else natural
+
+    def order(self, epoch: int) -> np.ndarray:
+        """The permutation of training clips for an epoch."""
+        return np.random.default_rng([self.seed, epoch]).permutation(len(self.x))
+
+    def rows(self, epoch: int, index: int) -> np.ndarray:
+        """The (sorted) clip indices of batch ``index`` of ``epoch``."""
+        chosen = self.order(epoch)[index * self.batch_size : (index + 1) * self.batch_size]
+        return np.sort(chosen)
+
+    def waveforms(self, epoch: int, index: int) -> np.ndarray:
+        """The batch's waveforms, augmented (float32)."""
+        waveforms = self.x[self.rows(epoch, index)]
+        if self.augmentation is not None:
+            rng = np.random.default_rng([self.seed, epoch, index])
+            waveforms = augment_batch(waveforms, self.backgrounds, self.augmentation, rng)
+        return waveforms.astype(np.float32, copy=False)
+
+    def batch(self, epoch: int, index: int) -> tuple[np.ndarray, np.ndarray]:
+        """Batch ``index`` of ``epoch``: ``(waveforms, label indices)``."""
+        return self.waveforms(epoch, index), self.y[self.rows(epoch, index)].astype(np.int32)
+
+
+def waveform_batches(config: RunConfig, x: np.ndarray, y: np.ndarray,
+                     backgrounds: Sequence[np.ndarray]) -> WaveformBatches:
+    """The training batches of a run (augmented as ``config`` says)."""
+    augmentation = config.augmentation_settings()
+    return WaveformBatches(x, y, config.batch_size, backgrounds,
+                           None if augmentation == NO_AUGMENTATION else augmentation,
+                           config.seed, config.steps_per_epoch)

@@ -1,0 +1,36 @@
+"""Decoding a task's clips into arrays, with counted progress and one warning for failures."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+
+from kws.cache import AudioCache, load_clips
+from kws.dataset import Clip
+from kws.errors import AudioError
+from kws.train.events import TrainEvents
+
+
+def decode_clips(clips: Sequence[Clip], rate: int, length: int, events: TrainEvents,
+                 what: str = "clips", cache: AudioCache | None = None,
+                 ) -> tuple[np.ndarray, list[Clip], dict[Path, AudioError]]:
+    """Decode clips (through the on-disk cache) into an ``(n, length)`` float32 array.
+
+    Progress goes to ``events.counting("reading <what>", files)``. Unreadable files are
+    left out and returned as ``{path: error}``.
+    """
+    cache = cache or AudioCache(rate)
+    files = len({clip.path for clip in clips})
+    with events.counting(f"reading {what}", files) as advance:
+        return load_clips(clips, rate, length, cache, progress=advance)
+
+
+def warn_unreadable(events: TrainEvents, problems: Sequence[str], limit: int = 3) -> None:
+    """One warning about files that could not be read: a count and the first few problems."""
+    if not problems:
+        return
+    shown = "; ".join(problems[:limit])
+    more = f"; and {len(problems) - limit} more" if len(problems) > limit else ""
+    events.warn(f"skipped {len(problems)} unreadable file(s): {shown}{more}")

@@ -1,0 +1,28 @@
+"""The optimizer every task trains with: AdamW, linear warm-up, then cosine decay to zero."""
+
+from __future__ import annotations
+
+from kws.runtime import import_keras
+from kws.train.config import RunConfig
+
+
+def learning_rate_schedule(config: RunConfig, steps_per_epoch: int):
+    """Cosine decay to zero after a linear warm-up from zero (``config.warmup_epochs``)."""
+    keras = import_keras()
+    total = max(1, config.epochs * steps_per_epoch)
+    warmup = min(total - 1, int(round(config.warmup_epochs * steps_per_epoch)))
+    return keras.optimizers.schedules.CosineDecay(
+        initial_learning_rate=0.0 if warmup else config.learning_rate,
+        decay_steps=max(1, total - warmup),
+        warmup_target=config.learning_rate if warmup else None,
+        warmup_steps=warmup,
+    )
+
+
+def adamw(config: RunConfig, steps_per_epoch: int, **options):
+    """AdamW with the run's schedule and weight decay (``options`` go to Keras)."""
+    keras = import_keras()
+    return keras.optimizers.AdamW(
+        learning_rate=learning_rate_schedule(config, steps_per_epoch),
+        weight_decay=config.weight_decay, **options,
+    )

@@ -1,0 +1,67 @@
+"""Generating and transforming spoken words with a conditional auto-encoder (``kws vae``).
+
+The package holds one task of kws, in four parts:
+
+- :mod:`kws.vae.task`: :class:`VaeConfig` and :class:`VaeTask`, what the training engine
+  (:func:`kws.train.fit`) needs to train a conditional VAE (or WAE, see
+  :mod:`kws.models.vae`) of log-mel spectrograms;
+- :mod:`kws.vae.model`: using a trained model folder (encode, decode, sample, reconstruct,
+  interpolate);
+- :mod:`kws.vae.density`: the per-word Gaussian mixture of latent codes (``latent.npz``);
+- :mod:`kws.vae.plot`: the latent space of held-out clips in 2-D;
+
+and :mod:`kws.vae.spectrograms`, the feature helpers they share. The names most callers
+need are re-exported here. TensorFlow and Keras are imported only when a model is built or
+loaded, so importing this package is cheap.
+"""
+
+from kws.vae.density import (
+    LATENT_FILE,
+    LatentDensity,
+    fit_gaussian_mixture,
+    fit_latent_density,
+    read_latent_density,
+    write_latent_density,
+)
+from kws.vae.model import (
+    PRIORS,
+    Reconstruction,
+    Vae,
+    best_word,
+    check_sampling,
+    check_steps,
+    decode,
+    encode,
+    interpolate,
+    load,
+    read_clip,
+    reconstruct,
+    reconstruction_metrics,
+    sample,
+    sample_codes,
+    synthesize,
+)
+from kws.vae.plot import HeldOut, held_out_clips, latent_plot, pca_2d
+from kws.vae.spectrograms import (
+    CLIP_SAMPLES,
+    DEFAULT_BETA,
+    OBJECTIVES,
+    RATE,
+    REGULARIZER_NAME,
+    augment_spectrograms,
+    mel_settings,
+    one_hot,
+    standardization,
+)
+from kws.vae.task import SpectrogramBatches, VaeConfig, VaeTask, split_metrics
+
+__all__ = [
+    "CLIP_SAMPLES", "DEFAULT_BETA", "LATENT_FILE", "OBJECTIVES", "PRIORS", "RATE",
+    "REGULARIZER_NAME", "HeldOut", "LatentDensity", "Reconstruction", "SpectrogramBatches",
+    "Vae", "VaeConfig", "VaeTask", "augment_spectrograms", "best_word", "check_sampling",
+    "check_steps", "decode", "encode",
+    "fit_gaussian_mixture", "fit_latent_density", "held_out_clips", "interpolate",
+    "latent_plot", "load", "mel_settings", "one_hot", "pca_2d", "read_clip",
+    "read_latent_density", "reconstruct", "reconstruction_metrics", "sample", "sample_codes",
+    "split_metrics", "standardization", "synthesize", "write_latent_density",
+]
