@@ -129,7 +129,8 @@ class RunConfig:
     workers: int | None = option(
         None, help="Threads preparing training batches [default: one per CPU core, up to 4].")
     steps_per_epoch: int | None = None
-    out: str | None = option(None, metavar="FOLDER", help="Model folder to write.")
+    out: str | None = option(None, metavar="FOLDER", default_text="models/<name of the model>",
+                             help="Model folder to write.")
 
     # ------------------------------------------------------------------------- JSON
 
