@@ -76,7 +76,8 @@ def measure(shared: Path, arch: str, epochs: int | None, out: Path, reuse: bool)
         "real12": real.accuracy,
         "real12_clips": real.clips,
         "tts30": word_accuracy(synthetic),
-        "clips_per_s": card.metrics.get("clips_per_s", float("nan")),
+        # None (null) when the run timed no step.
+        "clips_per_s": card.metrics.get("clips_per_s") or float("nan"),
         "wall_s": wall if not reuse else card.metrics.get("fit_time_s", float("nan")),
         "params": card.parameters,
         "macs": card.multiply_adds,

@@ -196,10 +196,31 @@ def write(path: str | os.PathLike, waveform: np.ndarray, rate: int) -> None:
             soundfile.write(os.fsencode(temporary), clipped, rate, subtype="PCM_16",
                             format="WAV")
     except soundfile.LibsndfileError as error:
-        problem = str(getattr(error, "error_string", "") or error).strip().rstrip(".")
+        errno_after = getattr(getattr(soundfile, "_ffi", None), "errno", 0)
+        problem = _describe_write_failure(error, errno_after, path, 44 + 2 * clipped.size)
         raise KwsError(f"{path}: cannot write audio ({problem})") from None
     except OSError as error:
         raise KwsError(f"{path}: cannot write audio ({_describe_os_error(error)})") from None
+
+
+def _describe_write_failure(error: Exception, errno_after: int, path: Path,
+                            needed: int) -> str:
+    """The real cause of a failed libsndfile write, which itself only says "System error".
+
+    A folder with less free space than the file needs is a full disk; otherwise the C
+    ``errno`` left by the failed call (cffi keeps it) names the cause when there is one.
+    """
+    try:
+        folder = os.statvfs(path.parent)
+        if folder.f_bavail * folder.f_frsize < needed:
+            return "no space left on device"
+    except OSError:
+        pass
+    if errno_after == errno.ENOSPC:
+        return "no space left on device"
+    if errno_after:
+        return os.strerror(errno_after).lower()
+    return str(getattr(error, "error_string", "") or error).strip().rstrip(".")
 
 
 def _check_file(path: Path) -> int:

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import stat
 import threading
 from collections import Counter
 from collections.abc import Callable, Iterable, Sequence
@@ -37,7 +38,7 @@ from kws.dataset import (
     Clip,
     open_datasets,
 )
-from kws.errors import AudioError, UsageError
+from kws.errors import AudioError, KwsError, UsageError
 
 #: Settings of ``kws augment`` unless told otherwise: a real background in every copy.
 DEFAULT_AUGMENTATION = Augmentation(
@@ -168,6 +169,9 @@ def augment_folder(
         for folder in sorted({".", *folders}):
             result.removed_temporaries += files.remove_stale_temporaries(out / folder, 0.0)
         writer = _CopyWriter(data, out, copies, augmentation, seed, dataset.backgrounds, warn)
+        for clip in clips:
+            for target in writer.targets(clip):
+                _is_finished_copy(out / target)
         listed: dict[str, list[str]] = {VALIDATION: [], TESTING: []}
         pool = ThreadPoolExecutor(max_workers=max(1, workers))
         try:
@@ -214,12 +218,17 @@ class _CopyWriter:
                 self._at_rate[rate] = [found[p] for p in self.backgrounds if p in found]
             return self._at_rate[rate]
 
+    def targets(self, clip: Clip) -> list[str]:
+        """The names of the copies of ``clip``, relative to ``out``."""
+        folder = clip.path.parent.relative_to(self.data).as_posix()
+        return [f"{folder}/{copy_name(clip.path.name, k)}" for k in range(1, self.copies + 1)]
+
     def one(self, clip: Clip) -> tuple[Clip, list[str], int, int, AudioError | None]:
         """Write the missing copies of ``clip``: ``(clip, targets, written, existing, error)``."""
         relative = clip.path.relative_to(self.data).as_posix()
-        folder = clip.path.parent.relative_to(self.data).as_posix()
-        targets = [f"{folder}/{copy_name(clip.path.name, k)}" for k in range(1, self.copies + 1)]
-        todo = [(k, t) for k, t in enumerate(targets, 1) if not _exists(self.out / t)]
+        targets = self.targets(clip)
+        todo = [(k, t) for k, t in enumerate(targets, 1)
+                if not _is_finished_copy(self.out / t)]
         if not todo:
             return clip, targets, 0, len(targets), None
         try:
@@ -231,13 +240,27 @@ class _CopyWriter:
             rng = np.random.default_rng(_file_seed(self.seed, k, relative))
             copy = augment_batch(waveform[None, :], self.background_recordings(rate),
                                  self.augmentation, rng)[0]
-            if _exists(self.out / target):
+            if _is_finished_copy(self.out / target):
                 continue
             audio.write(self.out / target, copy, rate)
             written += 1
         return clip, targets, written, len(targets) - len(todo), None
 
 
-def _exists(path: Path) -> bool:
-    """Whether anything is at ``path``, a dangling symbolic link included (never replaced)."""
-    return os.path.lexists(path)
+def _is_finished_copy(path: Path) -> bool:
+    """Whether a copy is already at ``path`` (kept); False when nothing is there.
+
+    Only a regular file counts. A symbolic link (to an input clip, say) or anything else
+    at a copy's name is refused: kws neither follows it nor removes it.
+    """
+    try:
+        mode = path.lstat().st_mode
+    except FileNotFoundError:
+        return False
+    except OSError as error:
+        raise KwsError(f"{path}: cannot check ({error.strerror or error})") from None
+    if stat.S_ISREG(mode):
+        return True
+    kind = "a symbolic link" if stat.S_ISLNK(mode) else "not a regular file"
+    raise KwsError(f"{path}: is {kind}, not a finished copy; kws will neither follow nor "
+                   "remove it (remove it, or choose another --out)")

@@ -554,6 +554,9 @@ def describe(
     clips, labels = assign_labels(dataset, policy)
     counts = count_by_label(clips)
     warnings = list(dataset.notes)
+    absent = [word for word in (policy.words or ()) if word not in dataset.words]
+    if absent:
+        warnings.append(f"no clips of {', '.join(absent)} in {', '.join(map(str, roots))}")
     if check:
         found = check_files(dataset)
         warnings += group_problems(found.unreadable)

@@ -229,7 +229,7 @@ def _obtain_and_unpack(release: Release, target: Path, source: str,
         digest = _verify(archive_path, expected, fetch.progress, delete_on_mismatch=False)
     else:
         archive_path = target.parent / release.archive_name
-        _fetch_archive(source, archive_path, fetch)
+        _fetch_archive(source, archive_path, expected, fetch)
         digest = _verify(archive_path, expected, fetch.progress, delete_on_mismatch=True)
     record = {
         "version": release.version,
@@ -241,6 +241,7 @@ def _obtain_and_unpack(release: Release, target: Path, source: str,
     fetch.log(f"unpacked {files} files into {target} (archive SHA-256 {digest})")
     if archive is None and not keep_archive:
         archive_path.unlink(missing_ok=True)
+        _origin_path(archive_path).unlink(missing_ok=True)
     return target
 
 
@@ -305,7 +306,8 @@ def _remove_leftovers(dest: Path, log: LogCallback) -> None:
     """
     removed = _remove_old_staging(dest)
     for release in RELEASES.values():
-        for name in (release.folder, release.archive_name + ".part.json"):
+        for name in (release.folder, release.archive_name + ".part.json",
+                     _origin_path(Path(release.archive_name)).name):
             removed += remove_stale_temporaries(dest, older_than_s=0.0, target=name)
     if removed:
         names = ", ".join(path.name for path in removed)
@@ -387,16 +389,20 @@ class _Fetch:
     log: LogCallback
 
 
-def _fetch_archive(url: str, archive: Path, fetch: _Fetch) -> None:
-    """Make ``archive`` hold the whole download, reusing what earlier runs left."""
-    if _regular_size(archive) is not None:
-        fetch.log(f"using {archive}, downloaded by an earlier run")
+def _fetch_archive(url: str, archive: Path, expected: str | None, fetch: _Fetch) -> None:
+    """Make ``archive`` hold the whole download, reusing what earlier runs left.
+
+    The URL each download came from is recorded beside the archive (:func:`_origin_path`),
+    written before the archive gets its name, so a later run knows where it came from.
+    """
+    if _regular_size(archive) is not None and _reusable(url, archive, expected, fetch):
         return
     part = archive.with_name(archive.name + ".part")
     fetch.log(f"downloading {url}")
     for attempt in range(fetch.retries + 1):
         try:
             _fetch(url, part, fetch)
+            _write_origin(archive, url)
             part.with_name(part.name + ".json").unlink(missing_ok=True)
             _rename(part, archive)
             return
@@ -409,6 +415,43 @@ def _fetch_archive(url: str, archive: Path, fetch: _Fetch) -> None:
             wait = fetch.retry_wait * 2**attempt
             fetch.log(f"{error}; retrying in {wait:.0f} s ({attempt + 1} of {fetch.retries})")
             time.sleep(wait)
+
+
+def _origin_path(archive: Path) -> Path:
+    """Where kws records the URL a downloaded archive came from."""
+    return archive.with_name(archive.name + ".kws.json")
+
+
+def _write_origin(archive: Path, url: str) -> None:
+    try:
+        write_text(_origin_path(archive), json.dumps({"url": url}) + "\n")
+    except OSError as error:
+        raise DownloadError(f"{_origin_path(archive)}: cannot write ({_reason(error)})") from error
+
+
+def _reusable(url: str, archive: Path, expected: str | None, fetch: _Fetch) -> bool:
+    """Whether an archive an earlier run left in ``dest`` may stand for ``url``'s.
+
+    It may when kws downloaded it from the same URL, or when it has the expected SHA-256.
+    One kws downloaded from another URL is removed (so it is downloaded again); one kws
+    did not download is never touched: that is refused.
+    """
+    origin = _read_meta(_origin_path(archive)).get("url")
+    if origin == url:
+        fetch.log(f"using {archive}, downloaded from the same URL by an earlier run")
+        return True
+    if expected is not None and _verify(archive, None, fetch.progress, False) == expected:
+        fetch.log(f"using {archive}, left by an earlier run (its SHA-256 is the expected one)")
+        return True
+    if origin is None:
+        raise DownloadError(
+            f"{archive}: already there, but not downloaded by kws from {url} "
+            "(remove it, or give it with --archive)"
+        )
+    fetch.log(f"{archive} was downloaded from another URL ({origin}); downloading again")
+    archive.unlink(missing_ok=True)
+    _origin_path(archive).unlink(missing_ok=True)
+    return False
 
 
 def _regular_size(path: Path) -> int | None:
@@ -719,6 +762,7 @@ def _verify(
         note = ""
         if delete_on_mismatch:
             archive.unlink(missing_ok=True)
+            _origin_path(archive).unlink(missing_ok=True)
             note = "; the download was deleted"
         raise DownloadError(
             f"{archive}: SHA-256 mismatch (expected {expected}, got {actual}){note}"
@@ -796,12 +840,25 @@ def _extract_members(archive: Path, folder: Path, progress: ProgressCallback) ->
         finally:
             os.close(root)
     except (tarfile.TarError, EOFError, zlib.error) as error:
-        raise DownloadError(f"{archive}: not a readable tar archive ({error})") from error
+        raise DownloadError(f"{archive}: not a readable tar archive ({_tar_reason(error)})"
+                            ) from error
     except OSError as error:
         raise DownloadError(f"{archive}: cannot unpack into {folder} ({_reason(error)})") from error
     if files == 0:
         raise DownloadError(f"{archive}: the archive holds no files")
     return files
+
+
+def _tar_reason(error: BaseException) -> str:
+    """One line on why tarfile could not read an archive.
+
+    ``tarfile.open`` lists every compression it tried, one per line; that list says no
+    more than "not a tar file, compressed or not".
+    """
+    text = str(error)
+    if "\n" in text and "could not be opened" in text:
+        return "neither a tar file nor a gzip, bzip2 or xz compressed one"
+    return " ".join(text.split()) or type(error).__name__
 
 
 def _member_problem(member: tarfile.TarInfo) -> str | None:

@@ -94,6 +94,7 @@ def export_tflite(
     calibration_clips: int = 500,
     seed: int = 0,
     progress: Callable[[str], None] | None = None,
+    warn: Callable[[str], None] | None = None,
 ) -> ExportResult:
     """Convert ``model.keras`` to ``model.tflite`` (or ``model-int8.tflite``) and check it.
 
@@ -117,6 +118,8 @@ def export_tflite(
         How many clips to compare on and to calibrate with (at most).
     progress
         Called with a short description of each step.
+    warn
+        Called with each warning (a damaged cache entry repaired, ...).
 
     Raises
     ------
@@ -133,7 +136,7 @@ def export_tflite(
         raise UsageError("--clips and --calibration-clips must be at least 1")
     roots = _data_roots(folder, card, data)
     say(f"reading clips from {', '.join(str(r) for r in roots)}")
-    held_out, training = _clip_sets(roots, card, parity_clips, calibration_clips, seed)
+    held_out, training = _clip_sets(roots, card, parity_clips, calibration_clips, seed, warn)
 
     say(f"loading {folder / KERAS_FILE}")
     model = load_keras_model(folder)
@@ -228,7 +231,8 @@ def _data_roots(folder: Path, card: ModelCard, data: Sequence[str | os.PathLike]
 
 
 def _clip_sets(
-    roots: list[Path], card: ModelCard, parity: int, calibration: int, seed: int
+    roots: list[Path], card: ModelCard, parity: int, calibration: int, seed: int,
+    warn: Callable[[str], None] | None = None,
 ) -> tuple[np.ndarray, np.ndarray]:
     """``(held-out clips, training clips)`` as waveform arrays at the model's rate and length."""
     recorded = card.data if isinstance(card.data, dict) else {}
@@ -250,7 +254,8 @@ def _clip_sets(
     chosen = {}
     for name, pool, count in pools:
         sample = pool[:count]
-        waveforms, kept, _failed = load_clips(sample, card.sample_rate, card.input_length)
+        waveforms, kept, _failed = load_clips(sample, card.sample_rate, card.input_length,
+                                              warn=warn)
         if not len(kept):
             raise DatasetError(f"{', '.join(map(str, roots))}: no readable clips for {name}")
         chosen[name] = waveforms

@@ -16,6 +16,7 @@ import fcntl
 import os
 import re
 import shutil
+import stat
 import tempfile
 import time
 from collections.abc import Iterable, Iterator
@@ -40,9 +41,12 @@ def atomic_write(path: str | os.PathLike, suffix: str = "") -> Iterator[Path]:
     The temporary file already exists (empty, mode 0600 widened to the umask's default)
     when the block starts; writers may open it by name (``soundfile``, ``model.save``).
     ``suffix`` keeps an extension that a writer insists on (``.keras``, ``.png``). On an
-    exception the temporary file is removed and ``path`` is untouched.
+    exception the temporary file is removed and ``path`` is untouched. A ``path`` that is
+    a folder, a device, a FIFO or a socket is refused (:class:`~kws.errors.UsageError`):
+    renaming over it would replace something that is not a file kws could have written.
     """
     target = Path(path)
+    _check_replaceable(target)
     target.parent.mkdir(parents=True, exist_ok=True)
     handle, name = tempfile.mkstemp(prefix=_temp_prefix(target), suffix=suffix,
                                     dir=target.parent)
@@ -58,6 +62,20 @@ def atomic_write(path: str | os.PathLike, suffix: str = "") -> Iterator[Path]:
         with contextlib.suppress(FileNotFoundError):
             if temporary.exists() or temporary.is_symlink():
                 temporary.unlink()
+
+
+def _check_replaceable(target: Path) -> None:
+    """Refuse a target that exists and is not a regular file (links are followed)."""
+    try:
+        mode = target.stat().st_mode
+    except (FileNotFoundError, NotADirectoryError):
+        return
+    except OSError as error:
+        raise UsageError(f"{target}: cannot be written ({error.strerror or error})") from None
+    if not stat.S_ISREG(mode):
+        kind = "a folder" if stat.S_ISDIR(mode) else "not a regular file (a device, FIFO or socket)"
+        raise UsageError(f"{target}: is {kind}; kws writes only regular files there, choose "
+                         "another path")
 
 
 def _widen_mode(path: Path) -> None:
@@ -189,3 +207,28 @@ def locked_directory(folder: str | os.PathLike, option: str = "--out") -> Iterat
         yield folder
     finally:
         os.close(descriptor)
+
+
+def check_writable(path: str | os.PathLike, what: str = "output") -> None:
+    """Refuse, before any work, an output path whose folder cannot take a new file.
+
+    The nearest existing folder above ``path`` (the folders below it are made when
+    writing) gets a temporary file, removed at once: that is the only sure test (``/proc``
+    and read-only mounts say yes to ``os.access`` for root). Raises
+    :class:`~kws.errors.UsageError` naming ``what`` and the folder.
+    """
+    folder = Path(os.path.abspath(path)).parent
+    while not folder.exists() and folder != folder.parent:
+        if folder.is_symlink():
+            raise UsageError(f"{what} {path}: {folder} is a dangling symbolic link")
+        folder = folder.parent
+    if not folder.is_dir():
+        raise UsageError(f"{what} {path}: {folder} is not a folder")
+    try:
+        handle, name = tempfile.mkstemp(prefix=_temp_prefix(Path(path)), dir=folder)
+    except OSError as error:
+        reason = ("files cannot be made there" if error.errno == errno.ENOENT
+                  else (error.strerror or str(error)).lower())
+        raise UsageError(f"{what} {path}: cannot write into {folder} ({reason})") from None
+    os.close(handle)
+    os.unlink(name)

@@ -21,6 +21,7 @@ import json
 import math
 import os
 import sys
+import zipfile
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any
@@ -294,15 +295,28 @@ def export_is_current(folder: str | os.PathLike, card: ModelCard, file: str) -> 
 
 
 def load_keras_model(folder: str | os.PathLike):
-    """Load the Keras model of a model folder (imports Keras and the kws layers)."""
+    """Load the Keras model of a model folder (imports Keras and the kws layers).
+
+    A missing, empty or non-zip file is named before Keras is imported (Keras says "File
+    not found" for an empty one); every other failure is one line too.
+    """
+    path = Path(folder) / KERAS_FILE
+    if not path.is_file():
+        raise KwsError(f"{folder}: model folder has no {KERAS_FILE}")
+    try:
+        size = path.stat().st_size
+        is_zip = zipfile.is_zipfile(path)
+    except OSError as error:
+        raise KwsError(f"{path}: cannot read ({error.strerror or error})") from None
+    if size == 0:
+        raise KwsError(f"{path}: cannot load Keras model (empty file)")
+    if not is_zip:
+        raise KwsError(f"{path}: cannot load Keras model (not a .keras file: not a zip archive)")
     from kws.runtime import import_keras
 
     keras = import_keras()
     import kws.models  # noqa: F401  (registers the custom layers for deserialization)
 
-    path = Path(folder) / KERAS_FILE
-    if not path.is_file():
-        raise KwsError(f"{folder}: model folder has no {KERAS_FILE}")
     try:
         return keras.saving.load_model(path, compile=False)
     except Exception as error:  # noqa: BLE001  (a damaged zip raises many kinds of errors)

@@ -4,7 +4,10 @@
 current export exists, Keras otherwise), runs the inputs (files, folders, or paths on
 stdin) through the one inference pipeline (:class:`kws.infer.Pipeline`) and yields one
 :class:`Prediction` per file (or per detected keyword with ``spot=True``) and one
-:class:`~kws.infer.Failure` per input that could not be read or scored.
+:class:`~kws.infer.Failure` per input that could not be read or scored. Spotting scores
+each recording's windows in the pipeline and decides with the streaming detector
+(:func:`kws.infer.detect`), the same one ``kws listen`` runs, with the card's calibrated
+thresholds unless ``threshold`` is given.
 """
 
 from __future__ import annotations
@@ -20,19 +23,19 @@ import numpy as np
 from kws.dataset import UNKNOWN
 from kws.errors import UsageError
 from kws.infer import (
-    DEFAULT_SPOT_THRESHOLD,
+    DetectorSettings,
     Pipeline,
     Runner,
     Scored,
     Stream,
     default_workers,
+    detect,
     expand_inputs,
     open_runner,
     sliding_windows,
-    spot_keywords,
 )
 from kws.infer.runners import check_runner
-from kws.modelfolder import Task
+from kws.modelfolder import read_card, resolve_model_dir
 
 
 @dataclass(frozen=True)
@@ -40,7 +43,8 @@ class Prediction:
     """One result: a file's label, or (when spotting) one keyword found in a file.
 
     ``top`` holds the ``top_k`` best ``(label, probability)`` pairs when classifying;
-    ``start`` and ``end`` (seconds) are set for detections.
+    ``start`` and ``end`` (seconds) are set for detections. ``rejected`` names the word
+    whose probability fell below ``--threshold`` when the label became ``_unknown_``.
     """
 
     path: str
@@ -49,6 +53,7 @@ class Prediction:
     top: tuple[tuple[str, float], ...] = ()
     start: float | None = None
     end: float | None = None
+    rejected: str | None = None
 
 
 @dataclass
@@ -58,10 +63,16 @@ class PredictOptions:
     #: Windows per batch; ``None``: what suits the runner (32 for LiteRT, 128 for Keras).
     batch_size: int | None = None
     top_k: int = 1
+    #: Classifying: below it a file is ``_unknown_``. Spotting: every keyword's threshold
+    #: (``None``: the card's calibrated thresholds, else the classifier's default).
     threshold: float | None = None
     spot: bool = False
-    hop: float = 0.1
-    min_gap: float = 0.3
+    hop: float = DetectorSettings.hop
+    cooldown: float = DetectorSettings.cooldown
+    #: Spotting: the longest a keyword waits to be decided after it is first heard.
+    max_delay: float = DetectorSettings.max_delay
+    #: Spotting: the keywords to report (``None``: every word of the model).
+    keywords: tuple[str, ...] | None = None
     threads: int | None = None
 
     def check(self) -> None:
@@ -76,16 +87,14 @@ class PredictOptions:
             raise UsageError("--threshold must be between 0 and 1")
         if self.hop <= 0:
             raise UsageError("--hop must be a positive number of seconds")
-        if self.min_gap < 0:
-            raise UsageError("--min-gap must not be negative")
+        if self.cooldown < 0:
+            raise UsageError("--cooldown must not be negative")
+        if self.max_delay < 0:
+            raise UsageError("--max-delay must not be negative")
+        if self.keywords is not None and not self.spot:
+            raise UsageError("--keywords applies to --spot only")
         if self.threads is not None and self.threads < 1:
             raise UsageError("--threads must be at least 1")
-
-    @property
-    def spot_threshold(self) -> float:
-        """The threshold of a spotting window: the option, or the classifier's default."""
-        return DEFAULT_SPOT_THRESHOLD[Task.CLASSIFIER] if self.threshold is None \
-            else self.threshold
 
 
 def predict(
@@ -118,6 +127,7 @@ def predict(
     options = options or PredictOptions()
     options.check()
     check_runner(runner)
+    settings = spot_settings(model, options) if options.spot else None
     loaded = open_runner(model, runner, options.threads)
     hop = max(1, int(round(options.hop * loaded.sample_rate)))
     cut = functools.partial(sliding_windows, length=loaded.input_length, hop=hop) \
@@ -127,22 +137,30 @@ def predict(
     pipeline = Pipeline(loaded, cut, batch_size=options.batch_size, workers=options.threads,
                         ahead=ahead)
     return Stream(pipeline, expand_inputs(inputs, stdin),
-                  lambda scored: _predictions(scored, loaded, options, hop))
+                  lambda scored: _predictions(scored, loaded, options, settings))
+
+
+def spot_settings(model: str | os.PathLike | None, options: PredictOptions) -> DetectorSettings:
+    """The detector settings of ``--spot``: the card's thresholds unless ``--threshold``;
+    checked against the card's labels before any model is loaded."""
+    card = read_card(resolve_model_dir(model))
+    return DetectorSettings.from_card(card, options.threshold, options.keywords,
+                                      hop=options.hop, cooldown=options.cooldown,
+                                      max_delay=options.max_delay)
 
 
 def _predictions(scored: Scored, runner: Runner, options: PredictOptions,
-                 hop: int) -> list[Prediction]:
+                 settings: DetectorSettings | None) -> list[Prediction]:
     """The predictions of one scored file."""
     labels = runner.labels
-    if options.spot:
-        found = spot_keywords(scored.outputs, labels, runner.sample_rate, runner.input_length,
-                              hop, options.spot_threshold, options.min_gap, scored.waveform)
-        return [Prediction(scored.path, d.label, round(d.probability, 4),
-                           start=round(d.start, 3), end=round(d.end, 3)) for d in found]
+    if settings is not None:
+        found = detect(runner, scored.waveform, settings, scored.outputs)
+        return [Prediction(scored.path, d.label, d.probability, start=d.start, end=d.end)
+                for d in found]
     row = scored.outputs[0]
     order = np.argsort(-row, kind="stable")[: options.top_k]
     top = tuple((labels[i], round(float(row[i]), 4)) for i in order)
     label, probability = top[0]
     if options.threshold is not None and probability < options.threshold:
-        label = UNKNOWN
+        return [Prediction(scored.path, UNKNOWN, probability, top, rejected=label)]
     return [Prediction(scored.path, label, probability, top)]

@@ -78,13 +78,18 @@ def training_summary_table(summary: Mapping[str, Any],
         ("best epoch", "-" if best_epoch is None else str(best_epoch)),
         *((label, format_percent(metrics.get(key))) for label, key in figures),
         ("wall time", format_duration(summary.get("wall_time_s", 0.0))),
-        ("training clips/s", f"{summary.get('clips_per_s', 0.0):.0f}"),
+        ("training clips/s", _format_speed(summary.get("clips_per_s"))),
         ("parameters", format_count(summary.get("parameters"))),
         ("multiply-adds per clip", format_count(summary.get("multiply_adds"))),
     ]
     for name, value in rows:
         table.add_row(name, value)
     return table
+
+
+def _format_speed(clips_per_s: float | None) -> str:
+    """Clips per second, or ``-`` when none was measured (a run of one step)."""
+    return "-" if clips_per_s is None else f"{clips_per_s:.0f}"
 
 
 def metrics_table(
@@ -254,6 +259,55 @@ def plot_latent(
         axes.set_title(title, fontsize=10)
     if len(names) <= 40:
         axes.legend(fontsize=7, markerscale=1.5, ncol=2, loc="center left",
+                    bbox_to_anchor=(1.01, 0.5))
+    figure.tight_layout()
+    return _save_figure(figure, path)
+
+
+def plot_det(
+    lines: Mapping[str, tuple[Sequence[float], Sequence[float]]],
+    path: str | os.PathLike,
+    title: str = "",
+    targets: Sequence[float] = (),
+    emphasise: str | None = None,
+) -> Path:
+    """DET curves as a PNG: miss rate against false accepts per hour (log scale).
+
+    ``lines`` maps a name (a keyword) to ``(fa_per_hour, miss_rate)`` points in threshold
+    order, as openWakeWord and Porcupine publish theirs. Points at zero false accepts sit
+    on the left edge (a log axis has no zero); ``targets`` are drawn as dotted verticals;
+    the line named ``emphasise`` (the pooled one) is drawn thick and black.
+    """
+    from matplotlib import colormaps
+    from matplotlib.figure import Figure
+
+    positive = [x for fa, _ in lines.values() for x in fa if x > 0 and np.isfinite(x)]
+    left = min([*positive, *targets, 1.0]) / 2
+    right = max([*positive, *targets, 10.0]) * 1.5
+    figure = Figure(figsize=(8, 5.5))
+    axes = figure.add_subplot(1, 1, 1)
+    colours = colormaps["tab20"].colors + colormaps["tab20b"].colors
+    for index, (name, (fa, miss)) in enumerate(lines.items()):
+        fa = np.maximum(np.asarray(fa, dtype=np.float64), left)
+        miss = np.asarray(miss, dtype=np.float64)
+        if name == emphasise:
+            axes.plot(fa, miss, color="black", linewidth=2.5, marker="o", markersize=3,
+                      label=name, zorder=3)
+        else:
+            axes.plot(fa, miss, color=colours[index % len(colours)], linewidth=1.2,
+                      marker=".", markersize=4, label=name)
+    for target in targets:
+        axes.axvline(target, color="grey", linestyle=":", linewidth=1)
+    axes.set_xscale("log")
+    axes.set_xlim(left, right)
+    axes.set_ylim(0.0, 1.0)
+    axes.set_xlabel("false accepts per hour")
+    axes.set_ylabel("miss rate")
+    axes.grid(True, which="both", alpha=0.3)
+    if title:
+        axes.set_title(title, fontsize=10)
+    if lines:
+        axes.legend(fontsize=7, ncol=2 if len(lines) > 12 else 1, loc="center left",
                     bbox_to_anchor=(1.01, 0.5))
     figure.tight_layout()
     return _save_figure(figure, path)

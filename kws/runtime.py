@@ -117,6 +117,11 @@ def distribution_strategy(name: str):
     raise ValueError(f"unknown distribution strategy {name!r}")
 
 
+def replicas_in_sync() -> int:
+    """How many replicas the ``tf.distribute`` strategy in scope trains on (1 without one)."""
+    return import_tensorflow().distribute.get_strategy().num_replicas_in_sync
+
+
 def strategy_scope(strategy) -> contextlib.AbstractContextManager:
     """The strategy's scope, or a no-op context without a strategy."""
     return strategy.scope() if strategy is not None else contextlib.nullcontext()

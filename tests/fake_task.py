@@ -70,6 +70,37 @@ class FakeTask(Task):
         return {"test_mse": round(float(np.mean((predicted - data.y["testing"]) ** 2)), 6)}
 
 
+class NormTask(FakeTask):
+    """The fake task with batch normalisation (as the real models have, through
+    :func:`kws.models.classifier.batch_normalization`) and ``validation`` examples, an odd
+    number that the workers cannot split evenly."""
+
+    def __init__(self, validation: int) -> None:
+        self.validation_size = validation
+
+    def prepare(self, config: RunConfig, events: TrainEvents) -> Prepared:
+        data = super().prepare(config, events)
+        rng = np.random.default_rng(5678)
+        x = rng.standard_normal((self.validation_size, FEATURES)).astype(np.float32)
+        data.x["validation"], data.y["validation"] = x, 3 * x[:, :2] + 1
+        return data
+
+    def build(self, config: RunConfig, data: Prepared):
+        import keras
+
+        from kws.models.classifier import batch_normalization
+
+        inputs = keras.Input((FEATURES,))
+        x = keras.layers.Dense(2, name="dense")(batch_normalization("norm")(inputs))
+        return keras.Model(inputs, x)
+
+    def metrics(self, model, config: RunConfig, data: Prepared) -> dict:
+        predicted = model.predict(data.x["validation"], verbose=0)
+        errors = (predicted - data.y["validation"]) ** 2
+        return {**super().metrics(model, config, data),
+                "validation_mse": round(float(np.mean(errors)), 6)}
+
+
 def fake_config(tmp: Path, **changes) -> RunConfig:
     """A run of the fake task in ``tmp`` (its 'data' folder is made empty)."""
     data = tmp / "data"
@@ -79,15 +110,23 @@ def fake_config(tmp: Path, **changes) -> RunConfig:
     return RunConfig(**values)
 
 
+#: Validation sizes of the multi-worker test: on two workers 5 + 4 examples, then 1 + 0.
+WORKER_VALIDATION = (9, 1)
+
+
 def run_worker(tmp: str, out: str) -> None:
-    """One worker of the multi-worker test: train one step, write the weights as JSON."""
-    config = fake_config(Path(tmp), out=out, epochs=1, distribute="multiworker",
-                         steps_per_epoch=1)
-    result = fit(FakeTask(), config)
+    """One worker of the multi-worker test: for each of ``WORKER_VALIDATION``, train one
+    step of :class:`NormTask` into ``out/v<size>`` and write all the saved model's weights
+    (the moving statistics too) there as ``weights.json``."""
     from kws.modelfolder import load_keras_model
 
-    weights = [w.tolist() for w in load_keras_model(result.out).get_weights()]
-    Path(out, "weights.json").write_text(json.dumps(weights))
+    for size in WORKER_VALIDATION:
+        folder = Path(out, f"v{size}")
+        config = fake_config(Path(tmp), out=str(folder), epochs=1,
+                             distribute="multiworker", steps_per_epoch=1)
+        result = fit(NormTask(size), config)
+        weights = [w.tolist() for w in load_keras_model(result.out).get_weights()]
+        (folder / "weights.json").write_text(json.dumps(weights))
 
 
 if __name__ == "__main__":

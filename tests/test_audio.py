@@ -217,3 +217,44 @@ def test_write_into_a_place_without_files_is_one_line(tmp_path):
     with pytest.raises(KwsError, match="cannot write audio") as caught:
         audio.write("/proc/x.wav", tone(440, 0.1), 16000)
     assert "/proc/x.wav" in str(caught.value)
+
+
+def test_write_to_a_full_disk_says_so(tmp_path, monkeypatch):
+    """libsndfile says only "System error"; the message names the full disk."""
+    real_statvfs = os.statvfs
+
+    def full(path):
+        result = real_statvfs(path)
+        return os.statvfs_result((result.f_bsize, result.f_frsize, result.f_blocks, 0, 0,
+                                  *result[5:]))
+
+    def failing_write(file, *args, **kwargs):
+        with open(file, "wb") as handle:
+            handle.write(b"RIFF")
+        raise soundfile.LibsndfileError(2)
+
+    monkeypatch.setattr(os, "statvfs", full)
+    monkeypatch.setattr(soundfile, "write", failing_write)
+    out = tmp_path / "out.wav"
+    with pytest.raises(KwsError) as caught:
+        audio.write(out, tone(440, 0.1), 16000)
+    assert str(caught.value) == f"{out}: cannot write audio (no space left on device)"
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_write_beyond_the_file_size_limit_names_the_cause(tmp_path):
+    code = (
+        "import resource, signal\n"
+        "import numpy as np\n"
+        "from kws import audio\n"
+        "from kws.errors import KwsError\n"
+        "signal.signal(signal.SIGXFSZ, signal.SIG_IGN)\n"
+        "resource.setrlimit(resource.RLIMIT_FSIZE, (4000, 4000))\n"
+        "try:\n"
+        f"    audio.write({str(tmp_path / 'big.wav')!r}, np.zeros(16000, np.float32), 16000)\n"
+        "except KwsError as error:\n"
+        "    print(error)\n"
+    )
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout == f"{tmp_path / 'big.wav'}: cannot write audio (file too large)\n"

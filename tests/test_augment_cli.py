@@ -223,3 +223,20 @@ def test_impossible_settings_are_usage_errors(tmp_path, capsys, args):
                             *args], capsys)
     assert code == 2 and "Traceback" not in err
     assert not (tmp_path / "o").exists()
+
+
+@pytest.mark.parametrize("dangling", [False, True])
+def test_a_link_at_a_copys_name_is_refused_not_counted(tmp_path, capsys, dangling):
+    data = make_speech_commands(tmp_path / "data")
+    out = tmp_path / "out"
+    link = out / "yes" / copy_name("aaaa0001_nohash_0.wav", 1)
+    link.parent.mkdir(parents=True)
+    source = data / "yes" / "aaaa0001_nohash_0.wav"
+    link.symlink_to(tmp_path / "nowhere.wav" if dangling else source)
+    before = files_under(data)
+    code, out_text, err = run_kws(["augment", "--data", str(data), "--out", str(out)], capsys)
+    assert code == 1 and "already there" not in out_text
+    assert err == (f"kws: error: {link}: is a symbolic link, not a finished copy; kws will "
+                   "neither follow nor remove it (remove it, or choose another --out)\n")
+    assert link.is_symlink() and files_under(data) == before
+    assert [p.name for p in out.rglob("*.wav")] == [link.name]

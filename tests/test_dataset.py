@@ -165,6 +165,14 @@ def test_dataset_command_table(speech_commands):
     assert "training" in result.stdout and "speakers" in result.stdout
 
 
+def test_dataset_command_warns_of_words_not_found(speech_commands):
+    result = CliRunner().invoke(cli, ["dataset", str(speech_commands), "--words", "zzz,yes,qq"])
+    assert result.exit_code == 0, result.output
+    assert f"no clips of zzz, qq in {speech_commands}" in result.stderr
+    summary = dataset.describe([speech_commands], dataset.LabelPolicy(words=("zzz",)))
+    assert f"no clips of zzz in {speech_commands}" in summary["warnings"]
+
+
 def test_resplit_by_speaker_keeps_speakers_together(tmp_path):
     root = tmp_path / "test12"
     for i in range(40):

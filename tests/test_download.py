@@ -411,7 +411,8 @@ def test_whole_part_file_is_not_fetched_again(tmp_path, server, archive):
     download_dataset(dest=tmp_path, url=f"{base}/sc.tar.gz", sha256=_sha(archive),
                      keep_archive=True)
     assert [r["range"] for r in state.requests] == [f"bytes={len(archive)}-"]
-    assert sorted(p.name for p in tmp_path.iterdir()) == [FOLDER, ARCHIVE_NAME]
+    assert sorted(p.name for p in tmp_path.iterdir()) == [FOLDER, ARCHIVE_NAME,
+                                                          ARCHIVE_NAME + ".kws.json"]
     _check_dataset(tmp_path / FOLDER)
 
 
@@ -460,7 +461,49 @@ def test_not_an_archive_is_one_line(tmp_path, capsys):
                              "--no-verify", "-q"], capsys)
     assert code == 1
     assert err.startswith(f"kws: error: {junk}: not a readable tar archive")
+    assert err.count("\n") == 1 and "method gz" not in err
     assert not (tmp_path / "d" / FOLDER).exists()
+
+
+def test_refused_download_is_not_reused_for_another_url(tmp_path, server, archive, capsys):
+    base, state = server
+    state.files["/junk.tar.gz"] = b"not a tar file at all" * 10
+    state.files["/sc.tar.gz"] = archive
+    args = ["download", "--dest", str(tmp_path), "--no-verify", "-q", "--url"]
+    code, _, err = _run_cli(args + [f"{base}/junk.tar.gz"], capsys)
+    assert code == 1 and err.count("\n") == 1 and "not a readable tar archive" in err
+    code, _, err = _run_cli(args + [f"{base}/sc.tar.gz"], capsys)
+    assert code == 0, err
+    assert [r["path"] for r in state.requests] == ["/junk.tar.gz", "/sc.tar.gz"]
+    _check_dataset(tmp_path / FOLDER)
+    _only_dataset_left(tmp_path)
+
+
+def test_archive_from_the_same_url_is_reused(tmp_path, server, archive):
+    base, state = server
+    state.files["/sc.tar.gz"] = archive
+    url = f"{base}/sc.tar.gz"
+    (tmp_path / ARCHIVE_NAME).write_bytes(archive)
+    (tmp_path / (ARCHIVE_NAME + ".kws.json")).write_text(f'{{"url": "{url}"}}')
+    download_dataset(dest=tmp_path, url=url, verify=False)
+    assert state.requests == []
+    _check_dataset(tmp_path / FOLDER)
+    _only_dataset_left(tmp_path)
+
+
+@pytest.mark.parametrize("sha256", [None, "0" * 64])
+def test_unknown_archive_in_dest_is_refused_and_kept(tmp_path, server, archive, sha256, capsys):
+    base, state = server
+    state.files["/sc.tar.gz"] = archive
+    planted = tmp_path / ARCHIVE_NAME
+    planted.write_bytes(b"someone else's file")
+    args = ["download", "--dest", str(tmp_path), "-q", "--url", f"{base}/sc.tar.gz"]
+    args += ["--sha256", sha256] if sha256 else ["--no-verify"]
+    code, _, err = _run_cli(args, capsys)
+    assert code == 1 and err.count("\n") == 1
+    assert err.startswith(f"kws: error: {planted}: already there, but not downloaded by kws")
+    assert planted.read_bytes() == b"someone else's file"
+    assert state.requests == []
 
 
 @pytest.mark.parametrize(
@@ -541,8 +584,9 @@ def test_path_max_archive_cannot_write_above_dest(tmp_path, server, how, capsys)
     assert _outside(tmp_path, dest) == before
     assert code == 1 and out == ""
     assert err.count("\n") == 1 and "refused member 'a': symbolic link" in err
-    kept = [] if how == "--archive" else [ARCHIVE_NAME]  # a verified download stays
-    assert [p.name for p in dest.iterdir()] == kept
+    # A verified download stays, with the record of where it came from.
+    kept = [] if how == "--archive" else [ARCHIVE_NAME, ARCHIVE_NAME + ".kws.json"]
+    assert sorted(p.name for p in dest.iterdir()) == kept
 
 
 def test_repointed_folder_link_cannot_leave_a_link_outside(tmp_path, capsys):

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import multiprocessing
 import os
+import stat
 import time
+from pathlib import Path
 
 import pytest
 
@@ -114,3 +116,16 @@ def test_a_second_run_on_a_locked_folder_is_refused(tmp_path):
     with files.locked_folder(tmp_path / "new"):
         assert (tmp_path / "new").is_dir()
     assert list((tmp_path / "new").iterdir()) == []
+
+
+def test_devices_fifos_and_folders_are_never_replaced(tmp_path):
+    fifo = tmp_path / "out.wav"
+    os.mkfifo(fifo)
+    folder = tmp_path / "folder.wav"
+    folder.mkdir()
+    for target in (fifo, folder, Path("/dev/null")):
+        with pytest.raises(UsageError, match="choose another path"):
+            files.write_bytes(target, b"RIFF")
+    assert stat.S_ISFIFO(fifo.lstat().st_mode) and folder.is_dir()
+    assert Path("/dev/null").is_char_device()
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["folder.wav", "out.wav"]

@@ -89,3 +89,28 @@ def test_a_stale_export_is_detected(tmp_path):
         handle.write(b"\0")
     current, reason = modelfolder.export_is_current(folder, card, modelfolder.TFLITE_FILE)
     assert not current and "older model.keras" in reason
+
+
+@pytest.mark.parametrize(("content", "reason"), [
+    (b"", "empty file"),
+    (b"this is not a zip archive", "not a .keras file: not a zip archive"),
+])
+def test_a_broken_keras_file_is_named_in_one_line(tmp_path, content, reason):
+    folder = _folder_with(tmp_path, _valid())
+    (folder / modelfolder.KERAS_FILE).write_bytes(content)
+    with pytest.raises(KwsError) as raised:
+        modelfolder.load_keras_model(folder)
+    message = str(raised.value)
+    assert message == f"{folder / modelfolder.KERAS_FILE}: cannot load Keras model ({reason})"
+    assert "\n" not in message and "File not found" not in message
+
+
+def test_a_damaged_zip_keras_file_is_one_line(tmp_path):
+    folder = _folder_with(tmp_path, _valid())
+    shutil.copy(SHIPPED / modelfolder.KERAS_FILE, folder / modelfolder.KERAS_FILE)
+    with (folder / modelfolder.KERAS_FILE).open("r+b") as handle:
+        handle.seek(200)
+        handle.write(b"\0" * 4000)
+    with pytest.raises(KwsError) as raised:
+        modelfolder.load_keras_model(folder)
+    assert "cannot load Keras model" in str(raised.value) and "\n" not in str(raised.value)

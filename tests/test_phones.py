@@ -534,3 +534,55 @@ def test_cli_refuses_a_classifier_folder(tmp_path, capsys):
                                            input_length=16000, arch="tcres"))
     code, _, stderr = run(["phones", "predict", "-m", tmp_path / "clf", "x.wav"], capsys)
     assert code == 1 and "a classifier model, not a phone model" in stderr
+
+
+@pytest.mark.parametrize(("silence", "warned"), [(10.0, True), (0.0, False)])
+def test_phone_data_without_background_warns_once(tmp_path, silence, warned):
+    import shutil
+
+    from kws.phones.config import PhoneTrainConfig
+    from kws.phones.data import prepare_phone_data
+    from kws.phones.train import PhonesTask
+    from kws.train import TrainEvents
+
+    class Recorder(TrainEvents):
+        def __init__(self) -> None:
+            self.warnings: list[str] = []
+
+        def warn(self, message: str) -> None:
+            self.warnings.append(message)
+
+    root = make_speech_commands(tmp_path / "data", rate=8000)
+    shutil.rmtree(root / "_background_noise_")
+    config = PhonesTask().resolve(PhoneTrainConfig(data=(str(root),), out=str(tmp_path / "m"),
+                                                   silence_percent=silence, rate=8000))
+    recorder = Recorder()
+    data = prepare_phone_data(config, default_lexicon(), recorder)
+    expected = ["no background recordings (no _background_noise_ folder, no --background): "
+                "no _silence_ class is made and no noise is mixed in"]
+    assert recorder.warnings == (expected if warned else [])
+    assert sum(data.summary["silence_clips"].values()) == 0
+
+
+@pytest.mark.parametrize(("args", "code", "message"), [
+    ([], 2, "give --keyword"),
+    (["-k", "banana"], 1, "no pronunciation of 'banana'"),
+    (["--phones", "m qq"], 2, "unknown phone 'qq'"),
+])
+def test_spot_checks_its_keyword_before_tensorflow_loads(trained, project_env, args, code,
+                                                         message):
+    import subprocess
+    import sys
+
+    data, out, _ = trained
+    clip = data / "up" / "aaaa0001_nohash_0.wav"
+    script = ("import sys\nfrom kws.cli import main\n"
+              "try:\n    main(sys.argv[1:])\nexcept SystemExit as stop:\n"
+              "    heavy = sorted(m for m in ('tensorflow', 'keras') if m in sys.modules)\n"
+              "    print('STATUS', stop.code, *heavy, file=sys.stderr)\n")
+    result = subprocess.run([sys.executable, "-c", script, "phones", "spot", "-m", str(out),
+                             *args, str(clip)], capture_output=True, text=True,
+                            env=project_env, timeout=120)
+    lines = result.stderr.strip().splitlines()
+    assert lines[-1] == f"STATUS {code}", result.stderr
+    assert len(lines) == 2 and lines[0].startswith("kws: error: ") and message in lines[0]

@@ -26,10 +26,16 @@ from kws.infer import (
     LiteRTRunner,
     open_runner,
     sliding_windows,
-    spot_keywords,
     window_starts,
 )
-from kws.modelfolder import TFLITE_FILE, ModelCard, read_card, save_keras_model, write_card
+from kws.modelfolder import (
+    TFLITE_FILE,
+    TFLITE_INT8_FILE,
+    ModelCard,
+    read_card,
+    save_keras_model,
+    write_card,
+)
 from kws.predict import PredictOptions, predict
 
 RATE = 8000
@@ -199,6 +205,12 @@ def test_threshold_turns_unsure_results_into_unknown(model_dir, tmp_path, capsys
     assert above["label"] == row["label"] != "_unknown_"
     assert below["label"] == "_unknown_"
     assert below["probability"] == probability and below["top"] == row["top"]
+    # issue 11: say which word was rejected
+    assert below["rejected"] == row["label"] and "rejected" not in above
+    code, out, _ = run_kws(["predict", "-m", str(model_dir), "-f", "csv", "-t",
+                            str(probability + 0.001), str(both)], capsys)
+    (rejected,) = csv.DictReader(io.StringIO(out))
+    assert (rejected["label"], rejected["rejected"]) == ("_unknown_", row["label"])
 
 
 def write_bad_files(folder: Path) -> list[Path]:
@@ -258,8 +270,10 @@ def test_longer_file_is_classified_on_its_loudest_window(model_dir, tmp_path):
 
 
 def test_spotting_finds_both_words_at_their_times(model_dir, clips, capsys):
-    code, out, err = run_kws(["predict", "-m", str(model_dir), "--spot", str(clips["long"])],
-                             capsys)
+    # The tone model is sure of a tone from its first 50 ms; the detector decides at most
+    # --max-delay after that (latency), so it needs 1 s to hear all of a 0.5 s tone.
+    code, out, err = run_kws(["predict", "-m", str(model_dir), "--spot", "--max-delay", "1",
+                              str(clips["long"])], capsys)
     assert code == 0, err
     rows = jsonl(out)
     assert [r["label"] for r in rows] == ["low", "high"]
@@ -320,6 +334,15 @@ def test_auto_runner_prefers_a_current_tflite_file(model_dir, tmp_path):
         open_runner(stale, "onnx")
 
 
+def test_missing_int8_file_suggests_the_int8_export(model_dir, tmp_path):
+    folder = shutil.copytree(model_dir, tmp_path / "no-int8")
+    (folder / TFLITE_INT8_FILE).unlink(missing_ok=True)
+    with pytest.raises(KwsError) as caught:
+        open_runner(folder, "tflite-int8")
+    assert str(caught.value) == (f"{folder}: no {TFLITE_INT8_FILE} "
+                                 f"(run `kws export {folder} --format tflite --int8`)")
+
+
 def run_in_fresh_process(args: list[str]) -> subprocess.CompletedProcess:
     """Run ``kws ARGS`` in a new Python; its stderr ends with ``STATUS <exit code> <heavy
     modules imported>`` (TensorFlow, Keras, librosa)."""
@@ -353,36 +376,67 @@ def test_window_arithmetic():
     assert windows[3, 0] == 30 and windows[3, -1] == 0  # zero-padded past the end
 
 
-def _probabilities(top: list[tuple[int, float]], labels: int = 3) -> np.ndarray:
-    rows = np.zeros((len(top), labels), dtype=np.float32)
-    for row, (index, p) in zip(rows, top, strict=True):
-        row[:] = (1 - p) / (labels - 1)
-        row[index] = p
-    return rows
+def test_spotting_runs_the_stream_detector_on_each_file(model_dir, clips):
+    """--spot gives what the streaming detector gives on the decoded recording."""
+    from kws.infer import DetectorSettings, detect, read_audio
+
+    runner = open_runner(model_dir)
+    wave = read_audio(clips["long"], runner.sample_rate)
+    expected = detect(runner, wave, DetectorSettings())
+    found = list(predict([str(clips["long"])], model_dir, options=PredictOptions(spot=True)))
+    assert [(r.label, r.probability, r.start, r.end) for r in found] == \
+        [(d.label, d.probability, d.start, d.end) for d in expected]
+    assert [r.label for r in found] == ["low", "high"]
 
 
-def test_spot_keywords_merges_one_utterance_and_keeps_separate_ones():
-    labels = ["_silence_", "high", "low"]
-    silence, high, low = (0, 0.9), (1, 0.9), (2, 0.95)
-    # low for windows 2-6 with one flicker at 4; silence; high for windows 15-18
-    top = [silence] * 2 + [low, low, (2, 0.5), low, low] + [silence] * 8 + [high] * 4 + [silence]
-    found = spot_keywords(_probabilities(top), labels, rate=10, length=10, hop=1,
-                          threshold=0.7, min_gap=0.3)
-    assert [d.label for d in found] == ["low", "high"]
-    low_found, high_found = found
-    assert low_found.probability == pytest.approx(0.95)
-    # without the recording, a detection spans one window centred on its windows' centre:
-    # windows 2..6 start at 0.2..0.6 s and last 1 s, so their centre is 0.9 s
-    assert (low_found.start + low_found.end) / 2 == pytest.approx(0.9)
-    assert (high_found.start, high_found.end) == pytest.approx((1.65, 2.65))
+@pytest.mark.parametrize("runner", ["tflite", "keras"])
+def test_a_stream_fed_in_any_chunks_gives_the_files_detections(model_dir, clips, runner):
+    """The real (tone) model through the streaming detector: 1-, 37- and 16000-sample
+    chunks find what --spot finds in the whole file."""
+    from kws.infer import StreamDetector, read_audio
+
+    loaded = open_runner(model_dir, runner)
+    wave = read_audio(clips["long"], loaded.sample_rate)
+    whole = list(predict([str(clips["long"])], model_dir, runner,
+                         options=PredictOptions(spot=True)))
+    for chunk in (1, 37, 16000) if runner == "tflite" else (37,):
+        detector = StreamDetector(loaded)
+        found = []
+        for start in range(0, len(wave), chunk):
+            found += detector.feed(wave[start : start + chunk])
+        found += detector.finish()
+        assert [(d.label, d.start, d.end) for d in found] == \
+            [(r.label, r.start, r.end) for r in whole]
+        assert np.allclose([d.probability for d in found], [r.probability for r in whole],
+                           atol=1e-3)
 
 
-def test_spot_keywords_suppresses_weaker_overlapping_word():
-    labels = ["_silence_", "high", "low"]
-    top = [(2, 0.9)] * 6 + [(1, 0.8)] * 2 + [(0, 0.9)] * 5
-    found = spot_keywords(_probabilities(top), labels, rate=10, length=10, hop=1,
-                          threshold=0.7, min_gap=0.3)
-    assert [d.label for d in found] == ["low"]
+def test_spotting_uses_the_cards_calibrated_thresholds(model_dir, clips, tmp_path, capsys):
+    calibrated = shutil.copytree(model_dir, tmp_path / "calibrated")
+    card = read_card(calibrated)
+    card.thresholds = {"high": 1.0, "low": 0.5}  # `high` would need a perfect score
+    write_card(calibrated, card)
+    long = str(clips["long"])
+    code, out, err = run_kws(["predict", "-m", str(calibrated), "--spot", long], capsys)
+    assert code == 0, err
+    assert [r["label"] for r in jsonl(out)] == ["low"]
+    code, out, _ = run_kws(["predict", "-m", str(calibrated), "--spot", "-t", "0.7", long],
+                           capsys)
+    assert [r["label"] for r in jsonl(out)] == ["low", "high"]  # --threshold overrides all
+    code, out, _ = run_kws(["predict", "-m", str(model_dir), "--spot", "--keywords", "high",
+                            long], capsys)
+    assert [r["label"] for r in jsonl(out)] == ["high"]
+
+
+@pytest.mark.parametrize("args,message", [
+    (["--spot", "--keywords", "banana"], "not a keyword"),
+    (["--keywords", "high"], "--spot only"),
+    (["--spot", "--cooldown", "-1"], "--cooldown"),
+    (["--spot", "--max-delay", "-1"], "--max-delay"),
+])
+def test_spot_usage_errors(model_dir, capsys, args, message):
+    code, _, err = run_kws(["predict", "-m", str(model_dir), *args, "x.wav"], capsys)
+    assert code == 2 and message in err and "Traceback" not in err
 
 
 # ----------------------------------------------------------------------------- reliability
@@ -498,9 +552,22 @@ def test_one_detection_class_and_one_threshold_per_task():
 
     assert kws.infer.DEFAULT_SPOT_THRESHOLD[Task.CLASSIFIER] == 0.7
     assert kws.infer.DEFAULT_SPOT_THRESHOLD[Task.PHONES] == 0.5
-    labels = ["_silence_", "high", "low"]
-    (found,) = spot_keywords(_probabilities([(2, 0.9)] * 3), labels, rate=10, length=10, hop=1)
-    assert type(found) is kws.infer.Detection
+    from kws.infer import detect
+
+    (found,) = detect(_LowRunner(), np.zeros(3 * RATE, np.float32))
+    assert type(found) is kws.infer.Detection and found.label == "low"
+
+
+class _LowRunner:
+    """Hears ``low`` in every window."""
+
+    sample_rate = RATE
+    input_length = RATE
+    labels = LABELS
+    batch_size = 4
+
+    def __call__(self, batch: np.ndarray) -> np.ndarray:
+        return np.tile(np.array([0.05, 0.05, 0.9], np.float32), (len(batch), 1))
 
 
 def test_inputs_that_come_quickly_fill_whole_batches(tmp_path):

@@ -21,7 +21,7 @@ import numpy as np
 import pytest
 from click.testing import CliRunner
 from conftest import SYNTHETIC_WORDS, make_speech_commands
-from fake_task import FakeTask, fake_config
+from fake_task import WORKER_VALIDATION, FakeTask, fake_config
 from rich.console import Console
 
 from kws import files
@@ -377,7 +377,13 @@ def _free_port() -> int:
 
 
 def test_multiworker_two_local_workers_train_the_same_model(tmp_path, project_env):
-    """MULTI-WORKER: two worker processes on 127.0.0.1 train one step (about 30 s)."""
+    """MULTI-WORKER: two worker processes on 127.0.0.1 train one step, twice (about 40 s).
+
+    The model has batch normalisation; the validation sets (9 examples, then 1) split
+    unevenly between the workers (5 + 4, then 1 + 0). Both workers must end with the same
+    weights, the moving statistics included, and the same card metrics, and the validation
+    loss must be the whole validation set's.
+    """
     cluster = [f"127.0.0.1:{_free_port()}", f"127.0.0.1:{_free_port()}"]
     tests = Path(__file__).resolve().parent
     workers = []
@@ -397,11 +403,20 @@ def test_multiworker_two_local_workers_train_the_same_model(tmp_path, project_en
             worker.kill()
     for worker, output in zip(workers, outputs, strict=True):
         assert worker.returncode == 0, output[-3000:]
-    first, second = (json.loads((tmp_path / f"out{i}" / "weights.json").read_text())
-                     for i in range(2))
-    assert first == second
-    card = read_card(tmp_path / "out0")
-    assert card.metrics["epochs"] == 1 and card.recipe["distribute"] == "multiworker"
+    for size in WORKER_VALIDATION:
+        folders = [tmp_path / f"out{index}" / f"v{size}" for index in range(2)]
+        first, second = (json.loads((folder / "weights.json").read_text())
+                         for folder in folders)
+        assert len(first) == 6  # gamma, beta, moving mean and variance, kernel, bias
+        assert first == second
+        cards = [read_card(folder) for folder in folders]
+        measured = [{key: value for key, value in card.metrics.items()
+                     if key not in ("fit_time_s", "clips_per_s")} for card in cards]
+        assert measured[0] == measured[1]
+        metrics = measured[0]
+        assert metrics["epochs"] == 1 and cards[0].recipe["distribute"] == "multiworker"
+        assert metrics["history"]["val_loss"] == pytest.approx([metrics["validation_mse"]],
+                                                               abs=2e-6)
 
 
 # ----------------------------------------------------------------------------- the CLI
@@ -472,3 +487,17 @@ def test_architectures_listed_without_keras_match_the_models():
     assert set(ARCHITECTURES) == set(models.ARCHITECTURES)
     assert DEFAULT_ARCH == models.DEFAULT_ARCH
     assert all(models.default_sample_rate(arch) == rate for arch, rate in ARCHITECTURES.items())
+
+
+def test_a_run_of_one_step_records_no_speed(tmp_path):
+    """One epoch of one batch times no step: the speed is null, printed as '-', not 0."""
+    from kws.report import training_summary_table
+
+    result = fit(FakeTask(), fake_config(tmp_path, epochs=1, batch_size=32))
+    assert result.summary["clips_per_s"] is None
+    assert read_card(result.out).metrics["clips_per_s"] is None
+    console = quiet()
+    console.print(training_summary_table(result.summary))
+    rows = [line for line in console.file.getvalue().splitlines() if "clips/s" in line]
+    assert len(rows) == 1
+    assert [cell.strip() for cell in rows[0].strip(" │|").split("│")] == ["training clips/s", "-"]

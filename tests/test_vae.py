@@ -482,8 +482,38 @@ def test_reconstruct_refuses_absurd_audio_loops_and_unwritable_outputs(trained, 
     good = write_wav(tmp_path / "good.wav", tone(440.0))
     code, err = _run_main(["vae", "reconstruct", "-m", config.out, str(good),
                            "/proc/x.wav", "--iterations", "1"], capsys)
-    assert code == 1 and err.startswith("kws: error: /proc/x.wav: ") and err.count("\n") == 1
+    # Refused before anything is loaded: a usage error (exit 2).
+    assert (code, err) == (2, "kws: error: OUT /proc/x.wav: cannot write into /proc "
+                              "(files cannot be made there)\n")
     assert not (tmp_path / "o.wav").exists()
+
+
+@pytest.mark.parametrize("args", [
+    ["plot", "--data", "/nonexistent"],
+    ["reconstruct", "{good}", "/proc/x.wav"],
+    ["sample", "--word", "yes", "--out", "/proc/clips"],
+    ["interpolate", "{good}", "{good}", "--out", "/proc/walk"],
+    ["plot", "--data", "{data}", "--out", "/proc/latent.png"],
+])
+def test_bad_paths_are_refused_before_tensorflow_loads(trained, tiny_data, tmp_path, args,
+                                                       project_env):
+    import subprocess
+    import sys
+
+    config, _, _, _ = trained
+    good = write_wav(tmp_path / "good.wav", tone(440.0))
+    args = [arg.format(good=good, data=tiny_data) for arg in args]
+    code = ("import sys\nfrom kws.cli import main\n"
+            "try:\n    main(sys.argv[1:])\nexcept SystemExit as stop:\n"
+            "    heavy = sorted(m for m in ('tensorflow', 'keras') if m in sys.modules)\n"
+            "    print('STATUS', stop.code, *heavy, file=sys.stderr)\n")
+    result = subprocess.run([sys.executable, "-c", code, "vae", args[0], "-m", config.out,
+                             *args[1:]], capture_output=True, text=True, env=project_env,
+                            timeout=120)
+    lines = result.stderr.strip().splitlines()
+    assert lines[-1] == "STATUS 2", result.stderr
+    assert len(lines) == 2 and lines[0].startswith("kws: error: ")
+    assert "/nonexistent" in lines[0] or "/proc" in lines[0]
 
 
 def test_outputs_never_land_on_inputs(trained, tiny_data, tmp_path, capsys):

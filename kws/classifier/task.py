@@ -2,9 +2,11 @@
 
 The road is the one every command takes: :func:`kws.dataset.open_datasets` and
 :func:`~kws.dataset.assign_labels` choose the clips, :func:`kws.cache.load_clips` decodes
-them once (cached on disk) into arrays, and :class:`WaveformBatches` draws shuffled
-batches, augmenting each training batch with :func:`kws.augment.augment_batch`
-(validation and test clips never are). The engine (:func:`kws.train.fit`) does the rest:
+them once (cached on disk) into arrays (with ``--negatives``, random one-second windows of
+long non-keyword recordings, :func:`kws.recordings.negative_windows`, join ``_unknown_``
+split by split), and :class:`WaveformBatches` draws shuffled batches, augmenting each
+training batch with :func:`kws.augment.augment_batch` (validation and test clips never
+are). The engine (:func:`kws.train.fit`) does the rest:
 checkpoints every epoch, ``--resume``, early stopping on validation accuracy, the best
 weights and the model folder. The learning rate follows a cosine decay after a linear
 warm-up. With a seed, data order, augmentation and initial weights are reproducible:
@@ -15,6 +17,7 @@ whatever the number of loader threads.
 from __future__ import annotations
 
 import dataclasses
+import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -22,24 +25,27 @@ from typing import Any
 
 import numpy as np
 
-from kws.cache import AudioCache
 from kws.dataset import (
+    SILENCE,
     SPLITS,
     TESTING,
     TRAINING,
+    UNKNOWN,
     VALIDATION,
+    Clip,
     LabelPolicy,
     assign_labels,
     count_by_label,
     open_datasets,
     parse_words,
 )
-from kws.errors import DatasetError
+from kws.errors import DatasetError, MissingInputError
 from kws.modelfolder import Task as TaskKind
+from kws.recordings import Negatives, negative_windows, read_recordings
 from kws.train import fit
 from kws.train.batches import WaveformBatches, waveform_batches
 from kws.train.config import RunConfig, option
-from kws.train.data import decode_clips, warn_unreadable
+from kws.train.data import decode_clips, task_cache, warn_unreadable
 from kws.train.engine import TrainResult
 from kws.train.events import TrainEvents
 from kws.train.optim import adamw
@@ -74,6 +80,14 @@ class ClassifierConfig(RunConfig):
         10.0, help="_silence_ clips cut from background noise, as % of each split's words.")
     unknown_percent: float = option(
         10.0, help="_unknown_ clips (other words), as % of each split's words.")
+    negatives: tuple[str, ...] = option(
+        (), metavar="FOLDER",
+        help="Folder of long recordings of other speech (transcripts.tsv as in an4/ or "
+             "arctic_cathy/, or plain audio files): random one-second windows become _unknown_. "
+             "Recordings whose transcript says a word being learned are left out; recordings "
+             "are split by speaker (or file) so held-out ones stay held out. Repeatable.")
+    negatives_percent: float = option(
+        10.0, help="Windows cut from --negatives, as % of each split's words.")
 
     def problems(self) -> list[str]:
         problems = super().problems()
@@ -82,7 +96,7 @@ class ClassifierConfig(RunConfig):
             problems.append(f"--arch: unknown architecture {self.arch!r} (known: {known})")
         if self.rate is not None and (not isinstance(self.rate, int) or self.rate < 1000):
             problems.append(f"--rate: {self.rate} Hz is too low (at least 1000 Hz)")
-        for name in ("silence_percent", "unknown_percent"):
+        for name in ("silence_percent", "unknown_percent", "negatives_percent"):
             value = getattr(self, name)
             if not isinstance(value, int | float) or not 0 <= value <= 100:
                 problems.append(f"--{name.replace('_', '-')} must be in 0..100")
@@ -105,10 +119,14 @@ class ClassifierTask(Task):
     def resolve(self, config: ClassifierConfig) -> ClassifierConfig:
         arch = config.arch or DEFAULT_ARCH
         rate = config.rate or ARCHITECTURES.get(arch)
+        for source in config.negatives:
+            if not Path(source).exists():
+                raise MissingInputError(f"--negatives {source}: no such folder or file")
+            read_recordings(source)  # a malformed transcripts.tsv fails before TensorFlow
         return super().resolve(dataclasses.replace(config, arch=arch, rate=rate))
 
     def input_folders(self, config: ClassifierConfig) -> list[str]:
-        return [*config.data, *config.background, *config.resplit]
+        return [*config.data, *config.background, *config.resplit, *config.negatives]
 
     def prepare(self, config: ClassifierConfig, events: TrainEvents) -> Prepared:
         """Read, label and decode the datasets of a resolved configuration."""
@@ -119,6 +137,10 @@ class ClassifierTask(Task):
         policy = LabelPolicy(words=config.words, silence_percent=config.silence_percent,
                              unknown_percent=config.unknown_percent)
         clips, labels = assign_labels(dataset, policy)
+        negatives = self._negatives(config, dataset.words, clips, events)
+        if negatives is not None:
+            clips += negatives.clips
+            labels = _with_unknown(labels) if negatives.clips else labels
         if len(labels) < 2:
             raise DatasetError(f"{', '.join(config.data)}: training needs at least 2 labels, "
                                f"found {len(labels)} ({', '.join(labels) or 'none'})")
@@ -129,7 +151,7 @@ class ClassifierTask(Task):
             events.warn("no background recordings (no _background_noise_ folder, no "
                         "--background): no _silence_ class is made and no noise is mixed in")
         length = int(round(config.rate * CLIP_SECONDS))
-        cache = AudioCache(config.rate)
+        cache = task_cache(config.rate, events)
         # Clips grouped by split, so each split's array is a view, not a copy.
         clips = sorted(clips, key=lambda clip: SPLITS.index(clip.split))
         x_all, kept, failed = decode_clips(clips, config.rate, length, events, cache=cache)
@@ -158,9 +180,35 @@ class ClassifierTask(Task):
             "skipped_files": len(failed),
             "notes": list(dataset.notes),
         }
+        if negatives is not None:
+            summary["negatives"] = _kept_windows(negatives.summary, kept)
         backgrounds = [found[path] for path in dataset.backgrounds if path in found]
         return Prepared(labels, x, y, summary, sample_rate=config.rate, input_length=length,
                         extra={"backgrounds": backgrounds, "failed": failed})
+
+    @staticmethod
+    def _negatives(config: ClassifierConfig, words: Sequence[str], clips: Sequence[Clip],
+                   events: TrainEvents) -> Negatives | None:
+        """The ``_unknown_`` windows of ``--negatives`` (None without the option)."""
+        if not config.negatives:
+            return None
+        keywords = config.words if config.words is not None else words
+        known = {split: sum(clip.split == split and clip.label not in (SILENCE, UNKNOWN)
+                            for clip in clips) for split in SPLITS}
+        wanted = {split: math.ceil(count * config.negatives_percent / 100)
+                  for split, count in known.items()}
+        negatives = negative_windows(config.negatives, keywords, wanted, seed=config.seed,
+                                     window=CLIP_SECONDS, percent=config.negatives_percent)
+        for note in negatives.notes:
+            events.warn(note)
+        summary = negatives.summary
+        shown = ", ".join(f"{summary['windows'][split]} {split}" for split in SPLITS)
+        untranscribed = (f", {summary['without_transcript']} without a transcript"
+                         if summary["without_transcript"] else "")
+        events.note(f"negatives: {shown} windows from {sum(summary['recordings'].values())} "
+                    f"recordings{untranscribed} ({summary['left_out_saying_keywords']} left "
+                    "out: they say a word being learned)")
+        return negatives
 
     def batches(self, config: ClassifierConfig, data: Prepared) -> WaveformBatches:
         return waveform_batches(config, data.x[TRAINING], data.y[TRAINING],
@@ -197,6 +245,21 @@ class ClassifierTask(Task):
         from kws.models.classifier import count_multiply_adds
 
         return count_multiply_adds(model)
+
+
+def _with_unknown(labels: list[str]) -> list[str]:
+    """``labels`` with ``_unknown_`` in its place (after ``_silence_``, before the words)."""
+    if UNKNOWN in labels:
+        return labels
+    at = 1 if labels and labels[0] == SILENCE else 0
+    return [*labels[:at], UNKNOWN, *labels[at:]]
+
+
+def _kept_windows(summary: dict[str, Any], kept: Sequence[Clip]) -> dict[str, Any]:
+    """The negatives summary with the windows actually decoded (unreadable files left out)."""
+    windows = {split: sum(clip.is_segment and clip.label == UNKNOWN and clip.split == split
+                          for clip in kept) for split in SPLITS}
+    return {**summary, "windows": windows}
 
 
 def train(config: ClassifierConfig, resume: bool = False, overwrite: bool = False,

@@ -78,14 +78,18 @@ def interactive() -> bool:
 
 
 def command_line(ctx: click.Context) -> str:
-    """The command line of a run, with the options given explicitly (for a model card)."""
+    """The command line of a run: its arguments and the options given explicitly."""
     words = ["kws", *ctx.command_path.split()[1:]]
     for param in ctx.command.params:
         source = ctx.get_parameter_source(param.name)
+        value = ctx.params.get(param.name)
+        if isinstance(param, click.Argument):
+            if value is not None:
+                words.extend(str(item) for item in (value if param.multiple else [value]))
+            continue
         if not isinstance(param, click.Option) or source in (
                 click.core.ParameterSource.DEFAULT, None):
             continue
-        value = ctx.params[param.name]
         if param.is_flag:
             if param.secondary_opts and not value:
                 words.append(param.secondary_opts[0])

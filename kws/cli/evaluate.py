@@ -17,6 +17,7 @@ from kws.cli._options import (
     json_option,
     resplit_option,
     runner_option,
+    seed_option,
     split_option,
     split_percent_options,
 )
@@ -24,14 +25,29 @@ from kws.dataset import group_problems
 from kws.errors import UsageError
 from kws.evaluate import Evaluation, evaluate
 from kws.modelfolder import resolve_model_dir
-from kws.report import confusion_table, metrics_table, plot_confusion
+from kws.report import confusion_table, metrics_table, plot_confusion, plot_det
+from kws.stream_eval import (
+    DEFAULT_SNRS,
+    FA_TARGETS,
+    OVERALL,
+    StreamEvaluation,
+    StreamSettings,
+    evaluate_stream,
+)
 from kws.train.config import DEFAULT_DATA
+
+#: Options that only apply with --stream: (parameter, option name).
+_STREAM_ONLY = (("synthetic_from", "--synthetic-from"), ("det_png", "--det-png"),
+                ("threshold", "--threshold"), ("keywords", "--keywords"), ("snr", "--snr"),
+                ("max_clips", "--max-clips"))
 
 
 @click.command("evaluate")
 @click.argument("model", required=False, type=click.Path(file_okay=False))
 @data_option(f"Dataset folder (repeatable), in the Speech Commands or the 12-label test "
-             f"layout [default: {DEFAULT_DATA}].")
+             f"layout [default: {DEFAULT_DATA}]. With --stream: a folder of long recordings "
+             f"with a transcripts.tsv (the an4 and arctic_cathy layout), or without one "
+             f"(nothing said: every detection is a false accept).")
 @split_option(help="Which clips to score.")
 @json_option
 @click.option("--confusion-png", type=click.Path(dir_okay=False), default=None,
@@ -42,8 +58,31 @@ from kws.train.config import DEFAULT_DATA
 @background_option
 @resplit_option
 @runner_option()
+@click.option("--stream", is_flag=True,
+              help="Measure the keyword spotter on long recordings (--data) and synthetic "
+                   "streams (--synthetic-from) instead of classifying clips: hits, misses, "
+                   "false accepts per hour, miss rate at 0.5, 1 and 5 false accepts per hour.")
+@click.option("--synthetic-from", multiple=True, type=click.Path(file_okay=False),
+              help="With --stream: a clip dataset (repeatable) whose --split clips are placed "
+                   "at known times in its background noise (and --background) at the --snr "
+                   "levels, so many speakers can be scored.")
+@click.option("--det-png", type=click.Path(dir_okay=False), default=None,
+              help="With --stream: draw the DET curve (miss rate against false accepts per "
+                   "hour, one line per keyword) to this PNG file.")
+@click.option("--threshold", "-t", type=float, default=None,
+              help="With --stream: every keyword's operating threshold [default: the "
+                   "card's calibrated thresholds, else the detector's default].")
+@click.option("--keywords", default=None, metavar="WORD,...",
+              help="With --stream: measure only these keywords [default: every word].")
+@click.option("--snr", type=float, multiple=True,
+              help=f"With --synthetic-from: signal-to-noise ratio in dB (repeatable, cycled "
+                   f"over the clips) [default: {', '.join(f'{v:g}' for v in DEFAULT_SNRS)}].")
+@click.option("--max-clips", type=int, default=None,
+              help="With --synthetic-from: use at most this many clips, drawn with --seed.")
+@seed_option
 def command(model, data, split, as_json, confusion_png, batch_size, validation_percent,
-            testing_percent, background, resplit, runner) -> None:
+            testing_percent, background, resplit, runner, stream, synthetic_from, det_png,
+            threshold, keywords, snr, max_clips, seed) -> None:
     """Score MODEL (a model folder; default: the shipped model) on dataset clips.
 
     Prints accuracy, precision/recall/F1 per label and the confusion matrix (rows: true
@@ -51,7 +90,22 @@ def command(model, data, split, as_json, confusion_png, batch_size, validation_p
     the 12-label test set); dataset labels the model lacks are reported and count as
     errors. The model runs with LiteRT when its TFLite export is current, else with Keras.
     Exits with 1 when some files could not be read (they are left out).
+
+    With --stream, measures the keyword spotter (the detector of `kws listen`) as the
+    wake-word engines do, on long recordings whose transcripts say which keywords are in
+    them and on synthetic streams of clips in noise: per keyword hits, misses, false
+    accepts, false accepts per hour, recall, precision and the miss rate at 0.5, 1 and 5
+    false accepts per hour (the best swept threshold meeting each rate).
     """
+    params = click.get_current_context().params
+    if stream:
+        _stream(model, data, split, as_json, confusion_png, batch_size, validation_percent,
+                testing_percent, background, resplit, runner, synthetic_from, det_png,
+                threshold, keywords, snr, max_clips, seed)
+        return
+    for name, option in _STREAM_ONLY:
+        if params[name] not in (None, ()):
+            raise UsageError(f"{option} applies to --stream only")
     data = list(data) or [DEFAULT_DATA]
     folder = resolve_model_dir(model)
     for root in data:
@@ -79,14 +133,14 @@ def command(model, data, split, as_json, confusion_png, batch_size, validation_p
 
 
 @contextlib.contextmanager
-def _progress() -> Iterator:
+def _progress(what: str = "scoring clips") -> Iterator:
     """A transient progress bar on a terminal; yields the callback for :func:`evaluate`."""
     if not _console.interactive():
         yield None
         return
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeRemainingColumn
 
-    with Progress("scoring clips", BarColumn(), MofNCompleteColumn(), TimeRemainingColumn(),
+    with Progress(what, BarColumn(), MofNCompleteColumn(), TimeRemainingColumn(),
                   console=_console.stderr(), transient=True) as bar:
         task = bar.add_task("scoring", total=None)
         yield lambda done, total: bar.update(task, completed=done, total=total)
@@ -120,3 +174,121 @@ def _render(result: Evaluation) -> None:
     _console.print_table(confusion_table(result.labels, result.confusion))
     click.echo(f"accuracy: {100 * result.accuracy:.2f} % ({int(result.confusion.trace())}"
                f"/{result.clips}) [{result.runner} runner]")
+
+
+def _stream(model, data, split, as_json, confusion_png, batch_size, validation_percent,
+            testing_percent, background, resplit, runner, synthetic_from, det_png, threshold,
+            keywords, snr, max_clips, seed) -> None:
+    """``kws evaluate --stream``: check every argument, measure, report."""
+    if confusion_png or batch_size is not None:
+        option = "--confusion-png" if confusion_png else "--batch-size"
+        raise UsageError(f"{option} does not apply to --stream")
+    if not data and not synthetic_from:
+        raise UsageError("--stream needs folders of long recordings (--data) or clip "
+                         "datasets (--synthetic-from)")
+    for root in data:
+        if not Path(root).exists():
+            raise UsageError(f"--data {root}: no such folder of recordings")
+    for root in synthetic_from:
+        if not Path(root).is_dir():
+            raise UsageError(f"--synthetic-from {root}: no such dataset folder")
+    if threshold is not None and not 0.0 <= threshold <= 1.0:
+        raise UsageError(f"--threshold must be between 0 and 1, not {threshold}")
+    folder = resolve_model_dir(model)
+    if det_png:
+        files.check_not_input(det_png, [*data, *synthetic_from, *background, folder],
+                              "--det-png")
+    settings = StreamSettings(
+        split=split, threshold=threshold, keywords=_keyword_list(keywords),
+        snrs=tuple(snr) or DEFAULT_SNRS, seed=seed, max_clips=max_clips,
+        validation_percent=validation_percent, testing_percent=testing_percent,
+        backgrounds=tuple(background), resplit=tuple(resplit))
+    settings.check()
+    with _progress("scoring recordings") as progress:
+        result = evaluate_stream(folder, data, synthetic_from, settings, runner,
+                                 progress=progress)
+    _stream_remarks(result)
+    if det_png:
+        _draw_det(result, det_png)
+    if as_json:
+        click.echo(json.dumps(result.to_json()))
+    else:
+        _render_stream(result)
+    if result.failed:
+        click.get_current_context().exit(1)
+
+
+def _keyword_list(text: str | None) -> tuple[str, ...] | None:
+    """``--keywords yes,no`` as a tuple (checked against the model's words later)."""
+    if text is None:
+        return None
+    words = tuple(dict.fromkeys(word.strip() for word in text.split(",") if word.strip()))
+    if not words:
+        raise UsageError("--keywords: give at least one keyword")
+    return words
+
+
+def _stream_remarks(result: StreamEvaluation) -> None:
+    from rich.markup import escape
+
+    for note in result.notes:
+        _console.warn(escape(note))
+    if result.failed:
+        lines = group_problems([(Path(path), why) for path, why in result.failed])
+        more = f"; and {len(lines) - 3} more" if len(lines) > 3 else ""
+        _console.warn(escape(f"skipped {len(result.failed)} unreadable file(s): "
+                             f"{'; '.join(lines[:3])}{more}"))
+
+
+def _draw_det(result: StreamEvaluation, path: str) -> None:
+    score = result.score
+    lines = {name: tuple(values[1:] for values in curve.det())
+             for name, curve in score.curves.items() if curve.occurrences}
+    title = (f"{result.model}: {score.recordings} recordings, {score.hours:.2f} h "
+             f"({result.split})")
+    plot_det(lines, path, title=title, targets=FA_TARGETS, emphasise=OVERALL)
+    _console.stderr().print(f"DET curve drawn to {path}", markup=False)
+
+
+def _cell(value: float | None, digits: int = 3) -> str:
+    return "-" if value is None else f"{value:.{digits}f}"
+
+
+def _render_stream(result: StreamEvaluation) -> None:
+    from rich.table import Table
+
+    score = result.score
+    rates = score.miss_rates()
+    table = Table(title=f"{result.model}: keyword spotting on {score.recordings} recordings, "
+                        f"{score.hours:.2f} h ({result.split})", title_justify="left")
+    for header in ("keyword", "threshold", "said", "hits", "misses", "false accepts", "FA/h",
+                   "recall", "precision", *(f"miss @ {t:g} FA/h" for t in FA_TARGETS)):
+        table.add_column(header, justify="left" if header == "keyword" else "right")
+    for name, counts in score.counts.items():
+        if name != OVERALL and not counts.occurrences and not counts.false_accepts:
+            continue
+        if name == OVERALL:
+            table.add_section()
+        misses = [_cell(point.miss_rate) for point in rates.get(name, {}).values()]
+        table.add_row(name, _cell(score.thresholds.get(name), 2) if name != OVERALL else "",
+                      str(counts.occurrences), str(counts.hits), str(counts.misses),
+                      str(counts.false_accepts), f"{counts.fa_per_hour:.1f}",
+                      _cell(counts.recall), _cell(counts.precision),
+                      *(misses or ["-"] * len(FA_TARGETS)),
+                      style="bold" if name == OVERALL else None)
+    _console.print_table(table)
+    sources = Table(title="per source (at the operating thresholds)", title_justify="left")
+    for header in ("source", "recordings", "speakers", "hours", "said", "hits",
+                   "false accepts", "FA/h", "recall", "precision"):
+        sources.add_column(header, justify="left" if header == "source" else "right")
+    for source in result.sources:
+        row = source.to_json()
+        sources.add_row(source.path, str(row["recordings"]), str(row["speakers"]),
+                        f"{row['hours']:.2f}", str(row["occurrences"]), str(row["hits"]),
+                        str(row["false_accepts"]), _cell(row["fa_per_hour"], 1),
+                        _cell(row["recall"]), _cell(row["precision"]))
+    _console.print_table(sources)
+    step = 1 / score.hours if score.hours > 0 else float("inf")
+    click.echo(f"miss @ N FA/h: the best swept threshold meeting N false accepts per hour "
+               f"(no interpolation); one false accept here is {step:.2f} FA/h "
+               f"[{result.runner} runner]")

@@ -48,6 +48,7 @@ def command(model, fmt, int8, data, clips, calibration_clips, as_json) -> None:
         result = export_tflite(
             model, int8=int8, data=data, parity_clips=clips, calibration_clips=calibration_clips,
             progress=(lambda message: status.update(message)) if status else None,
+            warn=_console.warn,
         )
     finally:
         if status:

@@ -14,7 +14,7 @@ import click
 from kws.cli import _console
 from kws.cli._options import model_option, runner_option
 from kws.errors import UsageError
-from kws.infer import DEFAULT_SPOT_THRESHOLD, NOT_WORDS, Failure
+from kws.infer import DEFAULT_SPOT_THRESHOLD, NOT_WORDS, DetectorSettings, Failure
 from kws.modelfolder import Task
 from kws.predict import PredictOptions, predict
 
@@ -31,26 +31,32 @@ FORMATS = ("auto", "table", "jsonl", "csv", "tsv")
 @click.option("--top-k", "-k", default=1, show_default=True, type=int,
               help="Also report the K most likely labels of each file.")
 @click.option("--threshold", "-t", type=float, default=None,
-              help="Report _unknown_ when the top probability is below P. With --spot: the "
-                   "probability a window needs to count as a keyword (default "
-                   f"{DEFAULT_SPOT_THRESHOLD[Task.CLASSIFIER]}).")
+              help="Report _unknown_ (naming the rejected word) when the top probability is "
+                   "below P. With --spot: every keyword's threshold on its smoothed "
+                   "probability [default: the thresholds `kws calibrate` recorded in the "
+                   f"card, else {DEFAULT_SPOT_THRESHOLD[Task.CLASSIFIER]}].")
 @click.option("--spot", is_flag=True,
               help="Slide the model's window over each recording and report every keyword "
                    "found, with start and end times (for recordings longer than the model's "
-                   "input).")
-@click.option("--hop", default=0.1, show_default=True, type=float,
+                   "input), with the detector `kws listen` uses.")
+@click.option("--hop", default=DetectorSettings.hop, show_default=True, type=float,
               help="With --spot: seconds between windows.")
-@click.option("--min-gap", default=0.3, show_default=True, type=float,
-              help="With --spot: detections of the same word closer than this many seconds "
-                   "are one utterance.")
+@click.option("--cooldown", default=DetectorSettings.cooldown, show_default=True, type=float,
+              help="With --spot: a keyword is not reported again within this many seconds.")
+@click.option("--max-delay", default=DetectorSettings.max_delay, show_default=True, type=float,
+              help="With --spot: the longest a keyword waits to be decided once heard "
+                   "(seconds); longer waits see more of a long word, as `kws listen` "
+                   "trades it against latency.")
+@click.option("--keywords", default=None, metavar="WORD,...",
+              help="With --spot: report only these keywords [default: every word].")
 @click.option("--batch-size", "-b", default=None, type=int,
               help="Windows classified together [default: 32 with LiteRT, 128 with Keras].")
 @runner_option()
 @click.option("--threads", type=int, default=None,
               help="Threads for LiteRT inference and for decoding files [default: the "
                    "number of CPUs for inference, one fewer (at most 4) for decoding].")
-def command(inputs, model, fmt, top_k, threshold, spot, hop, min_gap, batch_size, runner,
-            threads) -> int:
+def command(inputs, model, fmt, top_k, threshold, spot, hop, cooldown, max_delay, keywords,
+            batch_size, runner, threads) -> int:
     """Label audio FILEs, every audio file in DIRs, or the paths listed on stdin (-).
 
     Audio is read at the model's sample rate and cut to its input length (a longer
@@ -62,7 +68,8 @@ def command(inputs, model, fmt, top_k, threshold, spot, hop, min_gap, batch_size
     if not inputs:
         raise UsageError("give audio files, folders, or - to read paths from stdin")
     options = PredictOptions(batch_size=batch_size, top_k=top_k, threshold=threshold,
-                             spot=spot, hop=hop, min_gap=min_gap, threads=threads)
+                             spot=spot, hop=hop, cooldown=cooldown, max_delay=max_delay,
+                             keywords=_keyword_list(keywords), threads=threads)
     started = time.perf_counter()
     loading = _console.stderr().status("loading the model") if _console.interactive() \
         else contextlib.nullcontext()
@@ -73,12 +80,22 @@ def command(inputs, model, fmt, top_k, threshold, spot, hop, min_gap, batch_size
     if fmt == "auto":
         fmt = "table" if sys.stdout.isatty() else "jsonl"
     top_k = min(top_k, len(stream.runner.labels))
-    writer = _WRITERS[fmt](stream.runner.labels, top_k, spot)
+    writer = _WRITERS[fmt](stream.runner.labels, top_k, spot, threshold is not None)
     show_progress = _console.interactive() and not sys.stdout.isatty()
     detections = _render(stream, writer, show_progress)
     if _console.interactive():
         _summary(stream, detections if spot else None, time.perf_counter() - started)
     return 1 if stream.failed else 0
+
+
+def _keyword_list(text: str | None) -> tuple[str, ...] | None:
+    """``--keywords yes,no`` as a tuple (checked against the model's words later)."""
+    if text is None:
+        return None
+    words = tuple(word.strip() for word in text.split(",") if word.strip())
+    if not words:
+        raise UsageError("--keywords: give at least one keyword")
+    return words
 
 
 def _render(stream, writer, show_progress: bool) -> int:
@@ -135,10 +152,13 @@ def _summary(stream, detections: int | None, seconds: float) -> None:
 class _Writer(abc.ABC):
     """Writes predictions to stdout in one format (rows flushed as they come)."""
 
-    def __init__(self, labels: list[str], top_k: int, spot: bool) -> None:
+    def __init__(self, labels: list[str], top_k: int, spot: bool,
+                 rejecting: bool = False) -> None:
         self.labels = labels
         self.top_k = top_k
         self.spot = spot
+        #: Classifying with --threshold: results may name a rejected word.
+        self.rejecting = rejecting and not spot
         self.started = False
 
     def write(self, prediction) -> None:
@@ -171,6 +191,8 @@ class _JsonLines(_Writer):
         elif self.top_k > 1:
             record["top"] = [{"label": label, "probability": p}
                              for label, p in prediction.top[: self.top_k]]
+        if prediction.rejected is not None:
+            record["rejected"] = prediction.rejected
         sys.stdout.write(json.dumps(record) + "\n")
 
 
@@ -179,8 +201,9 @@ class _Delimited(_Writer):
 
     delimiter = ","
 
-    def __init__(self, labels: list[str], top_k: int, spot: bool) -> None:
-        super().__init__(labels, top_k, spot)
+    def __init__(self, labels: list[str], top_k: int, spot: bool,
+                 rejecting: bool = False) -> None:
+        super().__init__(labels, top_k, spot, rejecting)
         self.csv = csv.writer(sys.stdout, delimiter=self.delimiter, lineterminator="\n")
 
     def header(self) -> None:
@@ -190,6 +213,8 @@ class _Delimited(_Writer):
         elif self.top_k > 1:
             for rank in range(1, self.top_k + 1):
                 columns += [f"label_{rank}", f"probability_{rank}"]
+        if self.rejecting:
+            columns.append("rejected")
         self.csv.writerow(columns)
 
     def row(self, prediction) -> None:
@@ -199,6 +224,8 @@ class _Delimited(_Writer):
         elif self.top_k > 1:
             for label, p in prediction.top[: self.top_k]:
                 values += [label, f"{p:.4f}"]
+        if self.rejecting:
+            values.append(prediction.rejected or "")
         self.csv.writerow(values)
 
 
@@ -217,8 +244,9 @@ class _Table(_Writer):
     """Aligned, coloured columns streamed row by row; the path comes last, so no column
     width depends on rows not yet seen."""
 
-    def __init__(self, labels: list[str], top_k: int, spot: bool) -> None:
-        super().__init__(labels, top_k, spot)
+    def __init__(self, labels: list[str], top_k: int, spot: bool,
+                 rejecting: bool = False) -> None:
+        super().__init__(labels, top_k, spot, rejecting)
         self.width = max(len(label) for label in [*labels, "_unknown_", "label"])
         self.top_width = self.width + 7
 
@@ -247,6 +275,8 @@ class _Table(_Writer):
                              for label, p in prediction.top[1: self.top_k])
             text.append("  " + others, style="dim")
         text.append("  " + prediction.path)
+        if prediction.rejected is not None:
+            text.append(f"  (rejected: {prediction.rejected})", style="dim")
         _console.stdout().print(text, soft_wrap=True)
 
 

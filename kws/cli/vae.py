@@ -11,8 +11,8 @@ from kws import audio, vae
 from kws.cli import _console, _training
 from kws.cli._options import data_option, json_option, model_option, split_option
 from kws.dataset import SPLITS, TESTING, TRAINING, VALIDATION
-from kws.errors import UsageError
-from kws.files import check_not_input
+from kws.errors import MissingInputError, UsageError
+from kws.files import check_not_input, check_writable
 from kws.modelfolder import Task, read_card
 from kws.vae import PRIORS, REGULARIZER_NAME, VaeConfig, VaeTask
 
@@ -33,6 +33,14 @@ def _open(model: str, words: tuple[str | None, ...] = ()) -> vae.Vae:
             raise UsageError(f"{model}: the model has no word {word!r} (its words: "
                              f"{', '.join(labels)})")
     return vae.load(model)
+
+
+def _check_data(data: tuple[str, ...]) -> None:
+    """Refuse a missing ``--data`` folder before the model (and TensorFlow) is loaded."""
+    for root in data:
+        if not Path(root).is_dir():
+            problem = "not a folder" if Path(root).exists() else "no such dataset folder"
+            raise MissingInputError(f"--data {root}: {problem}")
 
 
 _model_option = model_option(help="A model folder written by `kws vae train`.", required=True)
@@ -120,6 +128,7 @@ def sample(model, word, count, out, temperature, prior, seed, iterations, as_jso
     paths = [Path(out) / f"{word}_{index:03d}.wav" for index in range(count)]
     for path in paths:
         check_not_input(path, [model], "--out")
+    check_writable(paths[0], "--out")
     folder = _open(model, (word,))
     waveforms = vae.sample(folder, word, count, seed=seed, temperature=temperature,
                            n_iter=iterations, prior=prior)
@@ -149,6 +158,7 @@ def reconstruct(model, source, target, word, seed, iterations, as_json) -> None:
     word used and the log-mel reconstruction error in dB squared.
     """
     check_not_input(target, [source, model], "OUT")
+    check_writable(target, "OUT")
     clip = vae.read_clip(source)
     folder = _open(model, (word,))
     result = vae.reconstruct(folder, clip, word, seed=seed, n_iter=iterations)
@@ -183,6 +193,7 @@ def interpolate(model, first, second, steps, out, word_a, word_b, seed, iteratio
     paths = [Path(out) / f"step_{index:02d}.wav" for index in range(steps)]
     for path in paths:
         check_not_input(path, [first, second, model], "--out")
+    check_writable(paths[0], "--out")
     clips = vae.read_clip(first), vae.read_clip(second)
     folder = _open(model, (word_a, word_b))
     waveforms, words = vae.interpolate(folder, *clips, steps, word_a, word_b, seed=seed,
@@ -215,6 +226,8 @@ _PLOT_SPLITS = {"test": (TESTING,), "validation": (VALIDATION,), "train": (TRAIN
 def plot(model, data, split, out, as_json) -> None:
     """Plot the latent means of held-out clips in 2-D (PCA), coloured by word."""
     check_not_input(out, [*data, model], "--out")
+    _check_data(data)
+    check_writable(out, "--out")
     chosen = split or ("validation", "test")
     splits = tuple(dict.fromkeys(name for item in chosen for name in _PLOT_SPLITS[item]))
     folder = _open(model)

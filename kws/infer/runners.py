@@ -175,7 +175,9 @@ def open_runner(model: str | os.PathLike | None = None, runner: str = "auto",
         notes.append(f"{reason}; running the Keras model")
     if runner in ("tflite", "tflite-int8"):
         wanted = " or ".join(_CANDIDATES[runner])
-        raise KwsError(f"{folder}: no {wanted} (run `kws export {folder} --format tflite`)")
+        option = " --int8" if runner == "tflite-int8" else ""
+        raise KwsError(f"{folder}: no {wanted} "
+                       f"(run `kws export {folder} --format tflite{option}`)")
     chosen = KerasRunner(folder, card)
     chosen.notes = notes
     return chosen

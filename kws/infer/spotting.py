@@ -1,22 +1,19 @@
-"""Spotting: keywords found in a recording longer than the model's input.
+"""Spotting helpers: window arithmetic, a word's loud extent, and the one Detection record.
 
-The recording is cut into windows every hop (:func:`sliding_windows`) and each window is
-classified. A window votes for a keyword when its top label is a word (not
-``_silence_``/``_unknown_``) with probability at least the threshold. Consecutive votes for
-the same word form one :class:`Detection`, whose centre is the probability-weighted centre
-of its windows (a window holds the word whether the word sits early or late in it, so the
-mean is symmetric around the word) and whose extent is the loud region around that
-centre. Detections of the same word closer than ``min_gap`` are one utterance; of two
-overlapping detections of different words only the better supported one is kept.
+Windows are placed every hop from the start of a recording (:func:`window_starts`,
+:func:`sliding_windows`: the last one zero-padded); :func:`loud_extent` finds the loud
+stretch around a detection's centre. The decision itself (smoothing, thresholds, peak
+picking, cooldown) is the streaming detector's (:mod:`kws.infer.detector`), shared by
+files and streams.
 
-:class:`Detection` is the one record of a keyword found, by the classifier's spotting here
-and by the phone model's pronunciation search (:mod:`kws.phones.recognizer`);
+:class:`Detection` is the one record of a keyword found, by the classifier's detector and
+by the phone model's pronunciation search (:mod:`kws.phones.recognizer`);
 :data:`DEFAULT_SPOT_THRESHOLD` holds the one default threshold of each task.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Mapping
 from dataclasses import dataclass
 from types import MappingProxyType
 
@@ -49,10 +46,11 @@ _EXTENT_BRIDGE_S = 0.1
 class Detection:
     """A keyword found in a recording (times in seconds).
 
-    ``probability`` is the detector's confidence (the best window's probability, or the
-    alignment confidence of a phone search); ``score`` its support (the sum of the
-    probabilities of the windows that voted for it). ``path`` names the recording and
-    ``pronunciation`` the phones found, when a phone model spotted it.
+    ``probability`` is the detector's confidence (the keyword's highest smoothed
+    probability, or the alignment confidence of a phone search); ``score`` its support
+    (the sum of the probabilities of the windows that voted for it). ``path`` names the
+    recording and ``pronunciation`` the phones found, when a phone model spotted it;
+    ``decided_at`` is the stream time at which the streaming detector decided it.
     """
 
     label: str
@@ -62,6 +60,9 @@ class Detection:
     score: float = 0.0
     path: str = ""
     pronunciation: tuple[str, ...] = ()
+    #: Stream time (s) at which the detector decided it (the end of the audio it had
+    #: heard then); ``kws listen`` measures latency from ``end`` to this moment.
+    decided_at: float | None = None
 
 
 def window_starts(num_samples: int, length: int, hop: int) -> np.ndarray:
@@ -82,77 +83,7 @@ def sliding_windows(waveform: np.ndarray, length: int, hop: int) -> np.ndarray:
     return np.lib.stride_tricks.sliding_window_view(waveform, length)[::hop]
 
 
-def spot_keywords(
-    probabilities: np.ndarray,
-    labels: Sequence[str],
-    rate: int,
-    length: int,
-    hop: int,
-    threshold: float = DEFAULT_SPOT_THRESHOLD[Task.CLASSIFIER],
-    min_gap: float = 0.3,
-    waveform: np.ndarray | None = None,
-) -> list[Detection]:
-    """Keywords found in a recording from the probabilities of its sliding windows.
-
-    Parameters
-    ----------
-    probabilities
-        ``(windows, labels)`` model outputs for the windows of :func:`sliding_windows`.
-    labels
-        The model's labels.
-    rate, length, hop
-        Sample rate, window length and hop in samples.
-    threshold
-        Probability a window's top label needs to vote for a keyword.
-    min_gap
-        Detections of the same word closer than this (seconds, end to start) are merged.
-    waveform
-        The recording; when given, each detection's start and end are the loud region
-        around its centre rather than one window centred on it.
-
-    Returns
-    -------
-    list of Detection
-        In time order.
-    """
-    if len(probabilities) == 0:
-        return []
-    top = probabilities.argmax(axis=1)
-    best = probabilities[np.arange(len(top)), top]
-    is_word = np.array([labels[i] not in NOT_WORDS for i in top]) & (best >= threshold)
-    duration = (len(waveform) / rate) if waveform is not None else None
-    window_s = length / rate
-    found = []
-    for first, last in _runs(is_word, top):
-        votes = best[first : last + 1]
-        centres = (np.arange(first, last + 1) * hop + length / 2) / rate
-        centre = float(np.average(centres, weights=votes))
-        if waveform is not None:
-            start, end = _loud_extent(waveform, rate, centre, window_s)
-        else:
-            start, end = centre - window_s / 2, centre + window_s / 2
-        if duration is not None:
-            start, end = max(0.0, start), min(duration, end)
-        found.append(
-            Detection(labels[top[first]], float(votes.max()), start, end, float(votes.sum()))
-        )
-    return _suppress_overlaps(_merge_close(found, min_gap))
-
-
-def _runs(is_word: np.ndarray, top: np.ndarray) -> Iterator[tuple[int, int]]:
-    """``(first, last)`` indices of consecutive voting windows with the same top label."""
-    first = None
-    for index, voting in enumerate(is_word):
-        if first is not None and not (voting and top[index] == top[first]):
-            yield first, index - 1
-            first = None
-        if voting and first is None:
-            first = index
-    if first is not None:
-        yield first, len(is_word) - 1
-
-
-def _loud_extent(
+def loud_extent(
     waveform: np.ndarray, rate: int, centre: float, window_s: float
 ) -> tuple[float, float]:
     """Start and end (s) of the loud stretch nearest ``centre`` within one window around it.
@@ -196,32 +127,3 @@ def _frame_levels(
     frames = waveform[first * frame : last * frame].reshape(last - first, frame)
     energy = np.mean(np.square(frames, dtype=np.float64), axis=1)
     return 10 * np.log10(energy + 1e-12), first
-
-
-def _merge_close(found: list[Detection], min_gap: float) -> list[Detection]:
-    """Merge detections of the same word whose gap (end to start) is below ``min_gap``."""
-    merged: list[Detection] = []
-    for detection in sorted(found, key=lambda d: d.start):
-        for index in range(len(merged) - 1, -1, -1):
-            previous = merged[index]
-            if previous.label == detection.label and detection.start - previous.end < min_gap:
-                merged[index] = Detection(
-                    previous.label,
-                    max(previous.probability, detection.probability),
-                    min(previous.start, detection.start),
-                    max(previous.end, detection.end),
-                    previous.score + detection.score,
-                )
-                break
-        else:
-            merged.append(detection)
-    return merged
-
-
-def _suppress_overlaps(found: list[Detection]) -> list[Detection]:
-    """Of detections of different words that overlap in time, keep the best supported."""
-    kept: list[Detection] = []
-    for detection in sorted(found, key=lambda d: -d.score):
-        if all(detection.end <= other.start or other.end <= detection.start for other in kept):
-            kept.append(detection)
-    return sorted(kept, key=lambda d: d.start)

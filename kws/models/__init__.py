@@ -1,9 +1,14 @@
-"""Keras models of kws; importing this package registers the custom layers for loading."""
+"""Keras models of kws; importing this package registers the custom layers for loading.
 
-from kws.models import classifier
+Whichever model module is imported first, this package is imported before it and loads
+Keras through :func:`kws.runtime.import_keras`, so TensorFlow's start-up lines are
+silenced for every command that builds or loads a model.
+"""
 
-__all__ = ["classifier"]
+from kws.runtime import import_keras
 
-from kws.models import vae  # noqa: E402  (registers the VAE layers)
+import_keras()
 
-__all__ += ["vae"]
+from kws.models import classifier, vae  # noqa: E402  (registers the custom layers)
+
+__all__ = ["classifier", "vae"]

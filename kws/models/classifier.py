@@ -31,6 +31,8 @@ from collections.abc import Callable
 import keras
 from keras import ops
 
+from kws import runtime
+
 _PACKAGE = "kws"
 
 
@@ -292,8 +294,20 @@ def learned_frontend(
     return x
 
 
+def batch_normalization(name: str, momentum: float = 0.99) -> keras.layers.BatchNormalization:
+    """A batch normalisation layer that normalises with the statistics of the global batch.
+
+    Built under a ``tf.distribute`` strategy of several replicas (GPUs or workers), the
+    layer averages its batch mean and variance over all replicas (``synchronized``), so
+    every replica normalises alike and keeps the same moving statistics. Otherwise it is
+    Keras's plain layer: same numerics, and a saved model's config is as before.
+    """
+    return keras.layers.BatchNormalization(momentum=momentum, name=name,
+                                           synchronized=runtime.replicas_in_sync() > 1)
+
+
 def _bn(name: str):
-    return keras.layers.BatchNormalization(momentum=0.9, name=name)
+    return batch_normalization(name, momentum=0.9)
 
 
 def _residual_block(x, channels: int, kernel: int, stride: int, index: int):
@@ -356,9 +370,9 @@ def build_seed(num_labels: int, sample_rate: int, input_length: int) -> keras.Mo
         x = keras.layers.MaxPooling1D(3, name=f"pool{index}")(x)
         x = keras.layers.Dropout(0.3, name=f"dropout{index}")(x)
     x = keras.layers.Dense(64, activation="relu", name="dense64")(x)
-    x = keras.layers.BatchNormalization(name="dense64_bn")(x)
+    x = batch_normalization("dense64_bn")(x)
     x = keras.layers.Dense(128, activation="relu", name="dense128")(x)
-    x = keras.layers.BatchNormalization(name="dense128_bn")(x)
+    x = batch_normalization("dense128_bn")(x)
     x = keras.layers.Flatten(name="flatten")(x)
     outputs = keras.layers.Dense(num_labels, activation="softmax", name="probabilities")(x)
     return keras.Model(inputs, outputs, name="seed")

@@ -19,14 +19,14 @@ from __future__ import annotations
 
 import keras
 
-from kws.models.classifier import learned_frontend
+from kws.models.classifier import batch_normalization, learned_frontend
 
 #: Name of the default (and only) phone architecture.
 PHONE_ARCH = "tcphones"
 
 
 def _bn(name: str):
-    return keras.layers.BatchNormalization(momentum=0.9, name=name)
+    return batch_normalization(name, momentum=0.9)
 
 
 def _dilated_block(x, kernel: int, dilation: int, dropout: float, index: int):

@@ -30,6 +30,8 @@ from __future__ import annotations
 import keras
 from keras import ops
 
+from kws.models.classifier import batch_normalization
+
 _PACKAGE = "kws"
 OBJECTIVES = ("vae", "wae")
 #: Widths of the encoder's convolution blocks (the decoder's, reversed).
@@ -190,7 +192,7 @@ def build_encoder(
     x = LabelMap(name="condition")([x, embedding])
     for index, width in enumerate(channels):
         x = keras.layers.Conv1D(width, kernel, strides=2, padding="same", name=f"conv{index}")(x)
-        x = keras.layers.BatchNormalization(name=f"conv{index}_bn")(x)
+        x = batch_normalization(f"conv{index}_bn")(x)
         x = keras.layers.LeakyReLU(0.2, name=f"conv{index}_act")(x)
     x = keras.layers.Flatten(name="flatten")(x)
     x = keras.layers.Concatenate(name="with_label")([x, embedding])
@@ -237,7 +239,7 @@ def build_decoder(
         x = keras.layers.Conv1DTranspose(
             width, kernel, strides=2, padding="same", name=f"deconv{index}"
         )(x)
-        x = keras.layers.BatchNormalization(name=f"deconv{index}_bn")(x)
+        x = batch_normalization(f"deconv{index}_bn")(x)
         x = keras.layers.LeakyReLU(0.2, name=f"deconv{index}_act")(x)
     x = keras.layers.Conv1D(mels, kernel, padding="same", name="output")(x)
     if size != frames:

@@ -20,7 +20,6 @@ from typing import Any
 
 import numpy as np
 
-from kws.cache import AudioCache
 from kws.dataset import (
     SILENCE,
     SPLITS,
@@ -37,7 +36,7 @@ from kws.phones import ctc
 from kws.phones.config import PhoneTrainConfig
 from kws.phones.lexicon import Lexicon, LexiconError
 from kws.phones.phoneset import model_labels
-from kws.train.data import decode_clips, warn_unreadable
+from kws.train.data import decode_clips, task_cache, warn_unreadable
 from kws.train.events import TrainEvents
 
 
@@ -53,6 +52,11 @@ class Example:
     clip: Clip
     references: tuple[tuple[str, ...], ...]
     word: str | None
+
+
+#: The classifier's wording (kws.classifier.task): silence clips are cut from background noise.
+NO_BACKGROUND_WARNING = ("no background recordings (no _background_noise_ folder, no "
+                         "--background): no _silence_ class is made and no noise is mixed in")
 
 
 def phone_ids(phones: Sequence[str]) -> list[int]:
@@ -172,8 +176,10 @@ def prepare_phone_data(
         events.note(note)
     if not examples:
         raise DatasetError(f"{', '.join(map(str, config.data))}: no clips to train on")
+    if config.silence_percent > 0 and sc_dataset is not None and not sc_dataset.backgrounds:
+        events.warn(NO_BACKGROUND_WARNING)
     length = clip_length(examples, config.rate, config.clip_seconds)
-    cache = AudioCache(config.rate)
+    cache = task_cache(config.rate, events)
     x_all, _, failed = decode_clips([e.clip for e in examples], config.rate, length, events,
                                     cache=cache)
     examples = [e for e in examples if e.clip.path not in failed]

@@ -38,7 +38,7 @@ from kws.infer import (
     sliding_windows,
 )
 from kws.infer.clips import SPLIT_CHOICES, Progress
-from kws.modelfolder import CARD_FILE, Task, read_card
+from kws.modelfolder import CARD_FILE, ModelCard, Task, read_card
 from kws.phones import ctc
 from kws.phones.data import phone_ids, read_examples
 from kws.phones.decoding import (
@@ -55,22 +55,42 @@ from kws.phones.phoneset import fold, model_labels
 # ----------------------------------------------------------------------------- inference
 
 
+def phone_card(folder: str | os.PathLike) -> ModelCard:
+    """The validated card of a phone model folder (no TensorFlow): its task and labels."""
+    folder = Path(folder)
+    card = read_card(folder)
+    if card.task != Task.PHONES:
+        raise KwsError(f"{folder}: a {card.task} model, not a phone model "
+                       "(train one with `kws phones train`)")
+    if card.labels != model_labels():
+        raise KwsError(f"{folder / CARD_FILE}: labels are not the CTC blank and the "
+                       "39 phones of this kws version")
+    return card
+
+
+def model_lexicon(folder: str | os.PathLike, lexicon: str | os.PathLike | None = None
+                  ) -> Lexicon:
+    """The lexicon given, else the model folder's, else the shipped one (no TensorFlow)."""
+    saved = Path(folder) / MODEL_LEXICON
+    if lexicon is not None:
+        return read_lexicon(lexicon)
+    if saved.is_file():
+        return read_lexicon(saved)
+    return load_lexicon(None)
+
+
 class PhoneRecognizer:
     """A phone model folder loaded for inference (with Keras).
 
     ``lexicon`` overrides the lexicon saved in the folder (used for spotting words and
-    matching decoded phones to words). The card is validated before TensorFlow loads.
+    matching decoded phones to words): a file, or a :class:`Lexicon` already read. The card
+    is validated before TensorFlow loads.
     """
 
-    def __init__(self, folder: str | os.PathLike, lexicon: str | os.PathLike | None = None):
+    def __init__(self, folder: str | os.PathLike,
+                 lexicon: str | os.PathLike | Lexicon | None = None):
         self.folder = Path(folder)
-        self.card = read_card(self.folder)
-        if self.card.task != Task.PHONES:
-            raise KwsError(f"{self.folder}: a {self.card.task} model, not a phone model "
-                           "(train one with `kws phones train`)")
-        if self.card.labels != model_labels():
-            raise KwsError(f"{self.folder / CARD_FILE}: labels are not the CTC blank and the "
-                           "39 phones of this kws version")
+        self.card = phone_card(self.folder)
         self.sample_rate = int(self.card.sample_rate)
         self.input_length = int(self.card.input_length)
         self.frame_ms = float(self.card.recipe.get("frame_ms", 20.0))
@@ -80,8 +100,8 @@ class PhoneRecognizer:
         frame_stride(self.frame_ms)
         self.frame_samples = int(round(self.sample_rate * self.frame_ms / 1000))
         self.frame_seconds = self.frame_ms / 1000
-        self._lexicon_file = lexicon
-        self._lexicon: Lexicon | None = None
+        self._lexicon_file = None if isinstance(lexicon, Lexicon) else lexicon
+        self._lexicon: Lexicon | None = lexicon if isinstance(lexicon, Lexicon) else None
         self.runner = KerasRunner(self.folder, self.card)
         self.model = self.runner.model
         self.frames = int(self.model.outputs[0].shape[1])
@@ -90,13 +110,7 @@ class PhoneRecognizer:
     def lexicon(self) -> Lexicon:
         """The lexicon given, else the folder's, else the shipped one."""
         if self._lexicon is None:
-            saved = self.folder / MODEL_LEXICON
-            if self._lexicon_file is not None:
-                self._lexicon = read_lexicon(self._lexicon_file)
-            elif saved.is_file():
-                self._lexicon = read_lexicon(saved)
-            else:
-                self._lexicon = load_lexicon(None)
+            self._lexicon = model_lexicon(self.folder, self._lexicon_file)
         return self._lexicon
 
     def _hop_frames(self, samples: int) -> int:
@@ -238,9 +252,12 @@ def spot_phones(
     threshold = DEFAULT_SPOT_THRESHOLD[Task.PHONES] if threshold is None else threshold
     if not 0.0 < threshold <= 1.0:
         raise UsageError("--threshold must be in (0, 1]")
-    recognizer = PhoneRecognizer(model, lexicon)
-    name, prons = keyword_pronunciations(keyword, phones, recognizer.lexicon)
+    # Everything the arguments decide is checked before the model (and TensorFlow) loads.
+    phone_card(model)
+    words = model_lexicon(model, lexicon)
+    name, prons = keyword_pronunciations(keyword, phones, words)
     ids = [phone_ids(pron) for pron in prons]
+    recognizer = PhoneRecognizer(model, words)
 
     def convert(scored: Scored, posteriors: np.ndarray) -> list[Detection]:
         duration = len(scored.waveform) / recognizer.sample_rate

@@ -21,10 +21,15 @@ def decode_clips(clips: Sequence[Clip], rate: int, length: int, events: TrainEve
     Progress goes to ``events.counting("reading <what>", files)``. Unreadable files are
     left out and returned as ``{path: error}``.
     """
-    cache = cache or AudioCache(rate)
+    cache = cache or task_cache(rate, events)
     files = len({clip.path for clip in clips})
     with events.counting(f"reading {what}", files) as advance:
         return load_clips(clips, rate, length, cache, progress=advance)
+
+
+def task_cache(rate: int, events: TrainEvents) -> AudioCache:
+    """The decode cache of a run at ``rate``, reporting damage it repairs as warnings."""
+    return AudioCache(rate, warn=events.warn)
 
 
 def warn_unreadable(events: TrainEvents, problems: Sequence[str], limit: int = 3) -> None:

@@ -202,7 +202,7 @@ def _train(task: Task, config: RunConfig, data: Prepared, state: CheckpointState
     # Keras is loaded now: the callbacks module subclasses its Callback at import.
     from kws.train.callbacks import ProgressEvents, ResumableEarlyStopping
 
-    strategy = _reduce_nests(runtime.distribution_strategy(config.distribute))
+    strategy = _keras_reduce(runtime.distribution_strategy(config.distribute))
     keras.utils.set_random_seed(config.seed)
     precision = runtime.precision_for_device()
     batches = task.batches(config, data)
@@ -248,31 +248,34 @@ def _train(task: Task, config: RunConfig, data: Prepared, state: CheckpointState
     return _Trained(model, stopper, progress, fit_seconds, precision, batches.batch_size)
 
 
-def _reduce_nests(strategy):
-    """Let ``strategy.reduce`` take a nest of values, one collective reduction per leaf.
+def _keras_reduce(strategy):
+    """Make ``strategy.reduce`` answer the two kinds of call Keras 3 makes with it.
 
-    Keras 3 builds a distributed model by reducing a whole ``(inputs, targets)`` batch
-    with ``strategy.reduce``; ``MultiWorkerMirroredStrategy`` reduces only single values
-    across workers and fails with "Attempt to convert a value (PerReplica...)". Keras also
-    averages each step's scalar logs with ``axis=0``, which a scalar does not have. Every
-    worker makes the same calls in the same order, so reducing leaf by leaf is sound; a
-    scalar is averaged across replicas (``axis=None``).
+    1. Before training and before each validation, Keras reduces one whole input batch, an
+       ``(inputs, targets)`` nest of per-replica values, only to learn its shapes and dtypes
+       for its symbolic build; the values are never used. Across workers that is a wasted
+       collective over input data that also needs the same shapes on every worker, which a
+       validation set that does not split evenly cannot give (7 clips on 2 workers: 4 and 3).
+       A nest is answered with this worker's first replica's values, without a collective.
+    2. Under ``MultiWorkerMirroredStrategy`` Keras averages each step's scalar logs with
+       ``axis=0``, which a scalar does not have: a scalar is averaged with ``axis=None``.
     """
     if strategy is None:
         return None
     tf = runtime.import_tensorflow()
     reduce = strategy.reduce
 
-    def reduce_leaf(reduce_op, leaf, axis):
-        local = strategy.experimental_local_results(leaf)[0]
-        if axis is not None and getattr(local.shape, "rank", None) == 0:
+    def local(leaf):
+        return strategy.experimental_local_results(leaf)[0]
+
+    def keras_reduce(reduce_op, value, axis=None):
+        if tf.nest.is_nested(value):
+            return tf.nest.map_structure(local, value)
+        if axis is not None and getattr(local(value).shape, "rank", None) == 0:
             axis = None
-        return reduce(reduce_op, leaf, axis=axis)
+        return reduce(reduce_op, value, axis=axis)
 
-    def reduce_each(reduce_op, value, axis=None):
-        return tf.nest.map_structure(lambda leaf: reduce_leaf(reduce_op, leaf, axis), value)
-
-    strategy.reduce = reduce_each
+    strategy.reduce = keras_reduce
     return strategy
 
 
@@ -347,11 +350,15 @@ def _history_metrics(task: Task, stopper) -> dict[str, Any]:
     return metrics
 
 
-def _speed(trained: _Trained) -> float:
-    """Training clips per second, the compiling first step left out."""
+def _speed(trained: _Trained) -> float | None:
+    """Training clips per second, the compiling first step left out.
+
+    None when no step was timed (a run of one step): there is no speed to report, and 0.0
+    would read as a measurement.
+    """
     progress = trained.progress
     if progress.timed_steps == 0 or progress.step_seconds <= 0:
-        return 0.0
+        return None
     return round(progress.timed_steps * trained.batch_size / progress.step_seconds, 1)
 
 

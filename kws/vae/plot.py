@@ -51,7 +51,8 @@ def held_out_clips(
         raise DatasetError(f"{', '.join(map(str, data))}: no clips of the model's words in "
                            f"the {' or '.join(splits)} split")
     with events.counting("reading clips", len({clip.path for clip in clips})) as advance:
-        x, kept, failed = load_clips(clips, RATE, CLIP_SAMPLES, AudioCache(RATE), advance)
+        x, kept, failed = load_clips(clips, RATE, CLIP_SAMPLES,
+                                     AudioCache(RATE, warn=events.warn), advance)
     problems = [str(error) for error in failed.values()]
     if problems:
         more = f"; and {len(problems) - 3} more" if len(problems) > 3 else ""

@@ -25,7 +25,6 @@ from typing import Any
 import numpy as np
 
 from kws import features
-from kws.cache import AudioCache
 from kws.dataset import (
     SILENCE,
     SPLITS,
@@ -356,8 +355,7 @@ def _read_words(config: VaeConfig, events: TrainEvents):
         events.warn(f"no clips of {', '.join(missing)} in {', '.join(config.data)}")
     clips = sorted((clip for clip in clips if clip.label not in (SILENCE, UNKNOWN)),
                    key=lambda clip: SPLITS.index(clip.split))
-    x_all, kept, failed = decode_clips(clips, RATE, CLIP_SAMPLES, events,
-                                       cache=AudioCache(RATE))
+    x_all, kept, failed = decode_clips(clips, RATE, CLIP_SAMPLES, events)
     warn_unreadable(events, [str(error) for error in failed.values()])
     trained = {clip.label for clip in kept if clip.split == TRAINING}
     words = [label for label in labels if label in trained]

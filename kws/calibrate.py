@@ -1,0 +1,313 @@
+"""Calibration: a threshold per keyword for a target rate of false accepts per hour.
+
+Negative audio (long recordings in which none of the model's words is said: folders read by
+:func:`kws.recordings.read_recordings`; with a ``transcripts.tsv`` only the recordings whose
+transcript says no keyword) is scored once through the inference pipeline. The recordings
+are split by speaker (or file) as :func:`kws.recordings.split_of` splits them: thresholds
+are chosen on the training and validation recordings and checked on the held-out testing
+recordings, so the figure reported is one the thresholds were not fitted to.
+
+For each keyword, the threshold is the lowest on a fine grid at and above which the
+keyword's smoothed posterior (the detector's) rises above the threshold at most
+``target x hours`` times on the chosen half. The thresholds are then checked by replaying
+the recorded outputs through the streaming detector itself (every keyword competing, with
+cooldown), raised one grid step for any keyword still above the target, and finally
+measured the same way on the held-out half. :func:`record_calibration` writes them into
+the model card (``thresholds``, and ``metrics["calibration"]``), which ``kws predict
+--spot`` and ``kws listen`` then use by default.
+"""
+
+from __future__ import annotations
+
+import functools
+import math
+import os
+from collections.abc import Callable, Sequence
+from dataclasses import asdict, dataclass, field, replace
+from pathlib import Path
+
+import numpy as np
+
+from kws import files
+from kws.dataset import TESTING
+from kws.errors import KwsError, UsageError
+from kws.infer import (
+    NOT_WORDS,
+    DetectorSettings,
+    Failure,
+    Pipeline,
+    Runner,
+    open_runner,
+    replay,
+    sliding_windows,
+)
+from kws.infer.runners import check_runner
+from kws.infer.spotting import DEFAULT_SPOT_THRESHOLD
+from kws.modelfolder import Task, read_card, resolve_model_dir, write_card
+from kws.recordings import Recording, keyword_free, read_recordings, split_of
+
+#: Thresholds tried: from ``_LOWEST`` to 1 in steps of ``_STEP``.
+_LOWEST, _STEP = 0.05, 0.0025
+#: Times a threshold is raised one step when the detector's own count exceeds the target.
+_RAISES = 40
+#: Called with ``(recordings scored, recordings in all)``.
+Progress = Callable[[int, int], None]
+
+
+@dataclass(frozen=True)
+class KeywordCalibration:
+    """One keyword's threshold and its false accepts on each half (``reached``: the target
+    was met on the chosen half; when it was not, the threshold is 1.0)."""
+
+    keyword: str
+    threshold: float
+    false_accepts: int
+    fa_per_hour: float
+    held_out_false_accepts: int
+    held_out_fa_per_hour: float
+    reached: bool
+
+
+@dataclass
+class Calibration:
+    """The result of :func:`calibrate`."""
+
+    model: Path
+    target_fa_per_hour: float
+    settings: DetectorSettings
+    keywords: list[KeywordCalibration]
+    hours: float
+    held_out_hours: float
+    recordings: int
+    held_out_recordings: int
+    #: Recordings left out because their transcript says one of the model's words.
+    with_keywords: int = 0
+    failures: list[Failure] = field(default_factory=list)
+    folders: list[str] = field(default_factory=list)
+
+    def to_json(self) -> dict:
+        """The result as plain JSON values (``--json``, and the card's metrics entry)."""
+        return {
+            "target_fa_per_hour": self.target_fa_per_hour,
+            "hours": round(self.hours, 4),
+            "held_out_hours": round(self.held_out_hours, 4),
+            "recordings": self.recordings,
+            "held_out_recordings": self.held_out_recordings,
+            "recordings_with_keywords": self.with_keywords,
+            "folders": self.folders,
+            "detector": {"hop": self.settings.hop, "smoothing": self.settings.smoothing,
+                         "max_delay": self.settings.max_delay,
+                         "cooldown": self.settings.cooldown},
+            "keywords": [asdict(k) for k in self.keywords],
+            "held_out_fa_per_hour": _rate(sum(k.held_out_false_accepts for k in self.keywords),
+                                          self.held_out_hours),
+            "failed": [f.message for f in self.failures],
+        }
+
+
+@dataclass
+class _Scores:
+    """One recording's outputs, its length in samples, and whether it is held out."""
+
+    outputs: np.ndarray
+    samples: int
+    held_out: bool
+
+
+def calibrate(model: str | os.PathLike | None, negatives: Sequence[str | os.PathLike],
+              target_fa_per_hour: float, keywords: Sequence[str] | None = None,
+              runner: str = "auto", threads: int | None = None,
+              progress: Progress | None = None,
+              min_threshold: float | None = None) -> Calibration:
+    """Choose a threshold per keyword so that false accepts per hour stay within the target.
+
+    Parameters
+    ----------
+    model
+        A classifier model folder (``None``: the shipped default).
+    negatives
+        Folders (or files) of recordings that hold no keyword.
+    target_fa_per_hour
+        False accepts per hour allowed per keyword.
+    keywords
+        The keywords to calibrate (default: every word of the model).
+    runner, threads
+        As ``kws predict``.
+    min_threshold
+        No threshold is set below this (default: the detector's default threshold).
+        Negative audio shows where false accepts happen, not what a lower threshold would
+        gain in recall, and a model scores low on the negatives it was trained on: without
+        a floor, little negative audio would pull thresholds far down.
+
+    Returns
+    -------
+    Calibration
+        Thresholds and false-accept rates on the chosen and held-out halves; nothing is
+        written (see :func:`record_calibration`).
+    """
+    settings, folder = _settings(model, target_fa_per_hour, keywords, runner)
+    if not negatives:
+        raise UsageError("give at least one --negatives folder")
+    recordings, with_keywords = _negative_recordings(negatives, read_card(folder).labels)
+    loaded = open_runner(folder, runner, threads)
+    scores, failures = _score(loaded, recordings, settings, progress)
+    chosen = [s for s in scores if not s.held_out]
+    held_out = [s for s in scores if s.held_out]
+    if not chosen or not held_out:
+        raise KwsError("calibration needs readable recordings on both sides of the split "
+                       f"(chosen {len(chosen)}, held out {len(held_out)}); give more "
+                       "recordings or speakers")
+    hours, held_hours = _hours(chosen, loaded), _hours(held_out, loaded)
+    words = list(settings.keywords or [w for w in loaded.labels if w not in NOT_WORDS])
+    floor = _on_grid(DEFAULT_SPOT_THRESHOLD[Task.CLASSIFIER] if min_threshold is None
+                     else min_threshold)
+    thresholds = {w: max(floor, _lowest_threshold(loaded, chosen, settings, w,
+                                                  target_fa_per_hour * hours))
+                  for w in words}
+    thresholds, counts = _check(loaded, chosen, settings, thresholds, target_fa_per_hour * hours)
+    final = replace(settings, thresholds=thresholds)
+    held_counts = _false_accepts(loaded, held_out, final)
+    rows = [KeywordCalibration(w, thresholds[w], counts[w], _rate(counts[w], hours),
+                               held_counts[w], _rate(held_counts[w], held_hours),
+                               counts[w] <= target_fa_per_hour * hours) for w in words]
+    return Calibration(folder, target_fa_per_hour, final, rows, hours, held_hours, len(chosen),
+                       len(held_out), with_keywords, failures, [str(n) for n in negatives])
+
+
+def record_calibration(calibration: Calibration, command: str = "") -> None:
+    """Write the thresholds and the calibration's figures into the model's card.
+
+    Thresholds of keywords not calibrated this time are kept. The card is rewritten under
+    the folder's lock (:func:`kws.files.locked_folder`), atomically.
+    """
+    folder = calibration.model
+    with files.locked_folder(folder, option="MODEL"):
+        card = read_card(folder)
+        card.thresholds = {**card.thresholds,
+                           **{k.keyword: k.threshold for k in calibration.keywords}}
+        entry = calibration.to_json()
+        entry["command"] = command
+        card.metrics["calibration"] = entry
+        try:
+            write_card(folder, card)
+        except OSError as error:
+            raise KwsError(f"{folder}: cannot write card.json ({error.strerror})") from None
+
+
+def _settings(model, target: float, keywords, runner: str) -> tuple[DetectorSettings, Path]:
+    """Check the arguments against the card, before any model is loaded."""
+    if not (target > 0 and math.isfinite(target)):
+        raise UsageError("--target-fa-per-hour must be a positive number")
+    check_runner(runner)
+    folder = resolve_model_dir(model)
+    card = read_card(folder)
+    return DetectorSettings.from_card(card, threshold=_LOWEST, keywords=keywords), folder
+
+
+def _negative_recordings(negatives: Sequence[str | os.PathLike],
+                         labels: Sequence[str]) -> tuple[list[Recording], int]:
+    """The recordings of the folders that say none of the model's words."""
+    words = [w for w in labels if w not in NOT_WORDS]
+    recordings: list[Recording] = []
+    left_out = 0
+    for source in negatives:
+        free, said = keyword_free(read_recordings(source).recordings, words)
+        recordings += free
+        left_out += len(said)
+    if not recordings:
+        raise KwsError("no negative recordings: every transcript says a keyword")
+    return recordings, left_out
+
+
+def _score(runner: Runner, recordings: list[Recording], settings: DetectorSettings,
+           progress: Progress | None) -> tuple[list[_Scores], list[Failure]]:
+    """Every recording's window outputs, scored once through the pipeline."""
+    hop = max(1, int(round(settings.hop * runner.sample_rate)))
+    cut = functools.partial(sliding_windows, length=runner.input_length, hop=hop)
+    pipeline = Pipeline(runner, cut, ahead=4)
+    held = {r.path: split_of(r) == TESTING for r in recordings}
+    scores, failures = [], []
+    for result in pipeline.run([r.path for r in recordings]):
+        if isinstance(result, Failure):
+            failures.append(result)
+        else:
+            scores.append(_Scores(result.outputs, len(result.waveform), held[result.item]))
+        if progress:
+            progress(len(scores) + len(failures), len(recordings))
+    return scores, failures
+
+
+def _hours(scores: list[_Scores], runner: Runner) -> float:
+    return sum(s.samples for s in scores) / runner.sample_rate / 3600
+
+
+def _rate(count: int, hours: float) -> float:
+    return round(count / hours, 3) if hours > 0 else 0.0
+
+
+def _grid() -> np.ndarray:
+    return np.round(np.arange(_LOWEST, 1.0 + _STEP / 2, _STEP), 4)
+
+
+def _on_grid(threshold: float) -> float:
+    """The smallest grid threshold at or above ``threshold``."""
+    if not 0.0 <= threshold <= 1.0:
+        raise UsageError(f"--min-threshold must be in 0..1, not {threshold:g}")
+    grid = _grid()
+    return float(grid[min(len(grid) - 1, int(np.searchsorted(grid, threshold - 1e-9)))])
+
+
+def _lowest_threshold(runner: Runner, scores: list[_Scores], settings: DetectorSettings,
+                      keyword: str, allowed: float) -> float:
+    """The lowest grid threshold at and above which the keyword's smoothed posterior rises
+    above the threshold at most ``allowed`` times (1.0 when none does)."""
+    column = runner.labels.index(keyword)
+    hop = max(1, int(round(settings.hop * runner.sample_rate)))
+    width = max(1, int(round(settings.smoothing * runner.sample_rate / hop)))
+    grid = _grid()
+    rises = np.zeros(len(grid), dtype=np.int64)
+    for score in scores:
+        smoothed = _running_mean(score.outputs[:, column], width)
+        above = smoothed[:, None] >= grid[None, :]
+        rises += above[0] + np.sum(above[1:] & ~above[:-1], axis=0)
+    fine = rises <= allowed
+    # the lowest threshold from which every higher one meets the target too
+    bad = np.flatnonzero(~fine)
+    first = 0 if not len(bad) else int(bad[-1]) + 1
+    return float(grid[min(first, len(grid) - 1)])
+
+
+def _running_mean(values: np.ndarray, width: int) -> np.ndarray:
+    """The detector's smoothing: the mean of the last ``width`` values (fewer at first)."""
+    total = np.cumsum(np.asarray(values, dtype=np.float64))
+    shifted = np.concatenate([np.zeros(width), total[:-width]]) if len(total) > width \
+        else np.zeros(len(total))
+    counts = np.minimum(np.arange(1, len(total) + 1), width)
+    return ((total - shifted[: len(total)]) / counts).astype(np.float32)
+
+
+def _check(runner: Runner, scores: list[_Scores], settings: DetectorSettings,
+           thresholds: dict[str, float], allowed: float) -> tuple[dict[str, float], dict]:
+    """Replay the detector with the thresholds; raise those still above the target."""
+    grid = _grid()
+    for _ in range(_RAISES):
+        trial = replace(settings, thresholds=thresholds)
+        counts = _false_accepts(runner, scores, trial)
+        over = [w for w, n in counts.items() if n > allowed and thresholds[w] < 1.0]
+        if not over:
+            break
+        for word in over:
+            thresholds[word] = float(grid[min(len(grid) - 1,
+                                              np.searchsorted(grid, thresholds[word]) + 1)])
+    return thresholds, counts
+
+
+def _false_accepts(runner: Runner, scores: list[_Scores],
+                   settings: DetectorSettings) -> dict[str, int]:
+    """Detections per keyword of the streaming detector on the recorded outputs."""
+    words = settings.keywords or [w for w in runner.labels if w not in NOT_WORDS]
+    counts = dict.fromkeys(words, 0)
+    for score in scores:
+        for detection in replay(runner, score.outputs, score.samples, settings):
+            counts[detection.label] += 1
+    return counts
