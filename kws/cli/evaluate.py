@@ -146,17 +146,22 @@ def _progress(what: str = "scoring clips") -> Iterator:
         yield lambda done, total: bar.update(task, completed=done, total=total)
 
 
-def _remarks(result: Evaluation) -> None:
-    """Warnings and notes about the run on stderr."""
+def _warn_notes_and_failures(notes, failed) -> None:
+    """The data layer's notes and the unreadable files (grouped), as warnings on stderr."""
     from rich.markup import escape
 
-    for note in result.notes:
+    for note in notes:
         _console.warn(escape(note))
-    if result.failed:
-        lines = group_problems([(Path(path), why) for path, why in result.failed])
+    if failed:
+        lines = group_problems([(Path(path), why) for path, why in failed])
         more = f"; and {len(lines) - 3} more" if len(lines) > 3 else ""
-        _console.warn(escape(f"skipped {len(result.failed)} unreadable file(s): "
+        _console.warn(escape(f"skipped {len(failed)} unreadable file(s): "
                              f"{'; '.join(lines[:3])}{more}"))
+
+
+def _remarks(result: Evaluation) -> None:
+    """Warnings and notes about the run on stderr."""
+    _warn_notes_and_failures(result.notes, result.failed)
     if result.folded:
         _console.stderr().print(
             f"model labels not in the dataset, counted as _unknown_: "
@@ -229,15 +234,7 @@ def _keyword_list(text: str | None) -> tuple[str, ...] | None:
 
 
 def _stream_remarks(result: StreamEvaluation) -> None:
-    from rich.markup import escape
-
-    for note in result.notes:
-        _console.warn(escape(note))
-    if result.failed:
-        lines = group_problems([(Path(path), why) for path, why in result.failed])
-        more = f"; and {len(lines) - 3} more" if len(lines) > 3 else ""
-        _console.warn(escape(f"skipped {len(result.failed)} unreadable file(s): "
-                             f"{'; '.join(lines[:3])}{more}"))
+    _warn_notes_and_failures(result.notes, result.failed)
 
 
 def _draw_det(result: StreamEvaluation, path: str) -> None:
