@@ -114,20 +114,19 @@ def fake_config(tmp: Path, **changes) -> RunConfig:
 WORKER_VALIDATION = (9, 1)
 
 
-def run_worker(tmp: str, out: str) -> None:
-    """One worker of the multi-worker test: for each of ``WORKER_VALIDATION``, train one
-    step of :class:`NormTask` into ``out/v<size>`` and write all the saved model's weights
-    (the moving statistics too) there as ``weights.json``."""
+def run_worker(tmp: str, out: str, size: int) -> None:
+    """One worker of the multi-worker test: train one step of :class:`NormTask` with
+    ``size`` validation examples into ``out`` and write all the saved model's weights (the
+    moving statistics too) there as ``weights.json``. One run per process: TensorFlow's
+    collective ops take one multi-worker strategy per program."""
     from kws.modelfolder import load_keras_model
 
-    for size in WORKER_VALIDATION:
-        folder = Path(out, f"v{size}")
-        config = fake_config(Path(tmp), out=str(folder), epochs=1,
-                             distribute="multiworker", steps_per_epoch=1)
-        result = fit(NormTask(size), config)
-        weights = [w.tolist() for w in load_keras_model(result.out).get_weights()]
-        (folder / "weights.json").write_text(json.dumps(weights))
+    config = fake_config(Path(tmp), out=out, epochs=1, distribute="multiworker",
+                         steps_per_epoch=1)
+    result = fit(NormTask(size), config)
+    weights = [w.tolist() for w in load_keras_model(result.out).get_weights()]
+    (Path(out) / "weights.json").write_text(json.dumps(weights))
 
 
 if __name__ == "__main__":
-    run_worker(sys.argv[1], sys.argv[2])
+    run_worker(sys.argv[1], sys.argv[2], int(sys.argv[3]))

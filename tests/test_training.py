@@ -376,14 +376,8 @@ def _free_port() -> int:
         return probe.getsockname()[1]
 
 
-def test_multiworker_two_local_workers_train_the_same_model(tmp_path, project_env):
-    """MULTI-WORKER: two worker processes on 127.0.0.1 train one step, twice (about 40 s).
-
-    The model has batch normalisation; the validation sets (9 examples, then 1) split
-    unevenly between the workers (5 + 4, then 1 + 0). Both workers must end with the same
-    weights, the moving statistics included, and the same card metrics, and the validation
-    loss must be the whole validation set's.
-    """
+def _run_two_workers(tmp_path: Path, project_env: dict, size: int) -> None:
+    """Two worker processes on free 127.0.0.1 ports training the fake task together."""
     cluster = [f"127.0.0.1:{_free_port()}", f"127.0.0.1:{_free_port()}"]
     tests = Path(__file__).resolve().parent
     workers = []
@@ -392,17 +386,30 @@ def test_multiworker_two_local_workers_train_the_same_model(tmp_path, project_en
                "TF_CONFIG": json.dumps({"cluster": {"worker": cluster},
                                         "task": {"type": "worker", "index": index}})}
         workers.append(subprocess.Popen(
-            [sys.executable, str(tests / "fake_task.py"), str(tmp_path),
-             str(tmp_path / f"out{index}")],
+            [sys.executable, str(tests / "fake_task.py"), str(tmp_path / f"work{size}"),
+             str(tmp_path / f"out{index}" / f"v{size}"), str(size)],
             env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT))
     outputs = []
     for worker in workers:
         try:
-            outputs.append(worker.communicate(timeout=120)[0].decode(errors="replace"))
+            outputs.append(worker.communicate(timeout=180)[0].decode(errors="replace"))
         finally:
             worker.kill()
-    for worker, output in zip(workers, outputs, strict=True):
-        assert worker.returncode == 0, output[-3000:]
+    codes = [worker.returncode for worker in workers]
+    assert codes == [0, 0], "\n".join(f"worker {i}: {out[-2000:]}"
+                                       for i, out in enumerate(outputs))
+
+
+def test_multiworker_two_local_workers_train_the_same_model(tmp_path, project_env):
+    """MULTI-WORKER: two worker processes on 127.0.0.1 train one step, twice (about 40 s).
+
+    The model has batch normalisation; the validation sets (9 examples, then 1) split
+    unevenly between the workers (5 + 4, then 1 + 0). Both workers must end with the same
+    weights, the moving statistics included, and the same card metrics, and the validation
+    loss must be the whole validation set's.
+    """
+    for size in WORKER_VALIDATION:
+        _run_two_workers(tmp_path, project_env, size)
     for size in WORKER_VALIDATION:
         folders = [tmp_path / f"out{index}" / f"v{size}" for index in range(2)]
         first, second = (json.loads((folder / "weights.json").read_text())
