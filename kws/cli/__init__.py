@@ -46,7 +46,7 @@ def cli() -> None:
     """Keyword spotting on raw waveforms: Speech Commands data, training and inference.
 
     Results go to stdout, progress and errors to stderr. Exit codes: 0 success, 1 some
-    inputs failed, 2 usage error.
+    inputs failed, 2 usage error, 130 interrupted.
     """
 
 
