@@ -71,11 +71,18 @@ def load(path: str | os.PathLike, rate: int | None = None) -> np.ndarray:
     ------
     AudioError
         The file is missing, empty, truncated, corrupt, not audio, has no samples or
-        holds NaN or infinite samples.
+        holds NaN or infinite samples (checked again after resampling: huge samples can
+        overflow in the resampler).
     """
     waveform, file_rate = read(path)
-    if rate is not None and rate != file_rate:
+    if rate is None or rate == file_rate:
+        return waveform
+    try:
         waveform = resample(waveform, file_rate, rate)
+    except (ValueError, RuntimeError, MemoryError) as error:
+        raise AudioError(path, f"cannot resample ({error})") from None
+    if not np.isfinite(waveform).all():
+        raise AudioError(path, "samples are not finite after resampling (NaN or infinity)")
     return waveform
 
 

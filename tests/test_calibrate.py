@@ -14,9 +14,10 @@ import numpy as np
 import pytest
 from conftest import write_wav
 
+from kws import audio
 from kws.calibrate import calibrate, record_calibration
 from kws.cli import main
-from kws.infer import DetectorSettings, detect, read_audio
+from kws.infer import DetectorSettings, detect
 from kws.modelfolder import ModelCard, read_card, write_card
 from kws.recordings import read_recordings, split_of
 
@@ -96,7 +97,7 @@ def count_false_accepts(negatives, thresholds: dict[str, float], held_out: bool)
     settings = DetectorSettings(thresholds=thresholds)
     counts, seconds = {"yes": 0, "no": 0}, 0.0
     for recording in recordings:
-        wave = read_audio(recording.path, RATE)
+        wave = audio.load(recording.path, RATE)
         seconds += len(wave) / RATE
         for detection in detect(BurstRunner(), wave, settings):
             counts[detection.label] += 1

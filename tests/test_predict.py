@@ -19,6 +19,7 @@ import pytest
 import soundfile
 from conftest import MODEL_DAMAGE, damage_model_folder, tone, write_wav
 
+from kws import audio
 from kws.cli import main
 from kws.errors import KwsError, UsageError
 from kws.infer import (
@@ -378,10 +379,10 @@ def test_window_arithmetic():
 
 def test_spotting_runs_the_stream_detector_on_each_file(model_dir, clips):
     """--spot gives what the streaming detector gives on the decoded recording."""
-    from kws.infer import DetectorSettings, detect, read_audio
+    from kws.infer import DetectorSettings, detect
 
     runner = open_runner(model_dir)
-    wave = read_audio(clips["long"], runner.sample_rate)
+    wave = audio.load(clips["long"], runner.sample_rate)
     expected = detect(runner, wave, DetectorSettings())
     found = list(predict([str(clips["long"])], model_dir, options=PredictOptions(spot=True)))
     assert [(r.label, r.probability, r.start, r.end) for r in found] == \
@@ -393,10 +394,10 @@ def test_spotting_runs_the_stream_detector_on_each_file(model_dir, clips):
 def test_a_stream_fed_in_any_chunks_gives_the_files_detections(model_dir, clips, runner):
     """The real (tone) model through the streaming detector: 1-, 37- and 16000-sample
     chunks find what --spot finds in the whole file."""
-    from kws.infer import StreamDetector, read_audio
+    from kws.infer import StreamDetector
 
     loaded = open_runner(model_dir, runner)
-    wave = read_audio(clips["long"], loaded.sample_rate)
+    wave = audio.load(clips["long"], loaded.sample_rate)
     whole = list(predict([str(clips["long"])], model_dir, runner,
                          options=PredictOptions(spot=True)))
     for chunk in (1, 37, 16000) if runner == "tflite" else (37,):

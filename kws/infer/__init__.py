@@ -17,7 +17,7 @@
 
 from kws.infer.clips import ClipReader, score_clips
 from kws.infer.detector import DetectorSettings, Hop, StreamDetector, detect, replay
-from kws.infer.inputs import Failure, expand_inputs, read_audio, stdin_paths
+from kws.infer.inputs import Failure, expand_inputs, stdin_paths
 from kws.infer.pipeline import Pipeline, Scored, Stream, default_workers, path_of
 from kws.infer.runners import RUNNERS, KerasRunner, LiteRTRunner, Runner, open_runner
 from kws.infer.spotting import (
@@ -34,6 +34,6 @@ __all__ = [
     "Failure", "Hop", "KerasRunner", "StreamDetector", "detect", "loud_extent", "replay",
     "ClipReader", "LiteRTRunner", "Pipeline", "Runner", "Scored", "Stream",
     "default_workers", "score_clips",
-    "expand_inputs", "open_runner", "path_of", "read_audio", "sliding_windows",
+    "expand_inputs", "open_runner", "path_of", "sliding_windows",
     "stdin_paths", "window_starts",
 ]

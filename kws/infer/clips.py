@@ -16,7 +16,7 @@ import numpy as np
 from kws import audio
 from kws.dataset import TESTING, TRAINING, VALIDATION, Clip
 from kws.errors import AudioError
-from kws.infer.inputs import Failure, read_audio
+from kws.infer.inputs import Failure
 from kws.infer.pipeline import Pipeline
 from kws.infer.runners import Runner
 
@@ -66,7 +66,7 @@ class ClipReader:
 
     def __call__(self, clip: Clip) -> np.ndarray:
         if not clip.is_segment:
-            return read_audio(clip.path, self.rate)
+            return audio.load(clip.path, self.rate)
         waveform = self._background(clip.path)
         start = int(clip.offset * self.rate)
         return audio.fix_length(waveform[start : start + self.length] * clip.gain, self.length)
@@ -75,7 +75,7 @@ class ClipReader:
         with self._lock:
             if path not in self._backgrounds:
                 try:
-                    self._backgrounds[path] = read_audio(path, self.rate)
+                    self._backgrounds[path] = audio.load(path, self.rate)
                 except AudioError as error:
                     self._backgrounds[path] = error
             found = self._backgrounds[path]

@@ -2,9 +2,9 @@
 
 :func:`expand_inputs` turns files, folders and ``-`` (paths on standard input, one per
 line) into audio paths lazily, so a path typed or piped on stdin is answered as soon as
-it arrives. :func:`read_audio` is the one way inference decodes a file; anything that
-goes wrong becomes an :class:`~kws.errors.AudioError` naming the file, which the pipeline
-turns into a :class:`Failure` record for that input alone.
+it arrives. Inference decodes a file with :func:`kws.audio.load`, the one loader; anything
+that goes wrong becomes an :class:`~kws.errors.AudioError` naming the file, which the
+pipeline turns into a :class:`Failure` record for that input alone.
 """
 
 from __future__ import annotations
@@ -15,8 +15,6 @@ from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import IO
-
-import numpy as np
 
 from kws import audio
 from kws.errors import AudioError
@@ -71,23 +69,3 @@ def stdin_paths(stream: IO) -> Iterator[Path]:
         name = name[:-1] if name.endswith("\r") else name
         if name.strip():
             yield Path(name)
-
-
-def read_audio(path: str | os.PathLike, rate: int) -> np.ndarray:
-    """A file's waveform at ``rate``; any problem is an :class:`AudioError` naming the file.
-
-    :func:`kws.audio.read` checks the samples it decodes; a resampled waveform is checked
-    again (huge samples can overflow in the resampler).
-    """
-    try:
-        waveform, file_rate = audio.read(path)
-        if file_rate == rate:
-            return waveform
-        waveform = audio.resample(waveform, file_rate, rate)
-    except AudioError:
-        raise
-    except (OSError, ValueError, RuntimeError, MemoryError) as error:
-        raise AudioError(path, f"cannot read ({error})") from None
-    if not np.isfinite(waveform).all():
-        raise AudioError(path, "samples are not finite after resampling (NaN or infinity)")
-    return waveform

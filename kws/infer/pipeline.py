@@ -34,7 +34,7 @@ import numpy as np
 
 from kws import audio
 from kws.errors import AudioError, KwsError
-from kws.infer.inputs import Failure, read_audio
+from kws.infer.inputs import Failure
 from kws.infer.runners import Runner
 
 #: Turns an input into a waveform at the runner's rate (raises AudioError).
@@ -94,7 +94,7 @@ class Pipeline:
         Waveform to window rows; default: one window, padded or cropped to the loudest
         stretch (:func:`kws.audio.fix_length`).
     decode
-        Input to waveform; default: :func:`read_audio` of the input's path.
+        Input to waveform; default: :func:`kws.audio.load` of the input's path.
     batch_size
         Windows scored together (default: the runner's ``batch_size``).
     workers
@@ -109,7 +109,7 @@ class Pipeline:
                  ahead: int | None = None) -> None:
         self.runner = runner
         self.cut = cut or (lambda waveform: audio.fix_length(waveform, runner.input_length)[None])
-        self.decode = decode or (lambda item: read_audio(path_of(item), runner.sample_rate))
+        self.decode = decode or (lambda item: audio.load(path_of(item), runner.sample_rate))
         self.batch_size = batch_size or runner.batch_size
         self.workers = workers or default_workers()
         self.ahead = ahead or max(64, 2 * self.batch_size)
