@@ -93,3 +93,22 @@ def runner_option(help: str = "auto runs the folder's exported model.tflite (els
     """``--runner auto|keras|tflite|tflite-int8`` (choices from :data:`kws.infer.RUNNERS`)."""
     return click.option("--runner", type=click.Choice(RUNNERS), default="auto",
                         show_default=True, help=help)
+
+
+def _keyword_tuple(ctx: click.Context, param: click.Parameter, text: str | None
+                   ) -> tuple[str, ...] | None:
+    """``yes,no`` as ``("yes", "no")`` (duplicates dropped); None when not given."""
+    if text is None:
+        return None
+    words = tuple(dict.fromkeys(word.strip() for word in text.split(",") if word.strip()))
+    if not words:
+        raise click.BadParameter("give at least one keyword (comma-separated)")
+    return words
+
+
+def keywords_option(help: str, short: bool = False) -> Decorator:
+    """``--keywords yes,no`` (``-w`` too with ``short``), parsed into a tuple of words; the
+    words are checked against the model's labels by the detector's settings."""
+    names = ("--keywords", "-w") if short else ("--keywords",)
+    return click.option(*names, "keywords", default=None, metavar="WORD,...",
+                        callback=_keyword_tuple, help=help)

@@ -9,7 +9,7 @@ import click
 
 from kws.calibrate import Calibration, calibrate, record_calibration
 from kws.cli import _console
-from kws.cli._options import json_option, runner_option
+from kws.cli._options import json_option, keywords_option, runner_option
 from kws.errors import UsageError
 
 
@@ -21,9 +21,8 @@ from kws.errors import UsageError
                    "one of the model's words are left out.")
 @click.option("--target-fa-per-hour", type=float, required=True,
               help="False accepts per hour allowed for each keyword.")
-@click.option("--keywords", default=None, metavar="WORD,...",
-              help="Calibrate only these keywords [default: every word of the model]; the "
-                   "others keep their thresholds.")
+@keywords_option("Calibrate only these keywords [default: every word of the model]; the "
+                 "others keep their thresholds.")
 @click.option("--min-threshold", type=float, default=None,
               help="Never set a threshold below this [default: the detector's default, "
                    "0.7]: negative audio cannot tell what a lower one would gain.")
@@ -50,9 +49,7 @@ def command(ctx, model, negatives, target_fa_per_hour, keywords, min_threshold, 
             raise UsageError(f"--negatives {folder}: no such folder or file")
     if threads is not None and threads < 1:
         raise UsageError("--threads must be at least 1")
-    words = None if keywords is None else [w.strip() for w in keywords.split(",") if w.strip()]
-    if words is not None and not words:
-        raise UsageError("--keywords: give at least one keyword")
+    words = None if keywords is None else list(keywords)
     if min_threshold is not None and not 0.0 <= min_threshold <= 1.0:
         raise UsageError("--min-threshold must be in 0..1")
     result = _run(model, negatives, target_fa_per_hour, words, runner, threads, min_threshold)

@@ -15,6 +15,7 @@ from kws.cli._options import (
     background_option,
     data_option,
     json_option,
+    keywords_option,
     resplit_option,
     runner_option,
     seed_option,
@@ -72,8 +73,7 @@ _STREAM_ONLY = (("synthetic_from", "--synthetic-from"), ("det_png", "--det-png")
 @click.option("--threshold", "-t", type=float, default=None,
               help="With --stream: every keyword's operating threshold [default: the "
                    "card's calibrated thresholds, else the detector's default].")
-@click.option("--keywords", default=None, metavar="WORD,...",
-              help="With --stream: measure only these keywords [default: every word].")
+@keywords_option("With --stream: measure only these keywords [default: every word].")
 @click.option("--snr", type=float, multiple=True,
               help=f"With --synthetic-from: signal-to-noise ratio in dB (repeatable, cycled "
                    f"over the clips) [default: {', '.join(f'{v:g}' for v in DEFAULT_SNRS)}].")
@@ -204,7 +204,7 @@ def _stream(model, data, split, as_json, confusion_png, batch_size, validation_p
         files.check_not_input(det_png, [*data, *synthetic_from, *background, folder],
                               "--det-png")
     settings = StreamSettings(
-        split=split, threshold=threshold, keywords=_keyword_list(keywords),
+        split=split, threshold=threshold, keywords=keywords,
         snrs=tuple(snr) or DEFAULT_SNRS, seed=seed, max_clips=max_clips,
         validation_percent=validation_percent, testing_percent=testing_percent,
         backgrounds=tuple(background), resplit=tuple(resplit))
@@ -221,16 +221,6 @@ def _stream(model, data, split, as_json, confusion_png, batch_size, validation_p
         _render_stream(result)
     if result.failed:
         click.get_current_context().exit(1)
-
-
-def _keyword_list(text: str | None) -> tuple[str, ...] | None:
-    """``--keywords yes,no`` as a tuple (checked against the model's words later)."""
-    if text is None:
-        return None
-    words = tuple(dict.fromkeys(word.strip() for word in text.split(",") if word.strip()))
-    if not words:
-        raise UsageError("--keywords: give at least one keyword")
-    return words
 
 
 def _stream_remarks(result: StreamEvaluation) -> None:

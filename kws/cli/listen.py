@@ -17,7 +17,7 @@ from kws.audio_stream import (
     open_source,
 )
 from kws.cli import _console
-from kws.cli._options import model_option
+from kws.cli._options import keywords_option, model_option
 from kws.errors import UsageError
 from kws.infer import DetectorSettings, Hop, open_runner
 from kws.listen import Heard, ListenReport, listen
@@ -35,8 +35,8 @@ _METER_WIDTH = 30
 @click.command("listen")
 @click.argument("source", required=False, metavar="[SOURCE]")
 @model_option("Model folder with a model.tflite (default: the shipped model).")
-@click.option("--keywords", "-w", default=None, metavar="WORD,WORD,...",
-              help="Report only these keywords [default: every keyword of the model].")
+@keywords_option("Report only these keywords [default: every keyword of the model].",
+                 short=True)
 @click.option("--threshold", "-t", type=float, default=None,
               help="Smoothed probability a keyword needs, for every keyword [default: the "
                    "model card's calibrated thresholds, else "
@@ -79,9 +79,8 @@ def command(source, model, keywords, threshold, cooldown, fmt, raw, rate, channe
                               stall_timeout)
     if threads < 1:
         raise UsageError("--threads must be at least 1")
-    words = _keywords(keywords)
     card = read_card(resolve_model_dir(model))
-    settings = DetectorSettings.from_card(card, threshold=threshold, keywords=words,
+    settings = DetectorSettings.from_card(card, threshold=threshold, keywords=keywords,
                                           cooldown=cooldown)
     runner = open_runner(model, "tflite", threads)
     for note in runner.notes:
@@ -124,15 +123,6 @@ def _source_options(source: str | None, raw: bool, rate: int | None, channels: i
     options = SourceOptions(raw_format, realtime, stall_timeout or None)
     check_source(source, options)
     return options
-
-
-def _keywords(text: str | None) -> tuple[str, ...] | None:
-    if text is None:
-        return None
-    words = tuple(word.strip() for word in text.split(",") if word.strip())
-    if not words:
-        raise UsageError("--keywords: give at least one keyword (comma-separated)")
-    return words
 
 
 def _both(write, display):

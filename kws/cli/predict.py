@@ -12,7 +12,7 @@ import time
 import click
 
 from kws.cli import _console
-from kws.cli._options import model_option, runner_option
+from kws.cli._options import keywords_option, model_option, runner_option
 from kws.errors import UsageError
 from kws.infer import DEFAULT_SPOT_THRESHOLD, NOT_WORDS, DetectorSettings, Failure
 from kws.modelfolder import Task
@@ -47,8 +47,7 @@ FORMATS = ("auto", "table", "jsonl", "csv", "tsv")
               help="With --spot: the longest a keyword waits to be decided once heard "
                    "(seconds); longer waits see more of a long word, as `kws listen` "
                    "trades it against latency.")
-@click.option("--keywords", default=None, metavar="WORD,...",
-              help="With --spot: report only these keywords [default: every word].")
+@keywords_option("With --spot: report only these keywords [default: every word].")
 @click.option("--batch-size", "-b", default=None, type=int,
               help="Windows classified together [default: 32 with LiteRT, 128 with Keras].")
 @runner_option()
@@ -69,7 +68,7 @@ def command(inputs, model, fmt, top_k, threshold, spot, hop, cooldown, max_delay
         raise UsageError("give audio files, folders, or - to read paths from stdin")
     options = PredictOptions(batch_size=batch_size, top_k=top_k, threshold=threshold,
                              spot=spot, hop=hop, cooldown=cooldown, max_delay=max_delay,
-                             keywords=_keyword_list(keywords), threads=threads)
+                             keywords=keywords, threads=threads)
     started = time.perf_counter()
     loading = _console.stderr().status("loading the model") if _console.interactive() \
         else contextlib.nullcontext()
@@ -86,16 +85,6 @@ def command(inputs, model, fmt, top_k, threshold, spot, hop, cooldown, max_delay
     if _console.interactive():
         _summary(stream, detections if spot else None, time.perf_counter() - started)
     return 1 if stream.failed else 0
-
-
-def _keyword_list(text: str | None) -> tuple[str, ...] | None:
-    """``--keywords yes,no`` as a tuple (checked against the model's words later)."""
-    if text is None:
-        return None
-    words = tuple(word.strip() for word in text.split(",") if word.strip())
-    if not words:
-        raise UsageError("--keywords: give at least one keyword")
-    return words
 
 
 def _render(stream, writer, show_progress: bool) -> int:
