@@ -45,7 +45,7 @@ from kws.recordings import Negatives, negative_windows, read_recordings
 from kws.train import fit
 from kws.train.batches import WaveformBatches, waveform_batches
 from kws.train.config import RunConfig, option
-from kws.train.data import decode_clips, task_cache, warn_unreadable
+from kws.train.data import NO_BACKGROUND_WARNING, decode_clips, task_cache, warn_unreadable
 from kws.train.engine import TrainResult
 from kws.train.events import TrainEvents
 from kws.train.optim import adamw
@@ -148,8 +148,7 @@ class ClassifierTask(Task):
         if missing:
             events.warn(f"no clips of {', '.join(missing)} in {', '.join(config.data)}")
         if not dataset.backgrounds:
-            events.warn("no background recordings (no _background_noise_ folder, no "
-                        "--background): no _silence_ class is made and no noise is mixed in")
+            events.warn(NO_BACKGROUND_WARNING)
         length = int(round(config.rate * CLIP_SECONDS))
         cache = task_cache(config.rate, events)
         # Clips grouped by split, so each split's array is a view, not a copy.

@@ -36,7 +36,7 @@ from kws.phones import ctc
 from kws.phones.config import PhoneTrainConfig
 from kws.phones.lexicon import Lexicon, LexiconError
 from kws.phones.phoneset import model_labels
-from kws.train.data import decode_clips, task_cache, warn_unreadable
+from kws.train.data import NO_BACKGROUND_WARNING, decode_clips, task_cache, warn_unreadable
 from kws.train.events import TrainEvents
 
 
@@ -52,11 +52,6 @@ class Example:
     clip: Clip
     references: tuple[tuple[str, ...], ...]
     word: str | None
-
-
-#: The classifier's wording (kws.classifier.task): silence clips are cut from background noise.
-NO_BACKGROUND_WARNING = ("no background recordings (no _background_noise_ folder, no "
-                         "--background): no _silence_ class is made and no noise is mixed in")
 
 
 def phone_ids(phones: Sequence[str]) -> list[int]:

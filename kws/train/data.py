@@ -12,6 +12,11 @@ from kws.dataset import Clip
 from kws.errors import AudioError
 from kws.train.events import TrainEvents
 
+#: The warning of a run with no background recordings: ``_silence_`` clips are cut from
+#: them and augmentation mixes them in.
+NO_BACKGROUND_WARNING = ("no background recordings (no _background_noise_ folder, no "
+                         "--background): no _silence_ class is made and no noise is mixed in")
+
 
 def decode_clips(clips: Sequence[Clip], rate: int, length: int, events: TrainEvents,
                  what: str = "clips", cache: AudioCache | None = None,
