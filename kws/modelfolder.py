@@ -27,6 +27,7 @@ from pathlib import Path
 from typing import Any
 
 from kws import files
+from kws.audio import MAX_RATE, MIN_RATE
 from kws.errors import KwsError, UsageError
 
 KERAS_FILE = "model.keras"
@@ -37,8 +38,6 @@ TFLITE_INT8_FILE = "model-int8.tflite"
 #: Version 2 moved export records out of ``metrics`` into ``exports`` and added
 #: ``thresholds``; version-1 cards are read and upgraded.
 CARD_VERSION = 2
-#: Sample rates a model may declare (those of real audio).
-MIN_RATE, MAX_RATE = 1000, 384000
 
 
 class Task(str, enum.Enum):
