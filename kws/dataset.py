@@ -269,12 +269,15 @@ class LabelPolicy:
     ``_unknown_`` (sampled at ``unknown_percent`` of each split's keyword clips when
     ``words`` is given, all of them otherwise), and ``_silence_`` clips are cut from the
     background recordings at ``silence_percent`` of each split's keyword clips.
+    ``sample_training_unknown=False`` keeps every unknown clip of the training split (a
+    trainer that weights its batches, as ``kws train`` does, sets the share itself).
     """
 
     words: tuple[str, ...] | None = None
     silence_percent: float = 10.0
     unknown_percent: float = 10.0
     seed: int = 59185
+    sample_training_unknown: bool = True
 
 
 def parse_words(text: str | None) -> tuple[str, ...] | None:
@@ -312,9 +315,9 @@ def assign_labels(
             else:
                 unknown.append(dataclasses.replace(clip, label=UNKNOWN))
         if policy.words is not None:
-            wanted = math.ceil(len(known) * policy.unknown_percent / 100)
             rng.shuffle(unknown)
-            unknown = unknown[:wanted]
+            if split != TRAINING or policy.sample_training_unknown:
+                unknown = unknown[: math.ceil(len(known) * policy.unknown_percent / 100)]
         else:
             unknown = [clip for clip in unknown if clip.path.parent.name == UNKNOWN]
         silence += _silence_segments(

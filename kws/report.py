@@ -16,6 +16,7 @@ import numpy as np
 from rich.table import Table
 
 from kws import files
+from kws.stats import wilson_interval
 
 
 def format_percent(value: float | None) -> str:
@@ -42,13 +43,16 @@ def format_count(value: int | None) -> str:
     return str(value)
 
 
-#: The classifier's figures in the summary table: (row label, metric key), as percentages.
+#: The classifier's figures in the summary table: (row label, metric key, metric key of the
+#: clips it was measured on), as percentages with their confidence interval.
 CLASSIFIER_FIGURES = (
-    ("final validation accuracy", "final_validation_accuracy"),
-    ("best validation accuracy", "best_validation_accuracy"),
-    ("training accuracy (clean)", "train_accuracy"),
-    ("test accuracy", "test_accuracy"),
+    ("final validation accuracy", "final_validation_accuracy", "validation_clips"),
+    ("best validation accuracy", "best_validation_accuracy", "validation_clips"),
+    ("training accuracy (clean)", "train_accuracy", "train_clips"),
+    ("test accuracy", "test_accuracy", "test_clips"),
 )
+#: Confidence of the intervals in the summary (table and ``--json``).
+CONFIDENCE = 0.95
 #: The phone model's figures in the summary table.
 PHONE_FIGURES = (
     ("training PER", "train_per"),
@@ -58,15 +62,72 @@ PHONE_FIGURES = (
 )
 
 
+def accuracy_intervals(metrics: Mapping[str, Any],
+                       figures: Sequence[tuple[str, ...]] = CLASSIFIER_FIGURES,
+                       confidence: float = CONFIDENCE) -> dict[str, list[float]]:
+    """Wilson intervals of the accuracies in ``metrics`` whose clip count is recorded.
+
+    ``figures`` are ``(label, metric key, count key)`` rows (see :data:`CLASSIFIER_FIGURES`);
+    rows without a count key, or whose figure or count is missing from ``metrics`` (a card
+    of an older version, a run without a test split), get no interval. Returns
+    ``{metric key: [low, high]}`` as fractions: the one place the summary's intervals
+    (table and ``--json``) are computed.
+    """
+    intervals = {}
+    for _, key, *count_key in figures:
+        value = metrics.get(key)
+        count = metrics.get(count_key[0]) if count_key else None
+        if value is None or not count:
+            continue
+        low, high = wilson_interval(round(value * count), int(count), confidence)
+        intervals[key] = [round(low, 6), round(high, 6)]
+    return intervals
+
+
+def format_accuracy(value: float | None, count: int | None = None,
+                    interval: Sequence[float] | None = None) -> str:
+    """An accuracy with its interval and clip count: ``91.94% (88.6–94.3%, 359 clips)``.
+
+    Without a count or interval it is :func:`format_percent` alone.
+    """
+    if value is None or count is None or interval is None:
+        return format_percent(value)
+    low, high = interval
+    return f"{format_percent(value)} ({100 * low:.1f}–{100 * high:.1f}%, {count:,} clips)"
+
+
+def _figure_rows(metrics: Mapping[str, Any],
+                 figures: Sequence[tuple[str, ...]]) -> list[tuple[str, str]]:
+    """The summary rows of the task's figures, accuracies with their intervals."""
+    intervals = accuracy_intervals(metrics, figures)
+    rows = []
+    for label, key, *count_key in figures:
+        count = metrics.get(count_key[0]) if count_key else None
+        rows.append((label, format_accuracy(metrics.get(key), count, intervals.get(key))))
+    return rows
+
+
+def _format_split_sizes(clips: Mapping[str, int] | None) -> str:
+    """Clips per split, ``training / validation / testing``; ``-`` when not given."""
+    if not clips:
+        return "-"
+    return " / ".join(f"{clips.get(split, 0):,}"
+                      for split in ("training", "validation", "testing"))
+
+
 def training_summary_table(summary: Mapping[str, Any],
-                           figures: Sequence[tuple[str, str]] = CLASSIFIER_FIGURES,
+                           figures: Sequence[tuple[str, ...]] = CLASSIFIER_FIGURES,
                            what: str = "model") -> Table:
     """The table a training command prints at the end.
 
     ``summary`` is :attr:`kws.train.TrainResult.summary`: ``out``, ``epochs``,
-    ``best_epoch``, ``metrics``, ``wall_time_s``, ``clips_per_s``, ``parameters`` and
-    ``multiply_adds``. ``figures`` lists the task's ``(label, metrics key)`` rows, fractions
-    shown as percentages; missing entries print as ``-``.
+    ``best_epoch``, ``metrics``, ``wall_time_s``, ``clips_per_s``, ``parameters``,
+    ``multiply_adds`` and, when the run exported, ``export`` (one "TFLite export" row).
+    ``figures`` lists the task's ``(label, metrics key)`` rows, fractions shown as
+    percentages; missing entries print as ``-``. A ``(label, metrics key, count key)`` row
+    whose count is in ``metrics`` also shows the 95% Wilson interval and the clips it was
+    measured on (:func:`accuracy_intervals`), so a figure of 71 clips is not mistaken for
+    one of 2,000. ``clips`` (per split) gives the split sizes row.
     """
     metrics = summary.get("metrics", {})
     table = Table(title=f"{what} saved to {summary.get('out', '?')}", title_justify="left")
@@ -76,15 +137,26 @@ def training_summary_table(summary: Mapping[str, Any],
     rows = [
         ("epochs run", str(summary.get("epochs", "-"))),
         ("best epoch", "-" if best_epoch is None else str(best_epoch)),
-        *((label, format_percent(metrics.get(key))) for label, key in figures),
+        ("clips (training / validation / testing)", _format_split_sizes(summary.get("clips"))),
+        *_figure_rows(metrics, figures),
         ("wall time", format_duration(summary.get("wall_time_s", 0.0))),
         ("training clips/s", _format_speed(summary.get("clips_per_s"))),
         ("parameters", format_count(summary.get("parameters"))),
         ("multiply-adds per clip", format_count(summary.get("multiply_adds"))),
     ]
+    if summary.get("export"):
+        rows.append(("TFLite export", _format_export(summary["export"])))
     for name, value in rows:
         table.add_row(name, value)
     return table
+
+
+def _format_export(export: Mapping[str, Any]) -> str:
+    """``model.tflite, 41.2 kB, 100.00% top-1 agreement``, or ``not written``."""
+    if not export.get("file"):
+        return "not written"
+    return (f"{export['file']}, {export['bytes'] / 1000:.1f} kB, "
+            f"{format_percent(export.get('top1_agreement'))} top-1 agreement")
 
 
 def _format_speed(clips_per_s: float | None) -> str:

@@ -26,7 +26,7 @@ from kws.train import check_run
 TINY = {"arch": "seed", "rate": 2000, "batch_size": 4, "epochs": 1, "words": None,
         "workers": 1}
 TINY_ARGS = ["--words", "all", "--arch", "seed", "--rate", "2000", "--batch-size", "4",
-             "--epochs", "1", "--workers", "1"]
+             "--epochs", "1", "--workers", "1", "--no-export"]
 WANTED = {TRAINING: 60, VALIDATION: 10, TESTING: 30}
 
 

@@ -30,15 +30,18 @@ from kws.classifier import train as train_classifier
 from kws.cli import cli, main
 from kws.cli._training import RichEvents
 from kws.errors import KwsError, UsageError
-from kws.modelfolder import load_keras_model, read_card
+from kws.infer import open_runner
+from kws.modelfolder import TFLITE_FILE, export_is_current, load_keras_model, read_card
+from kws.report import training_summary_table
 from kws.train import batch_dataset, check_run, fit
 from kws.train import checkpoints as ckpt
 from kws.train.checkpoints import CheckpointState
 from kws.train.optim import learning_rate_schedule
 
 TINY = {"arch": "seed", "rate": 2000, "batch_size": 4, "epochs": 2, "words": None,
-        "workers": 1}
-#: The same run as TINY, as command-line options.
+        "workers": 1, "export": False}
+#: The same run as TINY, as command-line options, but exporting model.tflite (the default:
+#: only the shared ``trained`` run trains with these).
 TINY_ARGS = ["--words", "all", "--arch", "seed", "--rate", "2000", "--batch-size", "4",
              "--epochs", "2", "--workers", "1"]
 
@@ -116,6 +119,69 @@ def test_model_folder_has_card_curves_and_loadable_model(trained, tiny_data):
     assert probabilities.shape == (3, len(card.labels))
 
 
+def test_training_ends_with_a_current_tflite_model(trained, tiny_data, capsys):
+    """`kws train` writes model.tflite, parity-checked and recorded; predict runs it."""
+    out, summary = trained
+    card = read_card(out)
+    record = card.exports[TFLITE_FILE]
+    assert record.quantization == "float32" and record.top1_agreement >= 0.99
+    assert record.parity_clips > 0
+    assert (out / TFLITE_FILE).stat().st_size == record.bytes
+    assert summary["export"] == {"file": TFLITE_FILE, "bytes": record.bytes,
+                                 "top1_agreement": record.top1_agreement}
+    assert card.metrics["tflite_top1_agreement"] == record.top1_agreement
+    assert summary["metrics"]["tflite_top1_agreement"] == record.top1_agreement
+    assert export_is_current(out, card, TFLITE_FILE) == (True, "")
+    runner = open_runner(out)
+    assert runner.name == "tflite" and runner.notes == []
+    clips = sorted(str(path) for path in (tiny_data / "yes").glob("*.wav"))[:3]
+    labels = {}
+    for choice in ("auto", "keras"):
+        code, stdout, err = run_kws(["predict", "--model", str(out), "--runner", choice,
+                                     "--format", "jsonl", *clips], capsys)
+        assert code == 0 and err == "", err
+        labels[choice] = [json.loads(line)["label"] for line in stdout.splitlines()]
+    assert len(labels["auto"]) == 3 and labels["auto"] == labels["keras"]
+
+
+def test_summary_table_shows_the_export(trained):
+    _, summary = trained
+    console = quiet()
+    console.print(training_summary_table(summary))
+    row = next(line for line in console.file.getvalue().splitlines() if "TFLite export" in line)
+    kilobytes = summary["export"]["bytes"] / 1000
+    agreement = 100 * summary["export"]["top1_agreement"]
+    assert f"model.tflite, {kilobytes:.1f} kB, {agreement:.2f}% top-1 agreement" in row
+    console = quiet()
+    console.print(training_summary_table({**summary, "export": None}))
+    assert "TFLite export" not in console.file.getvalue()
+
+
+def test_a_failed_export_warns_and_keeps_the_model(trained, tmp_path):
+    out = shutil.copytree(trained[0], tmp_path / "model")
+    (out / TFLITE_FILE).unlink()
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    config = ClassifierConfig(data=(str(empty),), out=str(out), **{**TINY, "export": True})
+    console = quiet()
+    figures = ClassifierTask().finish(out, config, events(console))
+    assert figures["export"]["file"] is None and str(empty) in figures["export"]["error"]
+    printed = console.file.getvalue()
+    assert printed.count("warning") == 1
+    assert "model.tflite not written" in printed and f"kws export {out}" in printed
+    assert not (out / TFLITE_FILE).exists()
+    assert open_runner(out).name == "keras"
+    console = quiet()
+    console.print(training_summary_table({**trained[1], **figures}))
+    assert "not written" in console.file.getvalue()
+
+
+def test_export_may_change_on_resume():
+    saved = ClassifierConfig(**TINY)
+    assert ClassifierConfig(**{**TINY, "export": True}).resume_differences(saved) == []
+    assert ClassifierConfig(**{**TINY, "seed": 1}).resume_differences(saved) == ["--seed"]
+
+
 def test_cli_refuses_to_replace_a_model(trained, tiny_data, capsys):
     out, _ = trained
     code, _, err = run_kws(["train", "--data", str(tiny_data), *TINY_ARGS, "--out", str(out)],
@@ -141,10 +207,13 @@ def test_interrupted_run_resumes_to_the_same_model(trained, tiny_data, tmp_path,
     with pytest.raises(UsageError, match="--batch-size"):
         train_classifier(ClassifierConfig(**{**run.__dict__, "batch_size": 2}), resume=True,
                          events=events())
-    code, stdout, err = run_kws(["train", "--out", str(out), "--resume", "--json"], capsys)
+    code, stdout, err = run_kws(["train", "--out", str(out), "--resume", "--no-export", "--json"],
+                                capsys)
     assert code == 0, err
     assert "resuming" in err and "epoch 2/2" in err and "epoch 1/2" not in err
     card, expected = read_card(out), read_card(reference)
+    assert not (out / TFLITE_FILE).exists() and card.exports == {}
+    assert "export" not in json.loads(stdout)
     assert card.metrics["history"] == expected.metrics["history"]
     for mine, theirs in zip(load_keras_model(out).get_weights(),
                             load_keras_model(reference).get_weights(), strict=True):

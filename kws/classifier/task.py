@@ -25,6 +25,7 @@ from typing import Any
 
 import numpy as np
 
+from kws.classifier.sampling import BALANCE_CHOICES, batch_shares, sampling_weights
 from kws.dataset import (
     SILENCE,
     SPLITS,
@@ -39,25 +40,53 @@ from kws.dataset import (
     open_datasets,
     parse_words,
 )
-from kws.errors import DatasetError, MissingInputError
+from kws.errors import DatasetError, KwsError, MissingInputError, UsageError
+from kws.export import export_tflite
 from kws.modelfolder import Task as TaskKind
+from kws.modelfolder import default_model_dir, load_keras_model, read_card
 from kws.recordings import Negatives, negative_windows, read_recordings
+from kws.report import accuracy_intervals
 from kws.train import fit
 from kws.train.batches import WaveformBatches, waveform_batches
 from kws.train.config import RunConfig, option
-from kws.train.data import NO_BACKGROUND_WARNING, decode_clips, task_cache, warn_unreadable
+from kws.train.data import (
+    NO_BACKGROUND_WARNING,
+    decode_clips,
+    small_validation_warning,
+    task_cache,
+    warn_unreadable,
+)
 from kws.train.engine import TrainResult
 from kws.train.events import TrainEvents
-from kws.train.optim import adamw
+from kws.train.optim import optimizer
 from kws.train.task import Prepared, Task
 
 #: Seconds of audio a model sees (Speech Commands clips are at most one second).
 CLIP_SECONDS = 1.0
-#: Architectures of :mod:`kws.models.classifier` and their default sample rates (Hz);
-#: listed here so that options are checked without importing Keras.
-ARCHITECTURES = {"seed": 8000, "tcres": 16000}
 #: The architecture ``kws train`` uses unless told otherwise.
 DEFAULT_ARCH = "tcres"
+#: Optimizers a classifier trains with (see :func:`kws.train.optim.optimizer`).
+OPTIMIZERS = ("adamw", "adam")
+
+
+@dataclass(frozen=True)
+class ArchRecipe:
+    """What an architecture trains best with, where the options leave it to the architecture."""
+
+    rate: int
+    learning_rate: float
+    optimizer: str
+
+
+#: Each architecture's sample rate and optimizer settings. ``seed`` is the blog post's
+#: model, trained as its post did (Adam at Keras's default rate); ``tcres`` is ours.
+ARCH_RECIPES = {
+    "seed": ArchRecipe(rate=8000, learning_rate=1e-3, optimizer="adam"),
+    "tcres": ArchRecipe(rate=16000, learning_rate=3e-3, optimizer="adamw"),
+}
+#: Architectures of :mod:`kws.models.classifier` and their default sample rates (Hz);
+#: listed here so that options are checked without importing Keras.
+ARCHITECTURES = {name: recipe.rate for name, recipe in ARCH_RECIPES.items()}
 
 
 @dataclass
@@ -88,6 +117,28 @@ class ClassifierConfig(RunConfig):
              "are split by speaker (or file) so held-out ones stay held out. Repeatable.")
     negatives_percent: float = option(
         10.0, help="Windows cut from --negatives, as % of each split's words.")
+    learning_rate: float | None = option(
+        None, default_text="the architecture's: tcres 3e-3, seed 1e-3",
+        help="Peak learning rate (after warm-up, before cosine decay).")
+    optimizer: str | None = option(
+        None, choices=OPTIMIZERS, default_text="the architecture's: tcres adamw, seed adam",
+        help="Optimizer: AdamW (decoupled weight decay) or plain Adam.")
+    label_smoothing: float = option(
+        0.1, help="Label smoothing of the cross-entropy (0: none).")
+    balance: str = option(
+        "speakers", choices=BALANCE_CHOICES,
+        help="How training batches are drawn: 'none' (every clip equally often), 'labels' "
+             "(every word equally often) or 'speakers' (every word equally often, and within "
+             "a word every speaker: a folder of few speakers with many takes, such as "
+             "fsdd_commands, weighs as its speakers do). _unknown_ and _silence_ always take "
+             "--unknown-percent and --silence-percent of the words' share of each batch.")
+    init_from: str | None = option(
+        None, metavar="MODEL",
+        help="Start from a trained classifier's weights (its front end and body; outputs of "
+             "labels it knows) and fine-tune on the data: a new label set is allowed.")
+    export: bool = option(
+        True, help="Write model.tflite (float32, parity-checked as `kws export` does) at the "
+                   "end, so the model predicts through LiteRT at once.")
 
     def problems(self) -> list[str]:
         problems = super().problems()
@@ -100,6 +151,13 @@ class ClassifierConfig(RunConfig):
             value = getattr(self, name)
             if not isinstance(value, int | float) or not 0 <= value <= 100:
                 problems.append(f"--{name.replace('_', '-')} must be in 0..100")
+        if not isinstance(self.label_smoothing, int | float) or not (
+                0 <= self.label_smoothing < 1):
+            problems.append("--label-smoothing must be in 0..1 (1 excluded)")
+        if self.optimizer is not None and self.optimizer not in OPTIMIZERS:
+            problems.append(f"--optimizer must be one of {', '.join(OPTIMIZERS)}")
+        if self.balance not in BALANCE_CHOICES:
+            problems.append(f"--balance must be one of {', '.join(BALANCE_CHOICES)}")
         return problems
 
 
@@ -117,8 +175,15 @@ class ClassifierTask(Task):
         return str(Path("models") / (config.arch or DEFAULT_ARCH))
 
     def resolve(self, config: ClassifierConfig) -> ClassifierConfig:
+        config = _with_init_from(config)
         arch = config.arch or DEFAULT_ARCH
-        rate = config.rate or ARCHITECTURES.get(arch)
+        recipe = ARCH_RECIPES.get(arch, ARCH_RECIPES[DEFAULT_ARCH])
+        rate = config.rate or recipe.rate
+        config = dataclasses.replace(
+            config,
+            learning_rate=recipe.learning_rate if config.learning_rate is None
+            else config.learning_rate,
+            optimizer=config.optimizer or recipe.optimizer)
         for source in config.negatives:
             if not Path(source).exists():
                 raise MissingInputError(f"--negatives {source}: no such folder or file")
@@ -126,7 +191,8 @@ class ClassifierTask(Task):
         return super().resolve(dataclasses.replace(config, arch=arch, rate=rate))
 
     def input_folders(self, config: ClassifierConfig) -> list[str]:
-        return [*config.data, *config.background, *config.resplit, *config.negatives]
+        return [*config.data, *config.background, *config.resplit, *config.negatives,
+                *([config.init_from] if config.init_from else [])]
 
     def prepare(self, config: ClassifierConfig, events: TrainEvents) -> Prepared:
         """Read, label and decode the datasets of a resolved configuration."""
@@ -135,7 +201,8 @@ class ClassifierTask(Task):
         for note in dataset.notes:
             events.note(note)
         policy = LabelPolicy(words=config.words, silence_percent=config.silence_percent,
-                             unknown_percent=config.unknown_percent)
+                             unknown_percent=config.unknown_percent,
+                             sample_training_unknown=False)
         clips, labels = assign_labels(dataset, policy)
         negatives = self._negatives(config, dataset.words, clips, events)
         if negatives is not None:
@@ -181,9 +248,17 @@ class ClassifierTask(Task):
         }
         if negatives is not None:
             summary["negatives"] = _kept_windows(negatives.summary, kept)
+        warning = small_validation_warning(labels, y[VALIDATION])
+        if warning:
+            events.warn(warning)
+        training_speakers = [clip.speaker for clip in kept[: bounds[1]]]
+        weights = sampling_weights(labels, y[TRAINING], training_speakers, config.balance,
+                                   config.unknown_percent, config.silence_percent)
+        summary["sampling"] = {"balance": config.balance,
+                               "batch_shares": batch_shares(labels, weights, y[TRAINING])}
         backgrounds = [found[path] for path in dataset.backgrounds if path in found]
         return Prepared(labels, x, y, summary, sample_rate=config.rate, input_length=length,
-                        extra={"backgrounds": backgrounds, "failed": failed})
+                        extra={"backgrounds": backgrounds, "failed": failed, "weights": weights})
 
     @staticmethod
     def _negatives(config: ClassifierConfig, words: Sequence[str], clips: Sequence[Clip],
@@ -211,34 +286,94 @@ class ClassifierTask(Task):
 
     def batches(self, config: ClassifierConfig, data: Prepared) -> WaveformBatches:
         return waveform_batches(config, data.x[TRAINING], data.y[TRAINING],
-                                data.extra["backgrounds"])
+                                data.extra["backgrounds"], data.extra["weights"])
+
+    #: What ``--init-from`` copied into the last model built (recorded in the card's recipe).
+    transferred: dict[str, Any] | None = None
+    #: The ``--init-from`` model, loaded once per run: ``(folder, Keras model, labels)``.
+    _source: tuple[str, Any, list[str]] | None = None
 
     def build(self, config: ClassifierConfig, data: Prepared):
         from kws.models.classifier import build_classifier
 
-        return build_classifier(config.arch, len(data.labels), config.rate, data.input_length,
-                                seed=config.seed)
+        model = build_classifier(config.arch, len(data.labels), config.rate, data.input_length,
+                                 seed=config.seed)
+        if config.init_from is not None:
+            self.transferred = self._init_from(model, config.init_from, list(data.labels))
+        return model
+
+    def _init_from(self, model, folder: str, labels: list[str]) -> dict[str, Any]:
+        """Give ``model`` the weights of the ``--init-from`` model where they fit.
+
+        See :func:`kws.models.classifier.transfer_weights`; on ``--resume`` the checkpoint's
+        weights, restored after the build, replace these.
+        """
+        from kws.models.classifier import transfer_weights
+
+        if self._source is None or self._source[0] != folder:
+            self._source = (folder, load_keras_model(folder), read_card(folder).labels)
+        _, source, source_labels = self._source
+        try:
+            moved = transfer_weights(source, model, source_labels, labels)
+        except ValueError as error:
+            raise KwsError(f"--init-from {folder}: {error}") from None
+        return {"model": folder, "labels_kept": moved["labels_kept"],
+                "labels_new": moved["labels_new"], "labels_dropped": moved["labels_dropped"],
+                "layers_copied": len(moved["layers_copied"]),
+                "layers_fresh": moved["layers_fresh"]}
 
     def compile(self, model, config: ClassifierConfig, steps_per_epoch: int) -> None:
-        from kws.runtime import import_keras
+        from kws.models.losses import classification_loss
 
-        keras = import_keras()
-        model.compile(optimizer=adamw(config, steps_per_epoch),
-                      loss=keras.losses.SparseCategoricalCrossentropy(), metrics=["accuracy"])
+        model.compile(optimizer=optimizer(config.optimizer, config, steps_per_epoch),
+                      loss=classification_loss(config.label_smoothing), metrics=["accuracy"])
 
     def metrics(self, model, config: ClassifierConfig, data: Prepared) -> dict[str, Any]:
-        """Accuracy of the saved model on each split's clean (not augmented) clips."""
+        """Accuracy of the saved model on each split's clean (not augmented) clips.
+
+        ``<name>_clips`` records each split's size next to its ``<name>_accuracy``, so the
+        card alone gives the accuracy's confidence interval (:func:`kws.stats.wilson_interval`).
+        """
         metrics = {}
-        for split, key in ((TRAINING, "train_accuracy"), (VALIDATION, "validation_accuracy"),
-                           (TESTING, "test_accuracy")):
+        for split, name in ((TRAINING, "train"), (VALIDATION, "validation"), (TESTING, "test")):
+            metrics[f"{name}_clips"] = data.size(split)
             if data.size(split):
                 probabilities = model.predict(data.x[split], batch_size=256, verbose=0)
                 predicted = np.argmax(probabilities, axis=1)
-                metrics[key] = round(float(np.mean(predicted == data.y[split])), 6)
+                correct = predicted == data.y[split]
+                metrics[f"{name}_accuracy"] = round(float(np.mean(correct)), 6)
         return metrics
 
+    def summary(self, config: ClassifierConfig, metrics: dict[str, Any]) -> dict[str, Any]:
+        """The 95% Wilson interval of each accuracy, ``{metric key: [low, high]}``."""
+        return {"intervals": accuracy_intervals(metrics)}
+
     def recipe(self, config: ClassifierConfig, data: Prepared) -> dict[str, Any]:
-        return {"loss": "sparse categorical cross-entropy"}
+        smoothing = (f", label smoothing {config.label_smoothing:g}"
+                     if config.label_smoothing else "")
+        init_from = {"init_from": self.transferred} if config.init_from is not None else {}
+        return {"loss": f"sparse categorical cross-entropy{smoothing}",
+                "optimizer": config.optimizer, **init_from}
+
+    def finish(self, out: Path, config: ClassifierConfig,
+               events: TrainEvents) -> dict[str, Any]:
+        """Write ``model.tflite`` (float32, parity-checked) unless ``--no-export``.
+
+        A failed export warns and leaves the folder as it is: the model predicts through
+        Keras, and ``kws export`` can be run later.
+        """
+        if not config.export:
+            return {}
+        events.stage("exporting model.tflite…")
+        try:
+            result = export_tflite(out, data=config.data, progress=events.stage,
+                                   warn=events.warn)
+        except KwsError as error:
+            events.warn(f"model.tflite not written: {error} (the model predicts through "
+                        f"Keras; `kws export {out}` tries again)")
+            return {"export": {"file": None, "error": str(error)}}
+        return {"export": {"file": result.path.name, "bytes": result.bytes,
+                           "top1_agreement": round(result.agreement, 5)}}
 
     def multiply_adds(self, model) -> int:
         from kws.models.classifier import count_multiply_adds
@@ -259,6 +394,31 @@ def _kept_windows(summary: dict[str, Any], kept: Sequence[Clip]) -> dict[str, An
     windows = {split: sum(clip.is_segment and clip.label == UNKNOWN and clip.split == split
                           for clip in kept) for split in SPLITS}
     return {**summary, "windows": windows}
+
+
+def _with_init_from(config: ClassifierConfig) -> ClassifierConfig:
+    """``config`` with ``--init-from`` as a checked folder and the source's arch and rate.
+
+    ``default`` names the shipped model (unless a folder of that name is here). The source
+    must be a classifier model folder; a different ``--arch`` or ``--rate`` than its own is
+    refused, since its weights fit only its own architecture and sample rate.
+    """
+    if config.init_from is None:
+        return config
+    folder = Path(config.init_from)
+    if config.init_from == "default" and not folder.exists():
+        folder = default_model_dir()
+    try:
+        card = read_card(folder, TaskKind.CLASSIFIER)
+    except KwsError as error:
+        raise UsageError(f"--init-from {error}") from None
+    for name, given, own in (("arch", config.arch, card.arch), ("rate", config.rate,
+                                                               card.sample_rate)):
+        if given is not None and given != own:
+            raise UsageError(f"--{name} {given}: the --init-from model {folder} has {name} "
+                             f"{own}; leave --{name} out or train without --init-from")
+    return dataclasses.replace(config, init_from=str(folder), arch=card.arch,
+                               rate=card.sample_rate)
 
 
 def train(config: ClassifierConfig, resume: bool = False, overwrite: bool = False,

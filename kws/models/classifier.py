@@ -294,7 +294,8 @@ def learned_frontend(
     return x
 
 
-def batch_normalization(name: str, momentum: float = 0.99) -> keras.layers.BatchNormalization:
+def batch_normalization(name: str, momentum: float = 0.99,
+                        **options) -> keras.layers.BatchNormalization:
     """A batch normalisation layer that normalises with the statistics of the global batch.
 
     Built under a ``tf.distribute`` strategy of several replicas (GPUs or workers), the
@@ -303,7 +304,8 @@ def batch_normalization(name: str, momentum: float = 0.99) -> keras.layers.Batch
     Keras's plain layer: same numerics, and a saved model's config is as before.
     """
     return keras.layers.BatchNormalization(momentum=momentum, name=name,
-                                           synchronized=runtime.replicas_in_sync() > 1)
+                                           synchronized=runtime.replicas_in_sync() > 1,
+                                           **options)
 
 
 def _bn(name: str):
@@ -361,6 +363,20 @@ def build_tcres(
     return keras.Model(inputs, outputs, name=name)
 
 
+def _seed_bn(name: str) -> keras.layers.BatchNormalization:
+    """The seed model's batch normalization, with moving statistics that settle at once.
+
+    Its dense activations are tiny on speech (variance near 1e-6 after four ReLU
+    convolutions of a raw waveform), far below batch normalization's epsilon (1e-3). With
+    Keras's defaults (momentum 0.99, moving variance starting at 1) the moving variance
+    stays hundreds of times too large for over a thousand steps: in inference mode the
+    layer shrinks its input to nothing and the model answers one class whatever it hears,
+    so validation accuracy sits at chance and early stopping ends the run. A moving
+    variance starting at 0 (epsilon dominates either way) and momentum 0.9 fix that.
+    """
+    return batch_normalization(name, momentum=0.9, moving_variance_initializer="zeros")
+
+
 def build_seed(num_labels: int, sample_rate: int, input_length: int) -> keras.Model:
     """The blog post's model (see the module docstring); ``sample_rate`` is not used."""
     inputs = keras.Input((input_length,), name="waveform")
@@ -370,9 +386,9 @@ def build_seed(num_labels: int, sample_rate: int, input_length: int) -> keras.Mo
         x = keras.layers.MaxPooling1D(3, name=f"pool{index}")(x)
         x = keras.layers.Dropout(0.3, name=f"dropout{index}")(x)
     x = keras.layers.Dense(64, activation="relu", name="dense64")(x)
-    x = batch_normalization("dense64_bn")(x)
+    x = _seed_bn("dense64_bn")(x)
     x = keras.layers.Dense(128, activation="relu", name="dense128")(x)
-    x = batch_normalization("dense128_bn")(x)
+    x = _seed_bn("dense128_bn")(x)
     x = keras.layers.Flatten(name="flatten")(x)
     outputs = keras.layers.Dense(num_labels, activation="softmax", name="probabilities")(x)
     return keras.Model(inputs, outputs, name="seed")
@@ -460,3 +476,79 @@ def count_multiply_adds(model: keras.Model) -> int:
             continue
         total += _layer_multiply_adds(layer, in_shape, out_shape)
     return int(total)
+
+
+#: Name of every architecture's softmax layer (one column of weights per label).
+OUTPUT_LAYER = "probabilities"
+
+
+def transfer_weights(
+    source: keras.Model,
+    target: keras.Model,
+    source_labels: list[str],
+    target_labels: list[str],
+) -> dict:
+    """Start ``target`` from a trained ``source`` classifier, in place; return what moved.
+
+    Every layer of ``target`` whose name and weight shapes match a layer of ``source`` gets
+    its weights (front end, body, batch-norm statistics). The output layer gets the kernel
+    column and bias of each label both label lists share and keeps its fresh initialisation
+    for new labels, so a fine-tuned model starts knowing the words it knew. Returns the
+    names of copied and fresh layers and the labels kept, new and dropped.
+    """
+    sources = {layer.name: layer for layer in source.layers}
+    copied, fresh = [], []
+    for layer in target.layers:
+        if not layer.weights or layer.name == OUTPUT_LAYER:
+            continue
+        match = sources.get(layer.name)
+        if match is not None and _weight_shapes(match) == _weight_shapes(layer):
+            layer.set_weights(match.get_weights())
+            copied.append(layer.name)
+        else:
+            fresh.append(layer.name)
+    kept = _transfer_output(sources.get(OUTPUT_LAYER), _output_layer(target), source_labels,
+                            target_labels)
+    return {
+        "layers_copied": copied,
+        "layers_fresh": fresh,
+        "labels_kept": kept,
+        "labels_new": [label for label in target_labels if label not in kept],
+        "labels_dropped": [label for label in source_labels if label not in target_labels],
+    }
+
+
+def _weight_shapes(layer) -> list[tuple]:
+    return [tuple(weight.shape) for weight in layer.weights]
+
+
+def _output_layer(model: keras.Model):
+    try:
+        return model.get_layer(OUTPUT_LAYER)
+    except ValueError:
+        raise ValueError(f"model {model.name!r} has no {OUTPUT_LAYER!r} layer") from None
+
+
+def _transfer_output(source, target, source_labels: list[str],
+                     target_labels: list[str]) -> list[str]:
+    """Copy the output columns of shared labels; return those labels (in target order)."""
+    (new_kernel, new_bias) = target.get_weights()
+    if new_kernel.shape[-1] != len(target_labels):
+        raise ValueError(f"the new model has {new_kernel.shape[-1]} outputs for "
+                         f"{len(target_labels)} labels")
+    if source is None or len(source.weights) != 2:
+        return []
+    kernel, bias = source.get_weights()
+    if kernel.shape[-1] != len(source_labels):
+        raise ValueError(f"the source model has {kernel.shape[-1]} outputs for "
+                         f"{len(source_labels)} labels")
+    if kernel.shape[:-1] != new_kernel.shape[:-1]:
+        return []
+    index = {label: i for i, label in enumerate(source_labels)}
+    kept = [label for label in target_labels if label in index]
+    for label in kept:
+        column, new_column = index[label], target_labels.index(label)
+        new_kernel[..., new_column] = kernel[..., column]
+        new_bias[new_column] = bias[column]
+    target.set_weights([new_kernel, new_bias])
+    return kept

@@ -25,12 +25,18 @@ class WaveformBatches(Batches):
     which batches are made, so any number of loader threads and a resumed run give the
     same batches. The last incomplete batch of an epoch is dropped (a different one each
     epoch), so every step has the same shape. ``y`` may be any array with one row per clip.
+
+    With ``weights`` (one non-negative number per clip), an epoch draws as many clips as
+    there are, with replacement, each with probability proportional to its weight: what
+    class-balanced sampling needs. Without, an epoch is a permutation of the clips.
     """
 
     def __init__(self, x: np.ndarray, y: np.ndarray, batch_size: int,
                  backgrounds: Sequence[np.ndarray], augmentation: Augmentation | None,
-                 seed: int, steps: int | None = None) -> None:
+                 seed: int, steps: int | None = None,
+                 weights: np.ndarray | None = None) -> None:
         self.x, self.y = x, y
+        self.probabilities = None if weights is None else _probabilities(weights, len(x))
         self.batch_size = min(batch_size, len(x))
         self.backgrounds = backgrounds
         self.augmentation = augmentation
@@ -39,8 +45,11 @@ class WaveformBatches(Batches):
         self.steps = min(natural, steps) if steps else natural
 
     def order(self, epoch: int) -> np.ndarray:
-        """The permutation of training clips for an epoch."""
-        return np.random.default_rng([self.seed, epoch]).permutation(len(self.x))
+        """The training clips of an epoch, in order: a permutation, or a weighted draw."""
+        rng = np.random.default_rng([self.seed, epoch])
+        if self.probabilities is None:
+            return rng.permutation(len(self.x))
+        return rng.choice(len(self.x), size=len(self.x), replace=True, p=self.probabilities)
 
     def rows(self, epoch: int, index: int) -> np.ndarray:
         """The (sorted) clip indices of batch ``index`` of ``epoch``."""
@@ -60,10 +69,22 @@ class WaveformBatches(Batches):
         return self.waveforms(epoch, index), self.y[self.rows(epoch, index)].astype(np.int32)
 
 
+def _probabilities(weights: np.ndarray, count: int) -> np.ndarray:
+    """Sampling weights normalised to probabilities (checked: one per clip, some positive)."""
+    weights = np.asarray(weights, dtype=np.float64)
+    if weights.shape != (count,) or not np.all(np.isfinite(weights)) or np.any(weights < 0):
+        raise ValueError(f"sampling weights must be {count} finite non-negative numbers")
+    total = weights.sum()
+    if total <= 0:
+        raise ValueError("sampling weights must not all be zero")
+    return weights / total
+
+
 def waveform_batches(config: RunConfig, x: np.ndarray, y: np.ndarray,
-                     backgrounds: Sequence[np.ndarray]) -> WaveformBatches:
-    """The training batches of a run (augmented as ``config`` says)."""
+                     backgrounds: Sequence[np.ndarray],
+                     weights: np.ndarray | None = None) -> WaveformBatches:
+    """The training batches of a run (augmented as ``config`` says, drawn by ``weights``)."""
     augmentation = config.augmentation_settings()
     return WaveformBatches(x, y, config.batch_size, backgrounds,
                            None if augmentation == NO_AUGMENTATION else augmentation,
-                           config.seed, config.steps_per_epoch)
+                           config.seed, config.steps_per_epoch, weights)

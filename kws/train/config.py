@@ -25,7 +25,8 @@ from kws.runtime import DISTRIBUTE_CHOICES
 #: Where ``kws download`` puts Speech Commands v0.01, the data a plain run uses.
 DEFAULT_DATA = str(dataset_folder("v0.01"))
 #: Fields of a configuration that may change when a run is resumed.
-RESUMABLE_CHANGES = frozenset({"epochs", "patience", "workers", "distribute", "out"})
+RESUMABLE_CHANGES = frozenset({"epochs", "patience", "workers", "distribute", "out",
+                               "export"})
 #: Key of a field's metadata holding its :class:`OptionSpec`.
 OPTION_KEY = "kws_option"
 

@@ -4,8 +4,8 @@ Everything that is the same for the classifier, the VAE and the phone model live
 the checks of the output folder (before TensorFlow is imported: :func:`check_run`), the
 lock on it, seeding, mixed precision on a GPU, the ``tf.distribute`` strategy, building
 and compiling under it, restoring a checkpoint, the callbacks, the one Ctrl-C message, the
-best weights, the float32 inference copy, the model folder (``card.json`` written last) and
-removing the checkpoints only after success.
+best weights, the float32 inference copy, the model folder (``card.json`` written last),
+removing the checkpoints only after success, then the task's last work (:meth:`Task.finish`).
 """
 
 from __future__ import annotations
@@ -27,6 +27,7 @@ from kws.modelfolder import (
     TFLITE_FILE,
     TFLITE_INT8_FILE,
     ModelCard,
+    read_card,
     save_keras_model,
     write_card,
 )
@@ -168,6 +169,8 @@ def fit(task: Task, config: RunConfig, *, resume: bool = False, overwrite: bool 
         trained = _train(task, config, data, plan.state, events, callbacks)
         card = _write_model_folder(task, config, data, trained, command)
         checkpoints.remove_checkpoints(out)
+        finished = task.finish(out, config, events)
+        card = read_card(out)
     summary = {
         "out": str(out),
         "epochs": trained.stopper.epochs_done,
@@ -180,6 +183,7 @@ def fit(task: Task, config: RunConfig, *, resume: bool = False, overwrite: bool 
         "labels": card.labels,
         "clips": {split: data.size(split) for split in SPLITS},
         **task.summary(config, card.metrics),
+        **finished,
     }
     return TrainResult(out=out, card=card, summary=summary, history=trained.stopper.history)
 

@@ -1,4 +1,4 @@
-"""The optimizer every task trains with: AdamW, linear warm-up, then cosine decay to zero."""
+"""The optimizers tasks train with (AdamW or Adam), linear warm-up, then cosine decay to zero."""
 
 from __future__ import annotations
 
@@ -26,3 +26,13 @@ def adamw(config: RunConfig, steps_per_epoch: int, **options):
         learning_rate=learning_rate_schedule(config, steps_per_epoch),
         weight_decay=config.weight_decay, **options,
     )
+
+
+def optimizer(name: str, config: RunConfig, steps_per_epoch: int):
+    """``adamw`` (:func:`adamw`) or ``adam`` (no weight decay), both on the run's schedule."""
+    if name == "adamw":
+        return adamw(config, steps_per_epoch)
+    if name == "adam":
+        return import_keras().optimizers.Adam(
+            learning_rate=learning_rate_schedule(config, steps_per_epoch))
+    raise ValueError(f"unknown optimizer {name!r} (known: adamw, adam)")

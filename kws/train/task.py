@@ -196,6 +196,15 @@ class Task(abc.ABC):
         """Task figures added to the run's summary (``TrainResult.summary``)."""
         return {}
 
+    def finish(self, out: Path, config: RunConfig, events: TrainEvents) -> dict[str, Any]:
+        """Work after the model folder is complete (an export); figures for the summary.
+
+        Called inside the folder lock once ``card.json`` is written and the checkpoints are
+        removed: the model is safe, so a failure here should warn rather than raise. Files
+        go through :mod:`kws.files`; a change to the card is re-read by the engine.
+        """
+        return {}
+
 
 def as_float32(batch: np.ndarray) -> np.ndarray:
     """A batch as float32 without a copy when it already is."""
