@@ -63,6 +63,9 @@ class ExportRecord:
     calibration_clips: int = 0
     max_probability_difference: float | None = None
     rejected: list[str] = field(default_factory=list)
+    #: Largest absolute difference between the exported and the Keras model's outputs
+    #: (for models whose outputs are not probabilities, such as a VAE's decoder).
+    max_output_difference: float | None = None
 
 
 @dataclass

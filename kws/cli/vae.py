@@ -13,7 +13,7 @@ from kws.cli._options import data_option, json_option, model_option, split_optio
 from kws.dataset import SPLITS, TESTING, TRAINING, VALIDATION
 from kws.errors import MissingInputError, UsageError
 from kws.files import check_not_input, check_writable
-from kws.modelfolder import Task, read_card
+from kws.modelfolder import Task, read_card, resolve_model_dir
 from kws.vae import PRIORS, REGULARIZER_NAME, VaeConfig, VaeTask
 
 #: Options shown first in --help (the others follow in the configuration's order).
@@ -62,8 +62,8 @@ def command() -> None:
     `kws vae train` learns, from the same data as `kws train`, to encode a one-second clip's
     log-mel spectrogram given its word and to decode it back; the other commands use such
     a model folder to make new clips of a word, rebuild a clip, walk from one clip to
-    another, or plot the latent space. Audio is 16 kHz, one second; spectrograms are
-    turned back into audio with Griffin-Lim.
+    another, plot the latent space, or judge its samples with a keyword classifier. Audio
+    is 16 kHz, one second; spectrograms are turned back into audio with Griffin-Lim.
     """
 
 
@@ -104,16 +104,26 @@ def _train_table(summary: dict):
                   f"best: {best}" if best is not None else "", "")
     table.add_row("wall time", format_duration(summary["wall_time_s"]), "", "")
     table.add_row("parameters", format_count(summary["parameters"]), "", "")
+    export = summary.get("export")
+    if export:
+        table.add_row("LiteRT export", ", ".join(export["files"]) or "not written", "", "")
     return table
+
+
+#: ``--word`` of ``kws vae sample`` that means every word of the model.
+_ALL_WORDS = "all"
 
 
 @command.command("sample")
 @_model_option
-@click.option("--word", "-w", required=True, help="The word to say (one of the model's).")
+@click.option("--word", "-w", required=True,
+              help="The word to say (one of the model's), or 'all': every word of the model "
+                   "in one call.")
 @click.option("-n", "--count", default=10, show_default=True, type=int,
-              help="How many clips to make.")
+              help="How many clips to make (of each word with --word all).")
 @click.option("--out", "-o", required=True, type=click.Path(file_okay=False),
-              help="Folder for the WAV files (WORD_000.wav, ...).")
+              help="Folder for the WAV files, named by their word: WORD_000.wav, ... (with "
+                   "--word all, every word's files side by side in this one folder).")
 @click.option("--temperature", "-t", default=1.0, show_default=True, type=float,
               help="Spread of the codes around the centres of the word's latent density "
                    "(0: the centres only, the word's most typical clips).")
@@ -123,24 +133,31 @@ def _train_table(summary: dict):
 @_synthesis_options
 @json_option
 def sample(model, word, count, out, temperature, prior, seed, iterations, as_json) -> None:
-    """Make COUNT new one-second 16 kHz clips of WORD and write them to OUT as WAV files."""
+    """Make COUNT new one-second 16 kHz clips of WORD and write them to OUT as WAV files.
+
+    The decoder runs through LiteRT (decoder.tflite, written by `kws vae train`) when it
+    is current, without loading TensorFlow; otherwise through Keras.
+    """
     vae.check_sampling(count, temperature, prior)
-    paths = [Path(out) / f"{word}_{index:03d}.wav" for index in range(count)]
-    for path in paths:
+    words = list(read_card(model, Task.VAE).labels) if word == _ALL_WORDS else [word]
+    paths = {w: [Path(out) / f"{w}_{index:03d}.wav" for index in range(count)] for w in words}
+    for path in (path for group in paths.values() for path in group):
         check_not_input(path, [model], "--out")
-    check_writable(paths[0], "--out")
-    folder = _open(model, (word,))
-    waveforms = vae.sample(folder, word, count, seed=seed, temperature=temperature,
-                           n_iter=iterations, prior=prior)
-    for path, waveform in zip(paths, waveforms, strict=True):
-        audio.write(path, waveform, vae.RATE)
+    check_writable(paths[words[0]][0], "--out")
+    folder = _open(model, tuple(words))
+    for name in words:
+        waveforms = vae.sample(folder, name, count, seed=seed, temperature=temperature,
+                               n_iter=iterations, prior=prior)
+        for path, waveform in zip(paths[name], waveforms, strict=True):
+            audio.write(path, waveform, vae.RATE)
+    written = [str(path) for name in words for path in paths[name]]
     if as_json:
-        click.echo(json.dumps({"model": str(model), "word": word, "seed": seed,
+        click.echo(json.dumps({"model": str(model), "word": word, "words": words, "seed": seed,
                                "temperature": temperature, "prior": prior,
-                               "files": [str(path) for path in paths]}, indent=1))
+                               "runner": folder.runner, "files": written}, indent=1))
     else:
-        for path in paths:
-            click.echo(str(path))
+        for path in written:
+            click.echo(path)
 
 
 @command.command("reconstruct")
@@ -239,3 +256,75 @@ def plot(model, data, split, out, as_json) -> None:
         share = sum(summary["explained_variance"])
         click.echo(f"{summary['out']}\t{summary['clips']} clips of {len(summary['per_word'])} "
                    f"words\tPCA explains {100 * share:.0f}% of the variance")
+
+
+@command.command("evaluate")
+@click.argument("model", type=click.Path(), metavar="MODEL")
+@click.option("--samples", "-n", default=vae.DEFAULT_SAMPLES, show_default=True, type=int,
+              help="Samples of each word to judge.")
+@click.option("--classifier", type=click.Path(), default=None,
+              help="The keyword classifier that judges [default: the shipped model].")
+@data_option("Dataset folder of the real clips: its testing split is the held-out "
+             "reference, its training split the reference's reference (repeatable) "
+             "[default: the folders MODEL was trained on].")
+@click.option("--max-clips", default=vae.DEFAULT_MAX_CLIPS, show_default=True, type=int,
+              help="At most this many real clips of each split (chosen at random).")
+@_synthesis_options
+@json_option
+def evaluate(model, samples, classifier, data, max_clips, seed, iterations, as_json) -> None:
+    """Judge MODEL's samples with a keyword classifier, as generative-audio papers do.
+
+    SAMPLES clips of every word are classified by the classifier (the shipped one by
+    default). Recognition: the share classified as their word (a word the classifier does
+    not know counts when it says _unknown_); the worst word's. IS: the inception score
+    exp(mean KL(p(y|x) || p(y))), from 1 to the classifier's label count, higher when
+    clips are classified confidently and cover the words evenly. FD: the Fréchet distance
+    between the classifier's penultimate-layer embeddings of the samples and of held-out
+    real clips (lower is closer; 0 for identical statistics). The `real` row scores
+    held-out real clips the same way (FD against training clips): the figures real speech
+    reaches with this judge.
+    """
+    if samples < 2:
+        raise UsageError(f"--samples must be at least 2, not {samples}")
+    if max_clips < 2:
+        raise UsageError(f"--max-clips must be at least 2, not {max_clips}")
+    _check_data(data)
+    read_card(resolve_model_dir(classifier), Task.CLASSIFIER)
+    folder = _open(model)
+    events = _training.RichEvents(_console.stderr())
+    report = vae.evaluate_samples(folder, vae.Judge(classifier), data, samples, seed=seed,
+                                  n_iter=iterations, max_clips=max_clips, events=events)
+    if as_json:
+        click.echo(json.dumps(report, indent=1))
+        return
+    _console.print_table(_evaluation_table(report))
+    _console.print_table(_per_word_table(report))
+
+
+def _evaluation_table(report: dict):
+    from rich.table import Table
+
+    table = Table(title=f"{report['model']} judged by {report['classifier']} "
+                        f"({report['classifier_labels']} labels)", title_justify="left")
+    for header in ("set", "clips", "recognised", "worst word", "IS", "FD"):
+        table.add_column(header, justify="left" if header in ("set", "worst word") else
+                         "right")
+    rows = (("samples", report["samples"]), ("real held-out (FD vs training)", report["real"]))
+    for name, row in rows:
+        table.add_row(name, str(row["clips"]), f"{100 * row['recognition']:.1f}%",
+                      f"{row['worst_word']} {100 * row['worst_recognition']:.0f}%",
+                      f"{row['inception_score']:.2f}", f"{row['frechet_distance']:.3g}")
+    return table
+
+
+def _per_word_table(report: dict):
+    from rich.table import Table
+
+    table = Table(title="recognised per word", title_justify="left")
+    for header in ("word", "samples", "real held-out"):
+        table.add_column(header, justify="left" if header == "word" else "right")
+    real = report["real"]["per_word"]
+    for word, share in report["samples"]["per_word"].items():
+        table.add_row(word, f"{100 * share:.0f}%",
+                      f"{100 * real[word]:.0f}%" if word in real else "-")
+    return table

@@ -1,6 +1,6 @@
 """Generating and transforming spoken words with a conditional auto-encoder (``kws vae``).
 
-The package holds one task of kws, in four parts:
+The package holds one task of kws, in these parts:
 
 - :mod:`kws.vae.task`: :class:`VaeConfig` and :class:`VaeTask`, what the training engine
   (:func:`kws.train.fit`) needs to train a conditional VAE (or WAE, see
@@ -9,6 +9,10 @@ The package holds one task of kws, in four parts:
   interpolate);
 - :mod:`kws.vae.density`: the per-word Gaussian mixture of latent codes (``latent.npz``);
 - :mod:`kws.vae.plot`: the latent space of held-out clips in 2-D;
+- :mod:`kws.vae.litert`: the decoder and encoder exported to LiteRT, and running them
+  without TensorFlow;
+- :mod:`kws.vae.evaluate` and :mod:`kws.vae.metrics`: samples judged by a keyword
+  classifier (recognition, inception score, Fréchet distance);
 
 and :mod:`kws.vae.spectrograms`, the feature helpers they share. The names most callers
 need are re-exported here. TensorFlow and Keras are imported only when a model is built or
@@ -23,8 +27,12 @@ from kws.vae.density import (
     read_latent_density,
     write_latent_density,
 )
+from kws.vae.evaluate import DEFAULT_MAX_CLIPS, DEFAULT_SAMPLES, Judge, evaluate_samples
+from kws.vae.litert import DECODER_FILE, ENCODER_FILE, LiteRTNetwork, export_networks
+from kws.vae.metrics import frechet_distance, inception_score
 from kws.vae.model import (
     PRIORS,
+    RUNNERS,
     Reconstruction,
     Vae,
     best_word,
@@ -56,7 +64,10 @@ from kws.vae.spectrograms import (
 from kws.vae.task import SpectrogramBatches, VaeConfig, VaeTask, split_metrics
 
 __all__ = [
-    "CLIP_SAMPLES", "DEFAULT_BETA", "LATENT_FILE", "OBJECTIVES", "PRIORS", "RATE",
+    "CLIP_SAMPLES", "DECODER_FILE", "DEFAULT_BETA", "DEFAULT_MAX_CLIPS", "DEFAULT_SAMPLES",
+    "ENCODER_FILE", "RUNNERS", "Judge", "LiteRTNetwork", "evaluate_samples",
+    "export_networks", "frechet_distance", "inception_score", "LATENT_FILE", "OBJECTIVES",
+    "PRIORS", "RATE",
     "REGULARIZER_NAME", "HeldOut", "LatentDensity", "Reconstruction", "SpectrogramBatches",
     "Vae", "VaeConfig", "VaeTask", "augment_spectrograms", "best_word", "check_sampling",
     "check_steps", "decode", "encode",

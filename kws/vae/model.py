@@ -8,22 +8,39 @@ Reconstruction errors are log-mel mean squared errors in decibels squared.
 from __future__ import annotations
 
 import os
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 
 from kws import audio, features
 from kws.errors import KwsError, UsageError
 from kws.features import MelSettings
-from kws.modelfolder import ModelCard, Task, load_keras_model, read_card
+from kws.modelfolder import ModelCard, Task, export_is_current, load_keras_model, read_card
 from kws.vae.density import LatentDensity, read_latent_density
+from kws.vae.litert import DECODER_FILE, ENCODER_FILE, LiteRTNetwork
 from kws.vae.spectrograms import CLIP_SAMPLES, RATE, one_hot
 
 #: Where :func:`sample` draws codes from: the fitted per-word density, or ``N(0, I)``.
 PRIORS = ("fitted", "standard")
+#: How :func:`load` runs the networks: LiteRT files when current (else Keras), or Keras.
+RUNNERS = ("auto", "keras")
+#: A network as a function: ``(inputs, label rows) -> outputs`` (float32 arrays).
+Network = Callable[[np.ndarray, np.ndarray], np.ndarray]
+
+
+class KerasNetwork:
+    """A Keras encoder or decoder as a :data:`Network` (its first output only)."""
+
+    def __init__(self, network) -> None:
+        self.network = network
+        self.input_shape = tuple(int(d) for d in network.inputs[0].shape[1:])
+
+    def __call__(self, x: np.ndarray, labels: np.ndarray) -> np.ndarray:
+        out = self.network.predict([np.asarray(x, np.float32), labels], batch_size=256,
+                                   verbose=0)
+        return np.asarray(out[0] if isinstance(out, list) else out, dtype=np.float32)
 
 
 @dataclass
@@ -35,10 +52,14 @@ class Vae:
     settings: MelSettings
     mean: np.ndarray
     std: float
-    encoder: Any
-    decoder: Any
+    #: Standardised log-mels and label rows to latent means.
+    encoder: Network
+    #: Latent codes and label rows to standardised log-mels.
+    decoder: Network
     #: The per-word density of the training clips' codes (None without ``latent.npz``).
     density: LatentDensity | None = None
+    #: What runs the networks: ``litert`` (both exported files current) or ``keras``.
+    runner: str = "keras"
 
     @property
     def labels(self) -> list[str]:
@@ -50,7 +71,7 @@ class Vae:
 
     @property
     def latent_dim(self) -> int:
-        return int(self.decoder.inputs[0].shape[-1])
+        return int(self.decoder.input_shape[-1])
 
     def index(self, word: str) -> int:
         """The label index of a word, or a one-line error naming the model's words."""
@@ -64,8 +85,15 @@ class Vae:
         return one_hot([self.index(word) for word in words], len(self.card.labels))
 
 
-def load(folder: str | os.PathLike) -> Vae:
-    """Open a ``kws vae`` model folder (one-line errors when it is missing or not one)."""
+def load(folder: str | os.PathLike, runner: str = "auto") -> Vae:
+    """Open a ``kws vae`` model folder (one-line errors when it is missing or not one).
+
+    ``runner='auto'`` runs ``decoder.tflite`` and ``encoder.tflite`` with LiteRT when both
+    were exported from the folder's current ``model.keras`` (TensorFlow is then never
+    imported), and the Keras model otherwise; ``'keras'`` always runs Keras.
+    """
+    if runner not in RUNNERS:
+        raise UsageError(f"runner must be one of {', '.join(RUNNERS)}, not {runner!r}")
     folder = Path(folder)
     card = read_card(folder)
     if card.task != Task.VAE:
@@ -73,13 +101,22 @@ def load(folder: str | os.PathLike) -> Vae:
     settings_json = card.recipe.get("features") or {}
     if "mean_db" not in settings_json or "std_db" not in settings_json:
         raise KwsError(f"{folder}: card.json has no feature settings (recipe.features)")
-    model = load_keras_model(folder)
+    exported = runner == "auto" and all(
+        (folder / name).is_file() and export_is_current(folder, card, name)[0]
+        for name in (ENCODER_FILE, DECODER_FILE))
+    if exported:
+        encoder, decoder = (LiteRTNetwork(folder / ENCODER_FILE),
+                            LiteRTNetwork(folder / DECODER_FILE))
+    else:
+        model = load_keras_model(folder)
+        encoder = KerasNetwork(model.get_layer("encoder"))
+        decoder = KerasNetwork(model.get_layer("decoder"))
     return Vae(
         folder=folder, card=card, settings=MelSettings.from_dict(settings_json),
         mean=np.asarray(settings_json["mean_db"], dtype=np.float32),
-        std=float(settings_json["std_db"]),
-        encoder=model.get_layer("encoder"), decoder=model.get_layer("decoder"),
+        std=float(settings_json["std_db"]), encoder=encoder, decoder=decoder,
         density=read_latent_density(folder, card.labels),
+        runner="litert" if exported else "keras",
     )
 
 
@@ -91,25 +128,30 @@ def read_clip(path: str | os.PathLike) -> np.ndarray:
 def encode(vae: Vae, waveforms: np.ndarray, labels: np.ndarray) -> np.ndarray:
     """Latent means ``(n, latent_dim)`` of waveforms ``(n, samples)`` given label rows."""
     x = (features.log_mel(waveforms, vae.settings) - vae.mean) / vae.std
-    codes = vae.encoder.predict([x, labels], batch_size=256, verbose=0)
-    return np.asarray(codes[0] if isinstance(codes, list) else codes, dtype=np.float32)
+    return vae.encoder(x.astype(np.float32), labels)
 
 
 def decode(vae: Vae, codes: np.ndarray, labels: np.ndarray) -> np.ndarray:
     """Log-mel spectrograms (dB) ``(n, frames, mels)`` of latent codes given label rows."""
-    x = vae.decoder.predict([np.asarray(codes, np.float32), labels], batch_size=256, verbose=0)
-    return np.asarray(x, dtype=np.float32) * vae.std + vae.mean
+    return vae.decoder(np.asarray(codes, np.float32), labels) * vae.std + vae.mean
+
+
+#: Spectrograms turned into audio at a time (Griffin-Lim is several times faster batched).
+_SYNTHESIS_BATCH = 64
 
 
 def synthesize(vae: Vae, spectrograms: np.ndarray, seed: int = 0, n_iter: int = 32) -> np.ndarray:
     """One-second waveforms ``(n, 16000)`` of log-mel spectrograms, by Griffin-Lim.
 
-    Each clip is peak-limited to 0.99 so the 16-bit WAV does not clip.
+    Spectrograms are inverted in batches of up to 64 (batch ``j`` seeded with
+    ``seed + j``), so the same spectrograms and seed give the same audio. Each clip is
+    peak-limited to 0.99 so the 16-bit WAV does not clip.
     """
     out = np.zeros((len(spectrograms), CLIP_SAMPLES), dtype=np.float32)
-    for i, spectrogram in enumerate(spectrograms):
-        out[i] = features.inverse_log_mel(spectrogram, vae.settings, CLIP_SAMPLES, n_iter,
-                                          seed + i)
+    for index, start in enumerate(range(0, len(spectrograms), _SYNTHESIS_BATCH)):
+        batch = spectrograms[start : start + _SYNTHESIS_BATCH]
+        out[start : start + len(batch)] = features.inverse_log_mel(
+            batch, vae.settings, CLIP_SAMPLES, n_iter, seed + index)
     peak = np.max(np.abs(out), axis=1, keepdims=True)
     return out * np.minimum(1.0, 0.99 / np.maximum(peak, 1e-9))
 

@@ -32,24 +32,30 @@ class HeldOut:
 def held_out_clips(
     vae: Vae, data: Sequence[str | os.PathLike], splits: Sequence[str] = (VALIDATION, TESTING),
     events: TrainEvents | None = None, validation_percent: float = 10.0,
-    testing_percent: float = 10.0,
+    testing_percent: float = 10.0, limit: int | None = None, seed: int = 0,
+    resplit: Sequence[str | os.PathLike] = (),
 ) -> HeldOut:
     """The model's words in ``splits`` of dataset folders, decoded as in training.
 
     Read through the data layer and the decode cache; unreadable files are left out and
-    reported once through ``events.warn`` (and listed in the result).
+    reported once through ``events.warn`` (and listed in the result). ``limit`` keeps at
+    most that many clips, chosen at random (seeded by ``seed``) before they are read;
+    ``resplit`` names folders split by speaker as ``kws train --resplit`` does.
     """
     events = events or TrainEvents()
     unknown = [split for split in splits if split not in SPLITS]
     if unknown:
         raise UsageError(f"unknown split(s) {', '.join(unknown)} (known: {', '.join(SPLITS)})")
-    dataset = open_datasets(data, validation_percent, testing_percent)
+    dataset = open_datasets(data, validation_percent, testing_percent, (), resplit)
     clips, _ = assign_labels(dataset, LabelPolicy(words=tuple(vae.labels), silence_percent=0.0,
                                                   unknown_percent=0.0))
     clips = [c for c in clips if c.split in splits and c.label in vae.labels]
     if not clips:
         raise DatasetError(f"{', '.join(map(str, data))}: no clips of the model's words in "
                            f"the {' or '.join(splits)} split")
+    if limit is not None and len(clips) > limit:
+        chosen = np.random.default_rng(seed).choice(len(clips), size=limit, replace=False)
+        clips = [clips[index] for index in sorted(chosen)]
     with events.counting("reading clips", len({clip.path for clip in clips})) as advance:
         x, kept, failed = load_clips(clips, RATE, CLIP_SAMPLES,
                                      AudioCache(RATE, warn=events.warn), advance)

@@ -37,7 +37,7 @@ from kws.dataset import (
     open_datasets,
     parse_words,
 )
-from kws.errors import DatasetError, UsageError
+from kws.errors import DatasetError, KwsError, UsageError
 from kws.modelfolder import Task as TaskKind
 from kws.runtime import import_keras
 from kws.train.config import RunConfig, option
@@ -46,6 +46,7 @@ from kws.train.events import TrainEvents
 from kws.train.optim import learning_rate_schedule
 from kws.train.task import Batches, Prepared, Task
 from kws.vae.density import LATENT_FILE, fit_latent_density, write_latent_density
+from kws.vae.litert import export_networks, remove_exports
 from kws.vae.spectrograms import (
     CLIP_SAMPLES,
     DEFAULT_BETA,
@@ -101,6 +102,10 @@ class VaeConfig(RunConfig):
     patience: int | None = 10
     out: str | None = option(None, metavar="FOLDER",
                              help="Model folder to write [default: models/<objective>].")
+    export: bool = option(
+        True, help="Write decoder.tflite and encoder.tflite (float32, checked against Keras) "
+                   "at the end, so sample, reconstruct and interpolate run through LiteRT "
+                   "without TensorFlow.")
 
     def problems(self) -> list[str]:
         """The shared checks plus the VAE's."""
@@ -287,6 +292,27 @@ class VaeTask(Task):
         density = fit_latent_density(np.asarray(codes), data.y[TRAINING], len(data.labels),
                                      config.components, config.seed)
         write_latent_density(out, data.labels, density)
+        remove_exports(out)
+
+    def finish(self, out: Path, config: RunConfig, events: TrainEvents) -> dict[str, Any]:
+        """Export the decoder and encoder to LiteRT unless ``--no-export``.
+
+        A failed export warns and leaves the folder as it is: the model then runs through
+        Keras (slower to start, same results).
+        """
+        if not getattr(config, "export", False):
+            return {}
+        events.stage("exporting decoder.tflite and encoder.tflite…")
+        try:
+            exports = export_networks(out, seed=config.seed)
+        except KwsError as error:
+            remove_exports(out)
+            events.warn(f"LiteRT files not written: {error} (the model runs through Keras)")
+            return {"export": {"files": [], "error": str(error)}}
+        return {"export": {"files": [export.file for export in exports],
+                           "bytes": sum(export.bytes for export in exports),
+                           "max_output_difference": max(export.max_difference
+                                                        for export in exports)}}
 
     def summary(self, config: VaeConfig, metrics: Mapping[str, Any]) -> dict[str, Any]:
         """The objective of the run."""
