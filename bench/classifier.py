@@ -39,23 +39,19 @@ from rich.table import Table
 
 from kws.classifier import ClassifierConfig, train
 from kws.cli._training import RichEvents
-from kws.dataset import SILENCE, UNKNOWN
+from kws.dataset import KEYWORDS_12, SILENCE, UNKNOWN, V1_WORDS
 from kws.evaluate import evaluate
 from kws.modelfolder import read_card
 
 SHARED = Path(__file__).resolve().parent.parent.parent / "shared" / "data"
 HELD_OUT_REAL = "sc_v2_test_half"
-#: The 30 words of Speech Commands v0.01 (the five v0.02 additions stay _unknown_).
-WORDS_30 = ("bed bird cat dog down eight five four go happy house left marvin nine no off on "
-            "one right seven sheila six stop three tree two up wow yes zero").split()
-WORDS_12 = "yes no up down left right on off stop go".split()
 DIGITS = set("zero one two three four five six seven eight nine".split())
 FOLDERS = ("sc_v1_sample", "tts_commands", "fsdd_commands", "sc_extra", HELD_OUT_REAL)
 NEGATIVES = ("arctic_cathy", "an4")
 #: What each recipe changes from the default run.
 RECIPES = {
     "default": {},
-    "words": {"words": tuple(WORDS_12)},
+    "words": {"words": KEYWORDS_12},
     "seed": {"arch": "seed"},
     "previous": {"learning_rate": 2e-3, "label_smoothing": 0.0, "balance": "none"},
 }
@@ -68,7 +64,7 @@ def recipe(shared: Path, name: str, seed: int, out: Path, epochs: int | None) ->
         resplit=(str(shared / HELD_OUT_REAL),),
         background=(str(shared / "sc_background_noise"),),
         negatives=tuple(str(shared / folder) for folder in NEGATIVES),
-        words=tuple(WORDS_30),
+        words=V1_WORDS,  # the five words v0.02 added stay _unknown_
         seed=seed,
         out=str(out),
     )

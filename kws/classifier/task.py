@@ -126,11 +126,11 @@ class ClassifierConfig(RunConfig):
     label_smoothing: float = option(
         0.1, help="Label smoothing of the cross-entropy (0: none).")
     balance: str = option(
-        "speakers", choices=BALANCE_CHOICES,
-        help="How training batches are drawn: 'none' (every clip equally often), 'labels' "
-             "(every word equally often) or 'speakers' (every word equally often, and within "
-             "a word every speaker: a folder of few speakers with many takes, such as "
-             "fsdd_commands, weighs as its speakers do). _unknown_ and _silence_ always take "
+        "none", choices=BALANCE_CHOICES,
+        help="How training batches draw the words: 'none' (every clip equally often), "
+             "'labels' (every word equally often) or 'speakers' (every word equally often, "
+             "and within a word every speaker, so a folder of few speakers with many takes "
+             "weighs as its speakers do). _unknown_ and _silence_ always take "
              "--unknown-percent and --silence-percent of the words' share of each batch.")
     init_from: str | None = option(
         None, metavar="MODEL",
