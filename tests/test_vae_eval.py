@@ -184,7 +184,8 @@ def test_fast_calls_run_through_litert_without_tensorflow(models, tiny_data, tmp
             "interpolate": [*clips, "--steps", "2", "--out", str(out)]}[command]
     code = ("import sys\nfrom kws.cli import main\n"
             "try:\n    main(sys.argv[1:])\nexcept SystemExit as stop:\n"
-            "    heavy = sorted(m for m in ('tensorflow', 'keras') if m in sys.modules)\n"
+            "    heavy = sorted(m for m in ('tensorflow', 'keras', 'librosa', 'scipy.signal')\n"
+            "                   if m in sys.modules)\n"
             "    print('STATUS', stop.code, *heavy, file=sys.stderr)\n")
     result = subprocess.run([sys.executable, "-c", code, "vae", command, "-m", str(folder),
                              *args, "--iterations", "2", "--json"],
