@@ -12,9 +12,12 @@ is decided when every keyword in it falls back below its threshold, or ``max_del
 seconds after it opened, whichever is first: the keyword with the highest smoothed peak
 in the candidate wins (a different word overlapping it is suppressed). A decided keyword
 is re-armed only after its smoothed posterior has fallen below its threshold and
-``cooldown`` seconds have passed, so one utterance is one detection. The detection's start
-and end are the loud stretch around the centre of the windows that voted for it, found in
-the audio heard so far (nothing after the decision is used).
+``cooldown`` seconds have passed, so one utterance is one detection; and no keyword other
+than the last detected one opens a candidate until ``holdoff`` seconds after that one fell
+below its threshold, so the tail of a word (the "op" of "stop") is not reported as a
+second word ("up"). The detection's start and end are the loud stretch around the centre
+of the windows that voted for it, found in the audio heard so far (nothing after the
+decision is used).
 
 Sliding windows rather than a streaming (stateful) model: on one core the shipped
 model costs 0.35 ms per one-second window with LiteRT (10.8 M multiply-adds), i.e. a
@@ -58,6 +61,9 @@ class DetectorSettings:
     smoothing: float = 0.15
     max_delay: float = 0.25
     cooldown: float = 1.0
+    #: Seconds after the last detected keyword falls below its threshold during which no
+    #: keyword opens a new candidate.
+    holdoff: float = 0.5
     default_threshold: float = DEFAULT_SPOT_THRESHOLD[Task.CLASSIFIER]
     thresholds: Mapping[str, float] = field(default_factory=dict)
     keywords: tuple[str, ...] | None = None
@@ -84,7 +90,7 @@ class DetectorSettings:
         """Raise UsageError for values that cannot work with a model of ``labels``."""
         if not self.hop > 0:
             raise UsageError("--hop must be a positive number of seconds")
-        for name in ("smoothing", "max_delay", "cooldown"):
+        for name in ("smoothing", "max_delay", "cooldown", "holdoff"):
             if not getattr(self, name) >= 0:
                 raise UsageError(f"--{name.replace('_', '-')} must not be negative")
         for name, value in [("--threshold", self.default_threshold), *self.thresholds.items()]:
@@ -162,6 +168,9 @@ class StreamDetector:
         self._smooth_hops = max(1, int(round(self.settings.smoothing * self.rate / self.hop)))
         self._max_hops = max(0, int(round(self.settings.max_delay * self.rate / self.hop)))
         self._cooldown_hops = int(round(self.settings.cooldown * self.rate / self.hop))
+        self._holdoff_hops = int(round(self.settings.holdoff * self.rate / self.hop))
+        self._quiet_until = 0  # first hop index at which a new candidate may open
+        self._holding: int | None = None  # the last detected keyword, holding others off
         keep = 3 * self.length + (self._max_hops + self._smooth_hops + 2) * self.hop
         self._ring = _Ring(keep)
         self._recent: list[np.ndarray] = []
@@ -252,6 +261,8 @@ class StreamDetector:
         scores = smoothed[self._index]
         above = scores >= self._threshold
         self._armed |= ~above & (index - self._last >= self._cooldown_hops)
+        if self._holding is not None and above[self._holding]:
+            self._quiet_until = index + 1 + self._holdoff_hops
         limit = end if audio_end is None else min(end, audio_end)
         found: list[Detection] = []
         candidate = self._candidate
@@ -259,12 +270,22 @@ class StreamDetector:
             self._extend(candidate, index, scores, above, posteriors)
             if not above[list(candidate.peaks)].any() or index - candidate.first >= self._max_hops:
                 found += self._decide(index, limit)
-        elif (above & self._armed).any():
+        elif self._may_open(above, index).any():
             self._candidate = _Candidate(index)
             self._extend(self._candidate, index, scores, above, posteriors)
             if self._max_hops == 0:
                 found += self._decide(index, limit)
         return found
+
+    def _may_open(self, above: np.ndarray, index: int) -> np.ndarray:
+        """Keywords that may open a candidate: armed, above threshold, and during a
+        hold-off only the keyword holding it (its own repeats are the cooldown's)."""
+        allowed = above & self._armed
+        if index < self._quiet_until and self._holding is not None:
+            held = np.zeros_like(allowed)
+            held[self._holding] = True
+            allowed &= held
+        return allowed
 
     def _extend(self, candidate: _Candidate, index: int, scores: np.ndarray,
                 above: np.ndarray, posteriors: np.ndarray) -> None:
@@ -290,6 +311,8 @@ class StreamDetector:
         for k in candidate.peaks:
             self._armed[k] = False
         self._last[best] = index
+        self._holding = best
+        self._quiet_until = index + 1 + self._holdoff_hops
         votes = candidate.votes[best]
         weights = np.array([max(p, 1e-6) for _, p in votes])
         centres = np.array([(i * self.hop + self.length / 2) for i, _ in votes])
