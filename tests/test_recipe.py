@@ -19,15 +19,18 @@ def resolved(data, **options) -> ClassifierConfig:
     return check_run(ClassifierTask(), config).config
 
 
-@pytest.mark.parametrize(("arch", "rate", "learning_rate", "optimizer"),
-                         [("tcres", 16000, 3e-3, "adamw"), ("seed", 8000, 1e-3, "adam")])
-def test_each_architecture_gets_its_own_optimizer_settings(tiny_data, arch, rate, learning_rate,
-                                                           optimizer):
+@pytest.mark.parametrize(("arch", "rate", "learning_rate", "optimizer", "epochs", "augment"),
+                         [("tcres", 16000, 3e-3, "adamw", 50, True),
+                          ("seed", 8000, 1e-3, "adam", 30, False)])
+def test_each_architecture_gets_its_own_recipe(tiny_data, arch, rate, learning_rate,
+                                               optimizer, epochs, augment):
     config = resolved(tiny_data, arch=arch)
-    assert (config.rate, config.learning_rate, config.optimizer) == (
-        rate, learning_rate, optimizer)
-    given = resolved(tiny_data, arch=arch, learning_rate=5e-4, optimizer="adamw")
-    assert (given.learning_rate, given.optimizer) == (5e-4, "adamw")
+    assert (config.rate, config.learning_rate, config.optimizer, config.epochs,
+            config.augment) == (rate, learning_rate, optimizer, epochs, augment)
+    given = resolved(tiny_data, arch=arch, learning_rate=5e-4, optimizer="adamw", epochs=3,
+                     augment=not augment)
+    assert (given.learning_rate, given.optimizer, given.epochs, given.augment) == (
+        5e-4, "adamw", 3, not augment)
 
 
 @pytest.mark.parametrize(("options", "message"), [

@@ -39,11 +39,11 @@ from kws.train.checkpoints import CheckpointState
 from kws.train.optim import learning_rate_schedule
 
 TINY = {"arch": "seed", "rate": 2000, "batch_size": 4, "epochs": 2, "words": None,
-        "workers": 1, "export": False}
+        "workers": 1, "export": False, "augment": True}
 #: The same run as TINY, as command-line options, but exporting model.tflite (the default:
 #: only the shared ``trained`` run trains with these).
 TINY_ARGS = ["--words", "all", "--arch", "seed", "--rate", "2000", "--batch-size", "4",
-             "--epochs", "2", "--workers", "1"]
+             "--epochs", "2", "--workers", "1", "--augment"]
 
 
 def quiet() -> Console:
@@ -104,7 +104,7 @@ def test_model_folder_has_card_curves_and_loadable_model(trained, tiny_data):
     assert card.recipe["batch_size"] == 4 and card.recipe["augmentation"]["shift"] > 0
     assert card.recipe["command"] == (
         f"kws train --data {tiny_data} --words all --arch seed --rate 2000 --epochs 2 "
-        f"--batch-size 4 --out {out} --workers 1 --json"
+        f"--batch-size 4 --out {out} --augment --workers 1 --json"
     )
     for key in ("train_accuracy", "validation_accuracy", "test_accuracy"):
         assert 0.0 <= card.metrics[key] <= 1.0
