@@ -53,7 +53,8 @@ SPEECH = ("an4", "arctic_cathy")
 
 
 def fine_tune_config(source: Path, shared: Path, out: Path, epochs: int, steps: int | None,
-                     scratch: bool, learning_rate: float | None = None) -> ClassifierConfig:
+                     scratch: bool, learning_rate: float | None = None,
+                     balance: str = "labels") -> ClassifierConfig:
     """The source model's own training data with ``sc_extra`` added, started from it."""
     recipe = read_card(source).recipe
     data = tuple(dict.fromkeys((*recipe.get("data", ()), str(shared / EXTRA))))
@@ -63,7 +64,7 @@ def fine_tune_config(source: Path, shared: Path, out: Path, epochs: int, steps: 
         negatives=tuple(recipe.get("negatives", ())), words=None,
         init_from=None if scratch else str(source), arch=recipe.get("arch"),
         rate=recipe.get("rate"), epochs=epochs, steps_per_epoch=steps,
-        learning_rate=learning_rate, out=str(out))
+        learning_rate=learning_rate, balance=balance, out=str(out))
 
 
 def held_out_clips(shared: Path) -> list[Clip]:
@@ -156,6 +157,9 @@ def main() -> None:
                         help="limit each epoch to this many steps (quick checks)")
     parser.add_argument("--learning-rate", type=float, default=None,
                         help="peak learning rate [default: the architecture's]")
+    parser.add_argument("--balance", default="labels", choices=("none", "labels", "speakers"),
+                        help="--balance of the fine-tuning run [default: labels: a new word "
+                             "of a few dozen clips is drawn as often as any other]")
     parser.add_argument("--scratch", action="store_true",
                         help="also train the same run from scratch, for comparison")
     parser.add_argument("--shared", type=Path, default=SHARED, help="the shared data folder")
@@ -171,7 +175,8 @@ def main() -> None:
     for name, folder, scratch in runs:
         out = args.out / folder
         timing = fine_tune(fine_tune_config(args.source, args.shared, out, args.epochs,
-                                            args.steps, scratch, args.learning_rate))
+                                            args.steps, scratch, args.learning_rate,
+                                            args.balance))
         rows.append(measure(name, out, args.shared, clips, timing))
         if args.json:
             args.json.write_text(json.dumps(rows, indent=1))
