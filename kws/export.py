@@ -209,13 +209,18 @@ def convert(
             converter.representative_dataset = lambda: (
                 [calibration[i : i + 1]] for i in range(len(calibration))
             )
-        try:
-            with warnings.catch_warnings(), quiet_native_output():
-                warnings.simplefilter("ignore")
-                return converter.convert()
-        except Exception as error:  # the converter raises many types; all mean "cannot convert"
-            first_line = (str(error).strip().splitlines() or [type(error).__name__])[0]
-            raise KwsError(f"TFLite conversion failed: {first_line}") from None
+        return run_converter(converter)
+
+
+def run_converter(converter) -> bytes:
+    """Run a ``tf.lite.TFLiteConverter`` quietly; any failure is one-line ``KwsError``."""
+    try:
+        with warnings.catch_warnings(), quiet_native_output():
+            warnings.simplefilter("ignore")
+            return converter.convert()
+    except Exception as error:  # the converter raises many types; all mean "cannot convert"
+        first_line = (str(error).strip().splitlines() or [type(error).__name__])[0]
+        raise KwsError(f"TFLite conversion failed: {first_line}") from None
 
 
 def _data_roots(folder: Path, card: ModelCard, data: Sequence[str | os.PathLike]) -> list[Path]:

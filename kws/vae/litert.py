@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import os
 import tempfile
-import warnings
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -22,6 +21,7 @@ import numpy as np
 
 from kws import files
 from kws.errors import KwsError
+from kws.export import run_converter
 from kws.modelfolder import (
     KERAS_FILE,
     ExportRecord,
@@ -30,7 +30,7 @@ from kws.modelfolder import (
     read_card,
     write_card,
 )
-from kws.runtime import import_tensorflow, quiet_native_output, silenced_fd
+from kws.runtime import import_tensorflow, silenced_fd
 
 DECODER_FILE = "decoder.tflite"
 ENCODER_FILE = "encoder.tflite"
@@ -96,13 +96,7 @@ def convert_network(network, input_shape: tuple[int, ...], num_labels: int) -> b
         archive.write_out(saved, verbose=False)
         converter = tf.lite.TFLiteConverter.from_saved_model(saved, signature_keys=[_SIGNATURE])
         converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS]
-        try:
-            with warnings.catch_warnings(), quiet_native_output():
-                warnings.simplefilter("ignore")
-                return converter.convert()
-        except Exception as error:  # the converter raises many types; all mean "cannot convert"
-            first_line = (str(error).strip().splitlines() or [type(error).__name__])[0]
-            raise KwsError(f"TFLite conversion failed: {first_line}") from None
+        return run_converter(converter)
 
 
 @dataclass(frozen=True)
