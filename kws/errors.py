@@ -39,5 +39,9 @@ class MissingInputError(DatasetError, UsageError):
     """
 
 
+class LexiconError(KwsError):
+    """A pronunciation lexicon cannot be read, or no pronunciation of a word is known."""
+
+
 class DownloadError(KwsError):
     """A download or archive failed verification or could not be extracted safely."""

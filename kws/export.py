@@ -95,8 +95,12 @@ def export_tflite(
     seed: int = 0,
     progress: Callable[[str], None] | None = None,
     warn: Callable[[str], None] | None = None,
+    clips: np.ndarray | None = None,
 ) -> ExportResult:
     """Convert ``model.keras`` to ``model.tflite`` (or ``model-int8.tflite``) and check it.
+
+    Keyword classifiers and phone models export (a phone model at its card's input length,
+    its window); agreement is that of the top label, per clip or per frame.
 
     With ``int8``, full int8 quantization is tried first; when it cannot be converted or
     falls below the required agreement (a model whose activations span a wide dynamic
@@ -120,6 +124,9 @@ def export_tflite(
         Called with a short description of each step.
     warn
         Called with each warning (a damaged cache entry repaired, ...).
+    clips
+        Inputs ``(n, input_length)`` to check parity on and calibrate with, instead of
+        clips read from ``data`` (a trainer passes its own held-out recordings).
 
     Raises
     ------
@@ -130,13 +137,18 @@ def export_tflite(
     say = progress or (lambda _message: None)
     folder = Path(model_dir)
     card = read_card(folder)
-    if card.task != Task.CLASSIFIER:
-        raise KwsError(f"{folder}: a {card.task} model; only keyword classifiers export")
+    if card.task not in (Task.CLASSIFIER, Task.PHONES):
+        raise KwsError(f"{folder}: a {card.task} model; only keyword classifiers and phone "
+                       "models export")
     if parity_clips < 1 or calibration_clips < 1:
         raise UsageError("--clips and --calibration-clips must be at least 1")
-    roots = _data_roots(folder, card, data)
-    say(f"reading clips from {', '.join(str(r) for r in roots)}")
-    held_out, training = _clip_sets(roots, card, parity_clips, calibration_clips, seed, warn)
+    if clips is not None:
+        held_out, training = clips[:parity_clips], clips[:calibration_clips]
+    else:
+        roots = _data_roots(folder, card, data)
+        say(f"reading clips from {', '.join(str(r) for r in roots)}")
+        held_out, training = _clip_sets(roots, card, parity_clips, calibration_clips, seed,
+                                        warn)
 
     say(f"loading {folder / KERAS_FILE}")
     model = load_keras_model(folder)
@@ -157,7 +169,7 @@ def export_tflite(
                 temporary.write_bytes(content)
                 say(f"checking parity on {len(held_out)} clips")
                 got = _run_tflite(folder, card, temporary.name, held_out)
-                agreement = float(np.mean(expected.argmax(axis=1) == got.argmax(axis=1)))
+                agreement = float(np.mean(expected.argmax(axis=-1) == got.argmax(axis=-1)))
                 if agreement < required:
                     raise _BelowRequired
         except _BelowRequired:
@@ -174,6 +186,30 @@ def export_tflite(
         f"{final}: no conversion reaches the {100 * required:.0f}% top-1 agreement with the "
         f"Keras model required on {len(held_out)} clips ({'; '.join(rejected)}); not written"
     )
+
+
+def export_after_training(
+    model_dir: str | os.PathLike,
+    stage: Callable[[str], None],
+    warn: Callable[[str], None],
+    data: Sequence[str | os.PathLike] = (),
+    clips: np.ndarray | None = None,
+) -> dict:
+    """``model.tflite`` at the end of a training run (float32, parity-checked); the card's
+    ``export`` entry.
+
+    A failed export warns and leaves the folder as it is: the model runs through Keras,
+    and ``kws export`` can be run later.
+    """
+    stage("exporting model.tflite…")
+    try:
+        result = export_tflite(model_dir, data=data, progress=stage, warn=warn, clips=clips)
+    except KwsError as error:
+        warn(f"model.tflite not written: {error} (the model runs through Keras; "
+             f"`kws export {model_dir}` tries again)")
+        return {"export": {"file": None, "error": str(error)}}
+    return {"export": {"file": result.path.name, "bytes": result.bytes,
+                       "top1_agreement": round(result.agreement, 5)}}
 
 
 def _run_tflite(folder: Path, card: ModelCard, file: str, clips: np.ndarray) -> np.ndarray:
@@ -243,7 +279,8 @@ def _clip_sets(
     recorded = card.data if isinstance(card.data, dict) else {}
     dataset = open_datasets(roots, recorded.get("validation_percent", 10.0),
                             recorded.get("testing_percent", 10.0))
-    words = tuple(label for label in card.labels if label not in (SILENCE, UNKNOWN))
+    words = tuple(label for label in card.labels if label not in (SILENCE, UNKNOWN)
+                  ) if card.task == Task.CLASSIFIER else ()
     clips, _ = assign_labels(dataset, LabelPolicy(words=words or None))
     if not clips:
         raise DatasetError(f"{', '.join(map(str, roots))}: no clips to check the export on")

@@ -4,7 +4,8 @@ A model folder holds::
 
     model.keras      the Keras model (architecture and weights)
     card.json        the typed :class:`ModelCard`: task, labels, sample rate, input length,
-                     architecture, data summary, recipe, metrics, thresholds and exports
+                     architecture, data summary, recipe, metrics, thresholds, exports and
+                     (phone models) the false-accept calibration of spotting
     curves.png       training curves
     model.tflite     the LiteRT export (``model-int8.tflite`` for int8)
 
@@ -15,6 +16,7 @@ the one that is wrong, so a damaged card is one line of error, never a traceback
 
 from __future__ import annotations
 
+import bisect
 import enum
 import hashlib
 import json
@@ -22,6 +24,7 @@ import math
 import os
 import sys
 import zipfile
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any
@@ -68,6 +71,109 @@ class ExportRecord:
     max_output_difference: float | None = None
 
 
+#: False accepts per hour a calibrated phone model spots at without --threshold.
+DEFAULT_FA_PER_HOUR = 2.0
+
+
+@dataclass
+class FaGroup:
+    """False accepts per keyword per hour of open-vocabulary spotting, as a function of the
+    spotting confidence, for keywords of ``min_phones``..``max_phones`` phones (``None``:
+    no upper bound), measured on ``words`` random words (``kws phones calibrate``).
+
+    ``confidence`` ascends and ``fa_per_hour`` (false accepts per keyword-hour at and above
+    each confidence) does not rise; between points the rate is interpolated linearly, so
+    the mapping is monotone. ``hours`` and ``held_out_hours`` are keyword-hours (the audio
+    searched for each word, summed) of the fitted and the held-out recordings;
+    ``thresholds`` and ``held_out_fa_per_hour`` are keyed by target rate (``"0.5"``).
+    """
+
+    min_phones: int
+    max_phones: int | None
+    words: int
+    hours: float
+    held_out_hours: float
+    confidence: list[float]
+    fa_per_hour: list[float]
+    thresholds: dict[str, float] = field(default_factory=dict)
+    held_out_fa_per_hour: dict[str, float] = field(default_factory=dict)
+
+    def covers(self, phones: int) -> bool:
+        return self.min_phones <= phones and (self.max_phones is None
+                                              or phones <= self.max_phones)
+
+    def fa_per_hour_at(self, confidence: float) -> float:
+        """The false accepts per hour at and above ``confidence`` (interpolated; clamped to
+        the curve's ends)."""
+        xs, ys = self.confidence, self.fa_per_hour
+        if confidence <= xs[0]:
+            return ys[0]
+        if confidence >= xs[-1]:
+            return ys[-1]
+        i = bisect.bisect_right(xs, confidence)
+        x0, x1, y0, y1 = xs[i - 1], xs[i], ys[i - 1], ys[i]
+        return y0 + (y1 - y0) * (confidence - x0) / (x1 - x0) if x1 > x0 else y1
+
+    def threshold_for(self, target: float) -> float:
+        """The lowest confidence (rounded up to 4 decimals) whose rate is at most ``target``
+        false accepts per hour; the curve's top (1.0) when none is."""
+        xs, ys = self.confidence, self.fa_per_hour
+        if ys[0] <= target:
+            return _ceil4(xs[0])
+        for i in range(1, len(xs)):
+            if ys[i] <= target:
+                y0, y1 = ys[i - 1], ys[i]
+                found = xs[i - 1] + (xs[i] - xs[i - 1]) * (y0 - target) / (y0 - y1)
+                return min(xs[i], _ceil4(found))
+        return _ceil4(xs[-1])
+
+    @property
+    def name(self) -> str:
+        """``2-3 phones``, ``8+ phones``."""
+        if self.max_phones is None:
+            return f"{self.min_phones}+ phones"
+        if self.max_phones == self.min_phones:
+            return f"{self.min_phones} phones"
+        return f"{self.min_phones}-{self.max_phones} phones"
+
+
+def _ceil4(value: float) -> float:
+    return min(1.0, math.ceil(round(value * 10_000, 6)) / 10_000)
+
+
+@dataclass
+class FaCalibration:
+    """What ``kws phones calibrate`` measured: a confidence-to-false-accepts-per-hour curve
+    per group of keyword lengths (in phones) on negative recordings, fitted on the
+    training and validation recordings and checked on the held-out ones.
+
+    ``hours`` and ``recordings`` are those of the negative audio (not keyword-hours);
+    ``words`` the calibration words; ``targets`` the rates thresholds were recorded at.
+    """
+
+    groups: list[FaGroup]
+    targets: list[float] = field(default_factory=list)
+    hours: float = 0.0
+    held_out_hours: float = 0.0
+    recordings: int = 0
+    held_out_recordings: int = 0
+    words: list[str] = field(default_factory=list)
+    seed: int = 0
+    folders: list[str] = field(default_factory=list)
+    command: str = ""
+
+    def group(self, phones: int) -> FaGroup:
+        """The group of keywords of ``phones`` phones (shorter than any group: the first)."""
+        for group in self.groups:
+            if group.covers(phones):
+                return group
+        return self.groups[0] if phones < self.groups[0].min_phones else self.groups[-1]
+
+    def group_for(self, pronunciations: Sequence[Sequence[str]]) -> FaGroup:
+        """The group of a keyword: by its shortest pronunciation."""
+        return self.group(min(len(p) for p in pronunciations))
+
+
 @dataclass
 class ModelCard:
     """What a model folder says about its model (the contents of ``card.json``)."""
@@ -87,6 +193,9 @@ class ModelCard:
     exports: dict[str, ExportRecord] = field(default_factory=dict)
     #: Detection threshold per keyword, chosen by calibration.
     thresholds: dict[str, float] = field(default_factory=dict)
+    #: A phone model's false accepts per hour by spotting confidence (``kws phones
+    #: calibrate``); absent from the JSON when None.
+    fa_calibration: FaCalibration | None = None
     parameters: int | None = None
     multiply_adds: int | None = None
     version: int = CARD_VERSION
@@ -95,6 +204,8 @@ class ModelCard:
         values = asdict(self)
         values["task"] = self.task.value
         values["version"] = CARD_VERSION
+        if self.fa_calibration is None:
+            del values["fa_calibration"]
         return json.dumps(values, indent=2, sort_keys=False, allow_nan=False) + "\n"
 
     @classmethod
@@ -164,6 +275,86 @@ def _parse_thresholds(source: str, value: Any) -> dict[str, float]:
     return thresholds
 
 
+def _number(source: str, name: str, value: Any, low: float = 0.0, high: float = math.inf
+            ) -> float:
+    if (isinstance(value, bool) or not isinstance(value, int | float)
+            or not math.isfinite(value) or not low <= value <= high):
+        raise _bad(source, name, f"must be a number in {low:g}..{high:g}, not {value!r}")
+    return float(value)
+
+
+def _numbers(source: str, name: str, value: Any, low: float = 0.0,
+             high: float = math.inf) -> list[float]:
+    if not isinstance(value, list) or not value:
+        raise _bad(source, name, "must be a non-empty list of numbers")
+    return [_number(source, f"{name}[{i}]", v, low, high) for i, v in enumerate(value)]
+
+
+def _rates(source: str, name: str, value: Any, high: float = math.inf) -> dict[str, float]:
+    rates = {}
+    for key, item in _check_mapping(source, name, value).items():
+        try:
+            float(key)
+        except ValueError:
+            raise _bad(source, name, f"has a key {key!r} that is not a rate") from None
+        rates[key] = _number(source, f"{name}.{key}", item, 0.0, high)
+    return rates
+
+
+def _parse_fa_group(source: str, where: str, raw: Any) -> FaGroup:
+    _check_mapping(source, where, raw)
+    for key in ("min_phones", "words", "confidence", "fa_per_hour"):
+        if key not in raw:
+            raise _bad(source, f"{where}.{key}", "is missing")
+    top = raw.get("max_phones")
+    confidence = _numbers(source, f"{where}.confidence", raw["confidence"], 0.0, 1.0)
+    rates = _numbers(source, f"{where}.fa_per_hour", raw["fa_per_hour"])
+    if len(confidence) != len(rates):
+        raise _bad(source, where, "has confidence and fa_per_hour of different lengths")
+    if any(b < a for a, b in zip(confidence, confidence[1:], strict=False)) or any(
+            b > a for a, b in zip(rates, rates[1:], strict=False)):
+        raise _bad(source, where, "is not a monotone curve (confidence must ascend, "
+                                  "fa_per_hour must not rise)")
+    return FaGroup(
+        min_phones=_parse_int(source, f"{where}.min_phones", raw["min_phones"], 0),
+        max_phones=None if top is None else _parse_int(source, f"{where}.max_phones", top, 0),
+        words=_parse_int(source, f"{where}.words", raw["words"], 0),
+        hours=_number(source, f"{where}.hours", raw.get("hours", 0.0)),
+        held_out_hours=_number(source, f"{where}.held_out_hours",
+                               raw.get("held_out_hours", 0.0)),
+        confidence=confidence, fa_per_hour=rates,
+        thresholds=_rates(source, f"{where}.thresholds", raw.get("thresholds") or {}, 1.0),
+        held_out_fa_per_hour=_rates(source, f"{where}.held_out_fa_per_hour",
+                                    raw.get("held_out_fa_per_hour") or {}),
+    )
+
+
+def _parse_fa_calibration(source: str, raw: Any) -> FaCalibration | None:
+    if raw is None:
+        return None
+    name = "fa_calibration"
+    _check_mapping(source, name, raw)
+    groups = raw.get("groups")
+    if not isinstance(groups, list) or not groups:
+        raise _bad(source, f"{name}.groups", "must be a non-empty list")
+    words, folders = raw.get("words") or [], raw.get("folders") or []
+    for key, value in (("words", words), ("folders", folders)):
+        if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
+            raise _bad(source, f"{name}.{key}", "must be a list of strings")
+    return FaCalibration(
+        groups=[_parse_fa_group(source, f"{name}.groups[{i}]", g) for i, g in enumerate(groups)],
+        targets=_numbers(source, f"{name}.targets", raw.get("targets") or [1.0]),
+        hours=_number(source, f"{name}.hours", raw.get("hours", 0.0)),
+        held_out_hours=_number(source, f"{name}.held_out_hours", raw.get("held_out_hours", 0.0)),
+        recordings=_parse_int(source, f"{name}.recordings", raw.get("recordings", 0), 0),
+        held_out_recordings=_parse_int(source, f"{name}.held_out_recordings",
+                                       raw.get("held_out_recordings", 0), 0),
+        words=list(words), folders=list(folders),
+        seed=_parse_int(source, f"{name}.seed", raw.get("seed", 0), -(2**63)),
+        command=str(raw.get("command", "")),
+    )
+
+
 def _parse_card(raw: Any, source: str) -> ModelCard:
     if not isinstance(raw, dict):
         raise KwsError(f"{source}: not a model card (a JSON object is expected, not "
@@ -200,31 +391,40 @@ def _parse_card(raw: Any, source: str) -> ModelCard:
         exports=_parse_exports(source, exports),
         thresholds=_parse_thresholds(source, {} if raw.get("thresholds") is None
                                      else raw["thresholds"]),
+        fa_calibration=_parse_fa_calibration(source, raw.get("fa_calibration")),
         **optional,
     )
 
 
-def default_model_dir() -> Path:
-    """The shipped default model folder.
+#: The shipped model of each task that ships one: its folder name under ``models/``.
+SHIPPED_MODELS = {Task.CLASSIFIER: "default", Task.PHONES: "phones"}
 
-    ``$KWS_DEFAULT_MODEL`` if set; else ``models/default`` of the project checkout kws
-    runs from; else the copy ``pip install`` puts in ``<prefix>/share/kws/models/default``.
+
+def default_model_dir(task: Task = Task.CLASSIFIER) -> Path:
+    """The shipped model folder of a task (the keyword classifier's by default).
+
+    ``$KWS_DEFAULT_MODEL`` (classifier) or ``$KWS_DEFAULT_PHONE_MODEL`` (phones) if set;
+    else ``models/<name>`` of the project checkout kws runs from; else the copy ``pip
+    install`` puts in ``<prefix>/share/kws/models/<name>``.
     """
-    if os.environ.get("KWS_DEFAULT_MODEL"):
-        return Path(os.environ["KWS_DEFAULT_MODEL"])
-    checkout = Path(__file__).resolve().parent.parent / "models" / "default"
-    installed = Path(sys.prefix) / "share" / "kws" / "models" / "default"
+    name = SHIPPED_MODELS[task]
+    variable = "KWS_DEFAULT_MODEL" if task == Task.CLASSIFIER else "KWS_DEFAULT_PHONE_MODEL"
+    if os.environ.get(variable):
+        return Path(os.environ[variable])
+    checkout = Path(__file__).resolve().parent.parent / "models" / name
+    installed = Path(sys.prefix) / "share" / "kws" / "models" / name
     return checkout if checkout.is_dir() or not installed.is_dir() else installed
 
 
-def resolve_model_dir(model: str | os.PathLike | None) -> Path:
-    """The model folder to use: ``model``, or the shipped default with a helpful error."""
+def resolve_model_dir(model: str | os.PathLike | None, task: Task = Task.CLASSIFIER) -> Path:
+    """The model folder to use: ``model``, or the task's shipped one with a helpful error."""
     if model is not None:
         return Path(model)
-    folder = default_model_dir()
+    folder = default_model_dir(task)
     if not (folder / CARD_FILE).is_file():
+        command = "kws train" if task == Task.CLASSIFIER else "kws phones train"
         raise KwsError(
-            f"no default model at {folder}: train one with `kws train` or pass --model FOLDER"
+            f"no default model at {folder}: train one with `{command}` or pass --model FOLDER"
         )
     return folder
 

@@ -161,13 +161,12 @@ def test_timit_training_data(tmp_path):
     config = PhonesTask().resolve(PhoneTrainConfig(data=(str(root),), out=str(tmp_path / "m"),
                                                    silence_percent=0.0, validation_percent=0.0))
     data = prepare_phone_data(config, default_lexicon(), TrainEvents())
-    assert data.length == 24000  # the longest utterance (1.16 s), rounded up to 0.5 s
-    assert data.x["training"].shape == (3, 24000) and data.x["testing"].shape == (1, 24000)
+    assert data.length == 48000  # the saved model's window (3 s); training takes any length
+    assert [len(w) for w in data.x["training"]] == [10400] * 3  # each utterance whole
+    assert [len(w) for w in data.x["testing"]] == [18600]
     folded = ["sil", "hh", "ae", "sil", "p", "iy", "ih", "sh", "sil"]
     assert data.examples["training"][0].references == (tuple(folded),)
-    target = data.y["training"][0]
-    assert target.shape == (1, 1 + len(folded)) and target[0, 0] == len(folded)
-    assert list(target[0, 1:]) == phone_ids(folded)
+    assert data.y["training"][0] == [phone_ids(folded)]
 
 
 @pytest.mark.parametrize(("content", "message"), [
@@ -494,23 +493,25 @@ def test_cli_spot(trained, tmp_path, capsys):
     assert detections and all(d["keyword"] == "ah-p" and d["phones"] == "ah p"
                               for d in detections)
     assert all(0 <= d["start"] <= d["end"] <= 1.0 for d in detections)
-    code, stdout, _ = run(["phones", "spot", "-m", out, "-k", "zero", "-t", "1.0", "-f",
-                           "tsv", good], capsys)
+    code, stdout, stderr = run(["phones", "spot", "-m", out, "-k", "zero", "-t", "1.0", "-f",
+                                "tsv", good], capsys)
     assert code == 0
     assert stdout.splitlines()[0].split("\t")[:2] == ["path", "keyword"]
+    assert stderr.startswith("zero: z ih r ow | z iy r ow (CMUdict)\n")  # not in the model's
+    code, stdout, stderr = run(["phones", "spot", "-m", out, "-k", "kubernetes", "-t", "0.001",
+                                "-f", "jsonl", good], capsys)
+    assert code == 0 and "(G2P (g2p_en); not in the dictionary)" in stderr.splitlines()[0]
+    assert all(json.loads(line)["keyword"] == "kubernetes" for line in stdout.splitlines())
 
 
 @pytest.mark.parametrize(("args", "code", "message"), [
     (["spot", "-m", "{out}", "x.wav"], 2, "give --keyword"),
     (["spot", "-m", "{out}", "--phones", "m qq", "x.wav"], 2, "unknown phone 'qq'"),
-    (["spot", "-m", "{out}", "-k", "banana", "x.wav"], 1, "no pronunciation of 'banana'"),
+    (["spot", "-m", "{out}", "-k", "b4nana", "x.wav"], 1, "cannot pronounce 'b4nana'"),
     (["spot", "-m", "{out}", "-k", "yes", "-t", "2", "x.wav"], 2, "--threshold"),
     (["predict", "-m", "{out}"], 2, "give audio files"),
     (["predict", "-m", "{data}", "x.wav"], 1, "not a kws model folder"),
     (["train", "--out", "{tmp}/m"], 2, "give --data"),
-    (["train", "--data", "{data}", "--lexicon", "{tmp}/lex.txt", "--out", "{tmp}/m"], 1,
-     "no pronunciation of 'up', said in 8 clip(s); add it to the lexicon or leave it out "
-     "with --exclude up"),
     (["train", "--data", "{data}", "--lexicon", "{tmp}/bad.txt", "--out", "{tmp}/m"], 1,
      "bad.txt:1: unknown phone"),
     (["train", "--data", "{data}", "--frame-ms", "15", "--out", "{tmp}/m"], 2, "--frame-ms"),
@@ -534,6 +535,23 @@ def test_cli_refuses_a_classifier_folder(tmp_path, capsys):
                                            input_length=16000, arch="tcres"))
     code, _, stderr = run(["phones", "predict", "-m", tmp_path / "clf", "x.wav"], capsys)
     assert code == 1 and "a classifier model, not a phone model" in stderr
+
+
+def test_phone_data_names_a_word_the_lexicon_lacks(tmp_path):
+    # `--lexicon FILE` is merged over CMUdict (kws.phones.lexicon.load_lexicon), so a word
+    # of Speech Commands is missing only from a lexicon used alone.
+    from kws.phones.config import PhoneTrainConfig
+    from kws.phones.data import prepare_phone_data
+    from kws.phones.train import PhonesTask
+    from kws.train import TrainEvents
+
+    root = make_speech_commands(tmp_path / "data", rate=8000)
+    config = PhonesTask().resolve(PhoneTrainConfig(data=(str(root),), out=str(tmp_path / "m"),
+                                                   rate=8000))
+    lexicon = parse_lexicon("yes y eh s\nno n ow\n", "lex.txt")
+    with pytest.raises(LexiconError, match=r"lex\.txt: no pronunciation of 'up', said in 8 "
+                       r"clip\(s\); add it to the lexicon or leave it out with --exclude up"):
+        prepare_phone_data(config, lexicon, TrainEvents())
 
 
 @pytest.mark.parametrize(("silence", "warned"), [(10.0, True), (0.0, False)])
@@ -566,7 +584,7 @@ def test_phone_data_without_background_warns_once(tmp_path, silence, warned):
 
 @pytest.mark.parametrize(("args", "code", "message"), [
     ([], 2, "give --keyword"),
-    (["-k", "banana"], 1, "no pronunciation of 'banana'"),
+    (["-k", "b4nana"], 1, "cannot pronounce 'b4nana'"),
     (["--phones", "m qq"], 2, "unknown phone 'qq'"),
 ])
 def test_spot_checks_its_keyword_before_tensorflow_loads(trained, project_env, args, code,

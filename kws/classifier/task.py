@@ -41,7 +41,7 @@ from kws.dataset import (
     parse_words,
 )
 from kws.errors import DatasetError, KwsError, MissingInputError, UsageError
-from kws.export import export_tflite
+from kws.export import export_after_training
 from kws.modelfolder import Task as TaskKind
 from kws.modelfolder import default_model_dir, load_keras_model, read_card
 from kws.recordings import Negatives, negative_windows, read_recordings
@@ -147,9 +147,6 @@ class ClassifierConfig(RunConfig):
         None, metavar="MODEL",
         help="Start from a trained classifier's weights (its front end and body; outputs of "
              "labels it knows) and fine-tune on the data: a new label set is allowed.")
-    export: bool = option(
-        True, help="Write model.tflite (float32, parity-checked as `kws export` does) at the "
-                   "end, so the model predicts through LiteRT at once.")
 
     def problems(self) -> list[str]:
         problems = super().problems()
@@ -370,23 +367,10 @@ class ClassifierTask(Task):
 
     def finish(self, out: Path, config: ClassifierConfig,
                events: TrainEvents) -> dict[str, Any]:
-        """Write ``model.tflite`` (float32, parity-checked) unless ``--no-export``.
-
-        A failed export warns and leaves the folder as it is: the model predicts through
-        Keras, and ``kws export`` can be run later.
-        """
+        """Write ``model.tflite`` (float32, parity-checked) unless ``--no-export``."""
         if not config.export:
             return {}
-        events.stage("exporting model.tflite…")
-        try:
-            result = export_tflite(out, data=config.data, progress=events.stage,
-                                   warn=events.warn)
-        except KwsError as error:
-            events.warn(f"model.tflite not written: {error} (the model predicts through "
-                        f"Keras; `kws export {out}` tries again)")
-            return {"export": {"file": None, "error": str(error)}}
-        return {"export": {"file": result.path.name, "bytes": result.bytes,
-                           "top1_agreement": round(result.agreement, 5)}}
+        return export_after_training(out, events.stage, events.warn, data=config.data)
 
     def multiply_adds(self, model) -> int:
         from kws.models.classifier import count_multiply_adds

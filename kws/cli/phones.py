@@ -19,7 +19,8 @@ from kws.cli._options import (
 )
 from kws.errors import UsageError
 from kws.infer import DEFAULT_SPOT_THRESHOLD, Failure
-from kws.modelfolder import Task
+from kws.modelfolder import DEFAULT_FA_PER_HOUR, Task
+from kws.phones.calibrate import DEFAULT_WORDS, calibrate_phones, record_phone_calibration
 from kws.phones.config import PhoneTrainConfig
 from kws.phones.recognizer import evaluate_phones, predict_phones, spot_phones
 from kws.phones.train import PhonesTask
@@ -42,7 +43,7 @@ def command() -> None:
 
 #: Options shown first in --help (the others follow in the configuration's order).
 _TRAIN_FIRST = ("data", "lexicon", "words", "exclude", "background", "epochs", "batch_size",
-                "learning_rate", "patience", "seed", "rate", "frame_ms", "clip_seconds",
+                "learning_rate", "patience", "seed", "rate", "frame_ms", "window_seconds",
                 "silence_percent")
 
 
@@ -72,7 +73,8 @@ def _train_table(summary: dict):
 # ----------------------------------------------------------------------------- predict
 
 
-_model_option = model_option("Phone model folder (from `kws phones train`).", required=True)
+_model_option = model_option("Phone model folder (from `kws phones train`) [default: the "
+                             "shipped phone model].")
 
 
 def _format_option(function):
@@ -262,32 +264,52 @@ def _evaluation_tables(report: dict) -> list:
 @click.argument("inputs", nargs=-1, metavar="FILE|DIR|- ...")
 @_model_option
 @click.option("--keyword", "-k", default=None,
-              help="Word to find; its pronunciations come from the lexicon.")
+              help="Word (or words) to find, any English word: pronounced from the "
+                   "lexicon, else CMUdict, else guessed from its spelling (G2P).")
 @click.option("--phones", default=None,
               help="The word's phones instead, e.g. \"m aa r v ih n\" (ARPAbet, 39-phone "
                    "set); names the detections after --keyword if given.")
 @click.option("--threshold", "-t", type=float, default=None,
-              help="Confidence a detection needs, in (0, 1] [default: "
+              help="Confidence a detection needs, in (0, 1]; wins over --fa-per-hour "
+                   f"[default: that of {DEFAULT_FA_PER_HOUR:g} false accepts per hour on a "
+                   "model calibrated by `kws phones calibrate`, else "
                    f"{DEFAULT_SPOT_THRESHOLD[Task.PHONES]}].")
+@click.option("--fa-per-hour", type=float, default=None,
+              help="Detect at the confidence at which words as long as the keyword (in "
+                   "phones) false-accept this many times an hour, from the model's "
+                   f"calibration (`kws phones calibrate`) [default: {DEFAULT_FA_PER_HOUR:g} "
+                   "on a calibrated model].")
 @click.option("--lexicon", type=click.Path(dir_okay=False), default=None,
-              help="Lexicon for --keyword [default: the model folder's].")
+              help="Lexicon for --keyword, looked up before CMUdict [default: the model "
+                   "folder's].")
 @_format_option
-def spot(inputs, model, keyword, phones, threshold, lexicon, fmt) -> int:
+def spot(inputs, model, keyword, phones, threshold, fa_per_hour, lexicon, fmt) -> int:
     """Find a word in audio FILEs of any length from its pronunciation alone.
 
     The word need not have been in the training data: its phones are aligned anywhere in
     the recording's phone posteriors and the alignment is scored against the best path
     over the same frames (confidence 1 when the recogniser heard exactly those phones).
-    Each detection is reported with start and end times (seconds). Unreadable files are
-    reported on stderr and skipped; the exit status is 1 when any failed.
+    The phones of a --keyword, and where they came from, are noted on stderr. Each
+    detection is reported with start and end times (seconds) and, on a calibrated model,
+    fa_per_hour: how many false accepts an hour words as long as the keyword make at that
+    confidence on speech that does not say them (a calibrated confidence: lower is
+    surer). Unreadable files are reported on stderr and skipped; the exit status is 1
+    when any failed.
     """
     if not inputs:
         raise UsageError("give audio files, folders, or - to read paths from stdin")
-    stream = spot_phones(inputs, model, keyword, phones, threshold, lexicon)
+    stream = spot_phones(inputs, model, keyword, phones, threshold, lexicon,
+                         announce=None if phones is not None else _announce,
+                         fa_per_hour=fa_per_hour, warn=_console.warn)
     writers = {"table": _SpotTable, "jsonl": _SpotJson, "tsv": _SpotTsv}
     return _render(stream, writers[_resolve_format(fmt)](),
                    lambda writer: f"{stream.succeeded} file(s) searched, "
                                   f"{writer.count} detection(s)")
+
+
+def _announce(pronunciation) -> None:
+    """One stderr line: the keyword's phones and their source."""
+    _console.stderr().print(pronunciation.describe(), markup=False, soft_wrap=True)
 
 
 class _SpotWriter:
@@ -303,7 +325,8 @@ class _SpotJson(_SpotWriter):
     def row(self, d) -> None:
         sys.stdout.write(json.dumps({
             "path": d.path, "keyword": d.label, "start": d.start, "end": d.end,
-            "confidence": d.probability, "phones": " ".join(d.pronunciation),
+            "confidence": d.probability, "fa_per_hour": d.fa_per_hour,
+            "phones": " ".join(d.pronunciation),
         }) + "\n")
 
 
@@ -311,11 +334,14 @@ class _SpotTsv(_SpotWriter):
     def __init__(self) -> None:
         super().__init__()
         self.csv = csv.writer(sys.stdout, delimiter="\t", lineterminator="\n")
-        self.csv.writerow(["path", "keyword", "start", "end", "confidence", "phones"])
+        self.csv.writerow(["path", "keyword", "start", "end", "confidence", "fa_per_hour",
+                           "phones"])
 
     def row(self, d) -> None:
         self.csv.writerow([d.path, d.label, f"{d.start:.3f}", f"{d.end:.3f}",
-                           f"{d.probability:.4f}", " ".join(d.pronunciation)])
+                           f"{d.probability:.4f}",
+                           "" if d.fa_per_hour is None else f"{d.fa_per_hour:g}",
+                           " ".join(d.pronunciation)])
 
 
 class _SpotTable(_SpotWriter):
@@ -326,7 +352,111 @@ class _SpotTable(_SpotWriter):
         text.append(f"{d.label:<12}", style="bold")
         text.append(f"  {d.probability:5.3f}", style="green" if d.probability >= 0.8
                     else "yellow")
+        if d.fa_per_hour is not None:
+            text.append(f"  {_rate(d.fa_per_hour):>6} FA/h", style="dim")
         text.append(f"  {d.start:7.2f}s {d.end:7.2f}s  ")
         text.append(" ".join(d.pronunciation), style="dim")
         text.append("  " + d.path)
         _console.stdout().print(text, soft_wrap=True)
+
+
+def _rate(value: float) -> str:
+    """A rate of false accepts per hour, to two significant digits (three below 0.01)."""
+    return f"{value:.2g}" if value >= 0.01 or value == 0 else f"{value:.1e}"
+
+
+# ----------------------------------------------------------------------------- calibrate
+
+
+@command.command("calibrate")
+@_model_option
+@click.option("--negatives", multiple=True, required=True, type=click.Path(),
+              help="Folder (or file) of recordings of speech or noise (repeatable). With a "
+                   "transcripts.tsv, a calibration word is not searched in the recordings "
+                   "that say it.")
+@click.option("--words", type=int, default=DEFAULT_WORDS, show_default=True,
+              help="Random CMUdict words to spot (2 to 10 phones, spread over the groups).")
+@click.option("--seed", type=int, default=0, show_default=True,
+              help="Seed drawing the words.")
+@click.option("--dry-run", is_flag=True, help="Print the calibration; do not write card.json.")
+@json_option
+@click.pass_context
+def calibrate(ctx, model, negatives, words, seed, dry_run, as_json) -> int:
+    """Calibrate spotting confidences to false accepts per hour, for any keyword.
+
+    Random dictionary words are spotted in the --negatives recordings, where every
+    detection is a false accept; per group of word lengths (2-3, 4-5, 6-7, 8+ phones), the
+    false accepts per keyword per hour at each confidence are fitted on part of the
+    recordings (split by speaker, or file, as kws calibrate) and checked on the held-out
+    part. The curves go into the model's card.json: `kws phones spot` then detects at 2
+    false accepts per hour unless --fa-per-hour or --threshold says otherwise, and
+    reports each detection's fa_per_hour. Exit status: 0 done, 1 some recordings could
+    not be read, 2 usage errors.
+    """
+    for folder in negatives:
+        if not Path(folder).exists():
+            raise UsageError(f"--negatives {folder}: no such folder or file")
+    result = _calibrate(model, negatives, words, seed)
+    for failure in result.failures:
+        _console.error(failure.message)
+    if result.notes:
+        _console.warn_many(result.notes)
+    if not dry_run:
+        record_phone_calibration(result, _console.command_line(ctx))
+    if as_json:
+        click.echo(json.dumps({**result.to_json(), "written": not dry_run}))
+    else:
+        _calibration_table(result, written=not dry_run)
+    _calibration_warnings(result.calibration)
+    return 1 if result.failures else 0
+
+
+def _calibration_warnings(cal) -> None:
+    lowest = min(cal.targets)
+    scarce = [g.name for g in cal.groups if g.hours * lowest < 1]
+    if scarce:
+        _console.warn(f"{', '.join(scarce)}: too few keyword-hours for one false accept at "
+                      f"{lowest:g} FA/h, so the lowest rates are extrapolated; give more "
+                      "negative audio or --words")
+    for group in cal.groups:
+        unmet = [f"{t:g}" for t in cal.targets if group.fa_per_hour[-1] > t]
+        if unmet:
+            _console.warn(f"{group.name}: even confidence 1 false-accepts "
+                          f"{group.fa_per_hour[-1]:.2g} times an hour, more than "
+                          f"{', '.join(unmet)} FA/h (the threshold is 1 there)")
+
+
+def _calibrate(model, negatives, words, seed):
+    """Calibrate, with a progress bar on a terminal."""
+    if not _console.interactive():
+        return calibrate_phones(model, negatives, words, seed)
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeElapsedColumn
+
+    with Progress("spotting calibration words", BarColumn(), MofNCompleteColumn(),
+                  TimeElapsedColumn(), console=_console.stderr(), transient=True) as progress:
+        task = progress.add_task("", total=None)
+        return calibrate_phones(model, negatives, words, seed,
+                                progress=lambda done, total: progress.update(
+                                    task, completed=done, total=total))
+
+
+def _calibration_table(result, written: bool) -> None:
+    from rich.table import Table
+
+    cal = result.calibration
+    where = f"written to {result.model / 'card.json'}" if written else "not written (--dry-run)"
+    table = Table(title=f"thresholds for false accepts per keyword per hour (threshold / "
+                        f"held-out FA/h), {where}; {len(cal.words)} words, fitted on "
+                        f"{cal.hours:.2f} h ({cal.recordings} recordings), checked on "
+                        f"{cal.held_out_hours:.2f} h held out ({cal.held_out_recordings})",
+                  title_justify="left")
+    table.add_column("keyword length")
+    table.add_column("words", justify="right")
+    table.add_column("keyword-hours", justify="right")
+    for target in cal.targets:
+        table.add_column(f"{target:g} FA/h", justify="right")
+    for group in cal.groups:
+        cells = [f"{group.thresholds[key]:.3f} / {group.held_out_fa_per_hour[key]:.2g}"
+                 for key in (f"{t:g}" for t in cal.targets)]
+        table.add_row(group.name, str(group.words), f"{group.hours:.2f}", *cells)
+    _console.print_table(table)

@@ -63,6 +63,9 @@ class Detection:
     #: Stream time (s) at which the detector decided it (the end of the audio it had
     #: heard then); ``kws listen`` measures latency from ``end`` to this moment.
     decided_at: float | None = None
+    #: The calibrated false accepts per hour at ``probability`` (a phone model calibrated
+    #: by ``kws phones calibrate``; None otherwise).
+    fa_per_hour: float | None = None
 
 
 def window_starts(num_samples: int, length: int, hop: int) -> np.ndarray:

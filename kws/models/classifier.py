@@ -187,12 +187,37 @@ class GaussianLowpass(keras.layers.Layer):
 
 
 @keras.saving.register_keras_serializable(package=_PACKAGE)
+class FrameActivity(keras.layers.Layer):
+    """Waveform ``(batch, samples)`` -> ``(batch, frames, 1)``: 1 where a frame of ``hop``
+    samples holds any non-zero sample, 0 in digital silence (zero padding).
+
+    ``frames = ceil(samples / hop)``, the front end's frames at the same hop.
+    """
+
+    def __init__(self, hop: int, **kwargs) -> None:
+        super().__init__(**kwargs)
+        self.hop = hop
+
+    def call(self, inputs):
+        magnitude = ops.abs(inputs)[..., None]
+        peak = ops.max_pool(magnitude, pool_size=self.hop, strides=self.hop, padding="same")
+        return ops.cast(peak > 0, inputs.dtype)
+
+    def get_config(self) -> dict:
+        return {**super().get_config(), "hop": self.hop}
+
+
+@keras.saving.register_keras_serializable(package=_PACKAGE)
 class LogCompression(keras.layers.Layer):
     """``log(x + floor)`` then per-clip normalisation of the learned time x filter map.
 
     ``norm="channel"`` subtracts each filter's mean over time (cepstral mean normalisation:
     a microphone's or room's colouring becomes a constant per filter and is removed) and
-    divides by the clip's overall standard deviation; ``"none"`` leaves the log energies.
+    divides by the clip's overall standard deviation; ``"masked"`` does the same over the
+    frames :class:`FrameActivity` marks active only, and sets the others (digital
+    silence: the zeros that pad a recording to a batch's or window's length) to 0, so
+    padding changes little else (the smoothing across the recording's last frames);
+    ``"none"`` leaves the log energies.
     """
 
     def __init__(self, floor: float = 1e-6, norm: str = "channel", **kwargs) -> None:
@@ -201,11 +226,27 @@ class LogCompression(keras.layers.Layer):
         self.norm = norm
 
     def call(self, inputs):
+        """``inputs``: energies ``(batch, frames, filters)``; with ``norm="masked"``, the
+        list ``[energies, active]``, ``active`` ``(batch, frames, 1)`` from
+        :class:`FrameActivity`."""
+        active = None
+        if self.norm == "masked":
+            inputs, active = inputs
         x = ops.log(inputs + self.floor)
         if self.norm == "channel":
             x = x - ops.mean(x, axis=1, keepdims=True)
             x = x / ops.sqrt(ops.mean(ops.square(x), axis=(1, 2), keepdims=True) + 1e-3)
+        elif self.norm == "masked":
+            x = self._masked(x, active)
         return x
+
+    def _masked(self, x, active):
+        """Per-clip normalisation over the ``active`` frames (the others become 0)."""
+        active = ops.cast(active, x.dtype)
+        count = ops.maximum(ops.sum(active, axis=1, keepdims=True), 1.0)
+        x = (x - ops.sum(x * active, axis=1, keepdims=True) / count) * active
+        variance = ops.sum(ops.square(x), axis=(1, 2), keepdims=True) / (count * x.shape[-1])
+        return x / ops.sqrt(variance + 1e-3)
 
     def get_config(self) -> dict:
         return {**super().get_config(), "floor": self.floor, "norm": self.norm}
@@ -236,10 +277,11 @@ class FeatureMask(keras.layers.Layer):
         self.seed = seed
         self.seed_generator = keras.random.SeedGenerator(seed)
 
-    def _mask(self, batch, size: int, count: int, width: int):
+    def _mask(self, batch, size, count: int, width: int):
         """``(batch, size)`` float mask with ``count`` random zeroed bands of ``width``."""
         positions = ops.arange(size, dtype="float32")[None, :]
         keep = ops.ones((batch, size), dtype="float32")
+        size = ops.cast(size, "float32")
         for _ in range(count):
             w = keras.random.uniform((batch, 1), 0.0, width + 1.0, seed=self.seed_generator)
             w = ops.floor(w)
@@ -253,7 +295,7 @@ class FeatureMask(keras.layers.Layer):
         if not training or (self.time_masks == 0 and self.freq_masks == 0):
             return inputs
         batch = ops.shape(inputs)[0]
-        frames, channels = inputs.shape[1], inputs.shape[2]
+        frames, channels = inputs.shape[1] or ops.shape(inputs)[1], inputs.shape[2]
         keep_t = self._mask(batch, frames, self.time_masks, self.time_width)
         keep_f = self._mask(batch, channels, self.freq_masks, self.freq_width)
         return inputs * keep_t[:, :, None] * keep_f[:, None, :]
@@ -288,7 +330,11 @@ def learned_frontend(
     x = GaborFilterbank(filters, kernel, stride, sample_rate, name="filterbank")(inputs)
     if pool > 1:
         x = GaussianLowpass(2 * pool + 1, pool, name="lowpass")(x)
-    x = LogCompression(norm=norm, name="compression")(x)
+    if norm == "masked":
+        active = FrameActivity(stride * pool, name="activity")(inputs)
+        x = LogCompression(norm=norm, name="compression")([x, active])
+    else:
+        x = LogCompression(norm=norm, name="compression")(x)
     if masking:
         x = FeatureMask(**masking, name="feature_mask")(x)
     return x

@@ -2,12 +2,13 @@
 
 Architecture ``tcphones``: the classifier's learned front end
 (:func:`kws.models.classifier.learned_frontend`: a Gabor filterbank initialised on the mel
-scale, Gaussian low-pass pooling to 10 ms frames, log compression and per-clip
-normalisation, SpecAugment-style masking in training), a strided convolution to
-``frame_ms`` frames (20 ms by default), then residual blocks of dilated depthwise-separable
-1-D convolutions over time whose dilations double (1, 2, 4, 8, repeated), so each frame
-sees about a second of context on both sides. A dense softmax per frame gives the
-posteriors over the blank (output 0) and the phones.
+scale, Gaussian low-pass pooling to 10 ms frames, log compression and per-recording
+normalisation over the frames with signal, so zero padding barely matters, SpecAugment-
+style masking in training), a strided convolution to ``frame_ms`` frames (20 ms by default),
+then residual blocks of dilated depthwise-separable 1-D convolutions over time whose
+dilations double (1, 2, 4, 8, repeated), so each frame sees about a second of context on
+both sides. A dense softmax per frame gives the posteriors over the blank (output 0) and the
+phones.
 
 The convolutions are not causal: a frame's posteriors use context after it, which suits
 files (``kws phones predict``) rather than live streams. Only built-in Keras layers and the
@@ -56,12 +57,12 @@ def frame_stride(frame_ms: float, hop_ms: float = 10.0) -> int:
 def build_phone_model(
     num_classes: int,
     sample_rate: int,
-    input_length: int,
+    input_length: int | None,
     frame_ms: float = 20.0,
     filters: int = 40,
     pool: int = 4,
-    channels: int = 128,
-    dilations: tuple[int, ...] = (1, 2, 4, 8, 1, 2, 4, 8),
+    channels: int = 192,
+    dilations: tuple[int, ...] = (1, 2, 4, 8) * 3,
     kernel: int = 3,
     dropout: float = 0.1,
     masking: dict | None = None,
@@ -75,7 +76,9 @@ def build_phone_model(
     num_classes
         Outputs per frame: the CTC blank plus the phones.
     sample_rate, input_length
-        Rate (Hz) and length (samples) of the input waveforms.
+        Rate (Hz) and length (samples) of the input waveforms; ``None`` takes any length
+        (utterances batched by length, zero-padded: the front end's normalisation
+        ignores the padding).
     frame_ms
         Output frame period, a multiple of the front end's 10 ms.
     filters, pool
@@ -101,7 +104,8 @@ def build_phone_model(
         masking = {"time_masks": 2, "time_width": 8, "freq_masks": 2, "freq_width": 5}
     stride = frame_stride(frame_ms)
     inputs = keras.Input((input_length,), name="waveform")
-    x = learned_frontend(inputs, sample_rate, filters=filters, pool=pool, masking=masking)
+    x = learned_frontend(inputs, sample_rate, filters=filters, pool=pool, norm="masked",
+                         masking=masking)
     x = keras.layers.Conv1D(channels, 2 * stride + 1, strides=stride, padding="same",
                             use_bias=False, name="stem")(x)
     x = _bn("stem_bn")(x)

@@ -20,6 +20,9 @@ DEFAULT_OUT = str(Path("models") / "phones")
 #: Training augmentation of phone models: shorter shifts than the classifier's, so a word
 #: near the edge of its clip is not pushed out of it while its phones remain the target.
 PHONE_AUGMENTATION = {"shift": 0.05}
+#: The saved model's input (s): a frame's context (about 0.6 s each side) fits well inside
+#: the half of a window that the stitching keeps.
+DEFAULT_WINDOW_SECONDS = 3.0
 #: Frame periods are multiples of the front end's hop (ms).
 FRONT_END_HOP_MS = 10.0
 
@@ -37,14 +40,15 @@ class PhoneTrainConfig(RunConfig):
 
     ``words=None`` trains on every word of the data; ``exclude`` leaves words out entirely
     (to test spotting a word never heard); ``lexicon=None`` is the shipped lexicon;
-    ``rate=None`` is :data:`DEFAULT_RATE`; ``clip_seconds=None`` is 1 s for Speech Commands
-    and the longest utterance (rounded up to 0.5 s) when TIMIT-format data is used.
+    ``rate=None`` is :data:`DEFAULT_RATE`. Training takes recordings of any length, batched
+    by length; ``window_seconds`` is the input of the saved model's runners (longer
+    recordings are read in overlapping windows).
     """
 
     data: tuple[str, ...] = option(
         (), metavar="FOLDER",
-        help="Dataset folder (repeatable): Speech Commands layout, or TIMIT layout (audio "
-             "with .PHN files beside it).")
+        help="Dataset folder (repeatable): Speech Commands layout, transcribed speech "
+             "(audio files and a transcripts.tsv), or TIMIT layout (.PHN files).")
     words: tuple[str, ...] | None = option(
         None, text=True, parse=parse_words, default_text="all",
         help="Comma-separated words to train on, or 'all'.")
@@ -58,12 +62,13 @@ class PhoneTrainConfig(RunConfig):
              "kws/phones/lexicon.txt, with the Speech Commands words].")
     rate: int | None = option(None, help=f"Sample rate in Hz [default: {DEFAULT_RATE}].")
     frame_ms: float = option(20.0, help="Output frame period (a multiple of 10 ms).")
-    clip_seconds: float | None = option(
-        None, help="Model input length [default: 1 s, or the longest TIMIT utterance].")
+    window_seconds: float = option(
+        DEFAULT_WINDOW_SECONDS,
+        help="Input length of the saved model (LiteRT, windows of longer recordings).")
     silence_percent: float = option(
         10.0, help="Silence clips cut from background noise, as % of each split's words "
                    "(trained to emit no phone).")
-    epochs: int = 30
+    epochs: int = 45
     batch_size: int = 32
     learning_rate: float = 3e-3
     #: Epochs without a better validation PER before stopping (None: never).
@@ -81,8 +86,7 @@ class PhoneTrainConfig(RunConfig):
              f"--rate: {self.rate} Hz is too low (at least 1000 Hz)"),
             (stride >= 1 and abs(stride - round(stride)) < 1e-6,
              f"--frame-ms: must be a multiple of {FRONT_END_HOP_MS:g} ms, got {self.frame_ms}"),
-            (self.clip_seconds is None or _positive(self.clip_seconds),
-             "--clip-seconds must be positive"),
+            (_positive(self.window_seconds), "--window-seconds must be positive"),
             (_positive(self.silence_percent, allow_zero=True) and self.silence_percent <= 100,
              "--silence-percent must be in 0..100"),
         ]

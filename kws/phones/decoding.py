@@ -18,7 +18,7 @@ import numpy as np
 from kws.dataset import SILENCE
 from kws.errors import UsageError
 from kws.phones import ctc
-from kws.phones.data import Example, phone_ids
+from kws.phones.data import Example, bucket_length, padded, phone_ids
 from kws.phones.lexicon import Lexicon
 from kws.phones.metrics import PhoneErrors, closest_reference, edit_distance
 from kws.phones.phoneset import model_labels
@@ -136,8 +136,24 @@ def score_examples(
     return result
 
 
-def predict_posteriors(model, x: np.ndarray, batch_size: int = 128) -> np.ndarray:
-    """Posteriors ``(n, frames, classes)`` of a Keras phone model for clips ``x``."""
-    if len(x) == 0:
-        return np.zeros((0, *model.output_shape[1:]), dtype=np.float32)
-    return np.asarray(model.predict(x, batch_size=batch_size, verbose=0), dtype=np.float32)
+def predict_posteriors(model, waveforms: Sequence[np.ndarray], frame_samples: int,
+                       rate: int, seconds_per_batch: float = 64.0) -> list[np.ndarray]:
+    """Posteriors ``(frames, classes)`` of a Keras phone model for recordings of any length.
+
+    Recordings are grouped by :func:`kws.phones.data.bucket_length` and zero-padded (the
+    model's front end normalises over the frames with signal); each result keeps ``ceil(samples /
+    frame_samples)`` frames, its own.
+    """
+    groups: dict[int, list[int]] = {}
+    for index, waveform in enumerate(waveforms):
+        groups.setdefault(bucket_length(len(waveform), rate), []).append(index)
+    results: list[np.ndarray] = [np.zeros((0, 0), np.float32)] * len(waveforms)
+    for length, rows in sorted(groups.items()):
+        size = max(1, int(seconds_per_batch * rate // length))
+        for start in range(0, len(rows), size):
+            chunk = rows[start : start + size]
+            outputs = np.asarray(model.predict_on_batch(
+                padded([waveforms[r] for r in chunk], length)), dtype=np.float32)
+            for row, output in zip(chunk, outputs, strict=True):
+                results[row] = output[: -(-len(waveforms[row]) // frame_samples)]
+    return results

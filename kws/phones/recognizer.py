@@ -15,8 +15,10 @@ and reports :class:`kws.infer.Detection` records.
 
 from __future__ import annotations
 
+import dataclasses
+import functools
 import os
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Any
@@ -24,23 +26,33 @@ from typing import IO, Any
 import numpy as np
 
 from kws import audio
+from kws.dataset import SILENCE
 from kws.errors import DatasetError, KwsError, UsageError
 from kws.infer import (
     DEFAULT_SPOT_THRESHOLD,
     Detection,
-    KerasRunner,
+    Failure,
     Pipeline,
     Scored,
     Stream,
     default_workers,
     expand_inputs,
-    score_clips,
+    open_runner,
     sliding_windows,
 )
 from kws.infer.clips import SPLIT_CHOICES, Progress
-from kws.modelfolder import CARD_FILE, ModelCard, Task, read_card
+from kws.modelfolder import (
+    CARD_FILE,
+    DEFAULT_FA_PER_HOUR,
+    ModelCard,
+    Task,
+    load_keras_model,
+    read_card,
+    resolve_model_dir,
+)
 from kws.phones import ctc
-from kws.phones.data import phone_ids, read_examples
+from kws.phones.config import FRONT_END_HOP_MS
+from kws.phones.data import frames_for, phone_ids, read_examples
 from kws.phones.decoding import (
     DECODERS,
     EXTEND_SECONDS,
@@ -49,15 +61,24 @@ from kws.phones.decoding import (
     decode,
     score_examples,
 )
-from kws.phones.lexicon import Lexicon, load_lexicon, read_lexicon
+from kws.phones.lexicon import (
+    Lexicon,
+    Pronunciation,
+    cmudict_lexicon,
+    default_lexicon,
+    merge_lexicons,
+    pronounce,
+    read_lexicon,
+)
 from kws.phones.phoneset import fold, model_labels
 
 # ----------------------------------------------------------------------------- inference
 
 
-def phone_card(folder: str | os.PathLike) -> ModelCard:
-    """The validated card of a phone model folder (no TensorFlow): its task and labels."""
-    folder = Path(folder)
+def phone_card(folder: str | os.PathLike | None) -> ModelCard:
+    """The validated card of a phone model folder (``None``: the shipped one), without
+    TensorFlow: its task and labels."""
+    folder = resolve_model_dir(folder, Task.PHONES)
     card = read_card(folder)
     if card.task != Task.PHONES:
         raise KwsError(f"{folder}: a {card.task} model, not a phone model "
@@ -70,41 +91,50 @@ def phone_card(folder: str | os.PathLike) -> ModelCard:
 
 def model_lexicon(folder: str | os.PathLike, lexicon: str | os.PathLike | None = None
                   ) -> Lexicon:
-    """The lexicon given, else the model folder's, else the shipped one (no TensorFlow)."""
+    """The lexicon given, else the model folder's, else the shipped one (no TensorFlow).
+
+    Only these words: spotting falls back to CMUdict and G2P itself
+    (:func:`kws.phones.lexicon.pronounce`), and word accuracy stays over these words.
+    """
     saved = Path(folder) / MODEL_LEXICON
     if lexicon is not None:
         return read_lexicon(lexicon)
     if saved.is_file():
         return read_lexicon(saved)
-    return load_lexicon(None)
+    return default_lexicon()
 
 
 class PhoneRecognizer:
-    """A phone model folder loaded for inference (with Keras).
+    """A phone model folder loaded for inference: its LiteRT file when it is current
+    (no TensorFlow), else Keras (``runner`` as ``kws predict --runner``).
 
     ``lexicon`` overrides the lexicon saved in the folder (used for spotting words and
     matching decoded phones to words): a file, or a :class:`Lexicon` already read. The card
     is validated before TensorFlow loads.
     """
 
-    def __init__(self, folder: str | os.PathLike,
-                 lexicon: str | os.PathLike | Lexicon | None = None):
-        self.folder = Path(folder)
+    def __init__(self, folder: str | os.PathLike | None,
+                 lexicon: str | os.PathLike | Lexicon | None = None, runner: str = "auto"):
+        self.folder = resolve_model_dir(folder, Task.PHONES)
         self.card = phone_card(self.folder)
         self.sample_rate = int(self.card.sample_rate)
         self.input_length = int(self.card.input_length)
         self.frame_ms = float(self.card.recipe.get("frame_ms", 20.0))
-        # kws.models imports Keras: only once the card is known to be good.
-        from kws.models.phones import frame_stride
-
-        frame_stride(self.frame_ms)
+        stride = self.frame_ms / FRONT_END_HOP_MS
+        if stride < 1 or abs(stride - round(stride)) > 1e-6:
+            raise KwsError(f"{self.folder}: card.json's frame_ms {self.frame_ms:g} is not a "
+                           f"multiple of {FRONT_END_HOP_MS:g} ms")
         self.frame_samples = int(round(self.sample_rate * self.frame_ms / 1000))
         self.frame_seconds = self.frame_ms / 1000
         self._lexicon_file = None if isinstance(lexicon, Lexicon) else lexicon
         self._lexicon: Lexicon | None = lexicon if isinstance(lexicon, Lexicon) else None
-        self.runner = KerasRunner(self.folder, self.card)
-        self.model = self.runner.model
-        self.frames = int(self.model.outputs[0].shape[1])
+        self.runner = open_runner(self.folder, runner, task=Task.PHONES)
+        self.frames = frames_for(self.input_length, self.sample_rate, self.frame_ms)
+
+    @functools.cached_property
+    def model(self):
+        """The Keras model (loaded on first use: it imports TensorFlow)."""
+        return getattr(self.runner, "model", None) or load_keras_model(self.folder)
 
     @property
     def lexicon(self) -> Lexicon:
@@ -182,7 +212,7 @@ class PhonePrediction:
 
 def predict_phones(
     inputs: Iterable[str],
-    model: str | os.PathLike,
+    model: str | os.PathLike | None,
     decoder: str = "greedy",
     beam: int = 8,
     stdin: IO | None = None,
@@ -212,7 +242,26 @@ def predict_phones(
 def keyword_pronunciations(
     keyword: str | None, phones: str | None, lexicon: Lexicon
 ) -> tuple[str, tuple[tuple[str, ...], ...]]:
-    """The name and pronunciations to spot: ``--phones`` if given, else the lexicon's."""
+    """The name and pronunciations to spot (:func:`keyword_pronunciation` without the
+    source)."""
+    found = keyword_pronunciation(keyword, phones, lexicon)
+    return found.word, found.phones
+
+
+def keyword_pronunciation(
+    keyword: str | None, phones: str | None, lexicon: Lexicon | None
+) -> Pronunciation:
+    """What to spot: ``--phones`` if given (source ``--phones``), else the pronunciations
+    of ``keyword``, any English word (:func:`kws.phones.lexicon.pronounce`: ``lexicon``,
+    then CMUdict, then G2P), named as typed. No TensorFlow.
+
+    Raises
+    ------
+    UsageError
+        Neither given, or ``phones`` are not ARPAbet.
+    LexiconError
+        ``keyword`` cannot be pronounced (no letters, digits...): one line saying why.
+    """
     if phones is not None:
         folded = []
         for symbol in phones.replace(",", " ").split():
@@ -225,44 +274,87 @@ def keyword_pronunciations(
                 folded.append(phone)
         if not folded:
             raise UsageError("--phones: no phones given")
-        return keyword or "-".join(folded), (tuple(folded),)
+        return Pronunciation(keyword or "-".join(folded), (tuple(folded),), "--phones")
     if not keyword:
-        raise UsageError("give --keyword WORD (from the lexicon) or --phones \"p h o n e s\"")
-    return keyword, lexicon.pronunciations(keyword)
+        raise UsageError("give --keyword WORD (any English word) or --phones \"p h o n e s\"")
+    found = pronounce(keyword, lexicon)
+    return Pronunciation(keyword, found.phones, found.source)
 
 
 def spot_phones(
     inputs: Iterable[str],
-    model: str | os.PathLike,
+    model: str | os.PathLike | None,
     keyword: str | None = None,
     phones: str | None = None,
     threshold: float | None = None,
     lexicon: str | os.PathLike | None = None,
     stdin: IO | None = None,
     batch_size: int = 64,
+    announce: Callable[[Pronunciation], None] | None = None,
+    fa_per_hour: float | None = None,
+    warn: Callable[[str], None] | None = None,
 ) -> Stream:
     """Find a word, given only its pronunciation, in audio files of any length.
 
+    The keyword is any English word (:func:`keyword_pronunciation`: the lexicon given,
+    else the model folder's, else the shipped one, then CMUdict, then G2P);
+    ``announce(pronunciation)`` is called with what will be spotted before the model loads.
+
     For each pronunciation, :func:`kws.phones.ctc.keyword_search` aligns its phones
     anywhere in the file's posteriors and scores the alignment against the best path;
-    places scoring at least ``threshold`` (default: the phone task's
-    :data:`kws.infer.DEFAULT_SPOT_THRESHOLD`) are detections (overlaps keep the best).
-    Iterate the stream for :class:`kws.infer.Detection` and Failure records.
+    places scoring at least the threshold are detections (overlaps keep the best). The
+    threshold is ``threshold`` if given; else, on a model calibrated by ``kws phones
+    calibrate`` (:class:`kws.modelfolder.FaCalibration`), the confidence at which words of
+    the keyword's length false-accept ``fa_per_hour`` times an hour (default
+    :data:`kws.modelfolder.DEFAULT_FA_PER_HOUR`); else the phone task's
+    :data:`kws.infer.DEFAULT_SPOT_THRESHOLD`. On a calibrated model each detection carries
+    its ``fa_per_hour``; ``warn(message)`` is told when even confidence 1 false-accepts
+    more often than the rate asked. Iterate the stream for :class:`kws.infer.Detection` and
+    Failure records.
+
+    Raises
+    ------
+    UsageError
+        A threshold out of (0, 1], a rate that is not positive, or ``fa_per_hour`` without
+        ``threshold`` on a model that is not calibrated (before the model loads).
     """
-    threshold = DEFAULT_SPOT_THRESHOLD[Task.PHONES] if threshold is None else threshold
-    if not 0.0 < threshold <= 1.0:
+    if threshold is not None and not 0.0 < threshold <= 1.0:
         raise UsageError("--threshold must be in (0, 1]")
+    if fa_per_hour is not None and not (0.0 < fa_per_hour < float("inf")):
+        raise UsageError("--fa-per-hour must be a positive number")
     # Everything the arguments decide is checked before the model (and TensorFlow) loads.
-    phone_card(model)
+    model = resolve_model_dir(model, Task.PHONES)
+    calibration = phone_card(model).fa_calibration
+    if calibration is None and fa_per_hour is not None and threshold is None:
+        raise UsageError(f"{model}: no false-accept calibration for --fa-per-hour; run "
+                         f"`kws phones calibrate --model {model} --negatives FOLDER` first, "
+                         "or give --threshold")
     words = model_lexicon(model, lexicon)
-    name, prons = keyword_pronunciations(keyword, phones, words)
+    spotted = keyword_pronunciation(keyword, phones, words)
+    name, prons = spotted.word, spotted.phones
     ids = [phone_ids(pron) for pron in prons]
+    group = calibration.group_for(prons) if calibration is not None else None
+    if announce is not None:
+        announce(spotted)
+    if threshold is None and group is None:
+        threshold = DEFAULT_SPOT_THRESHOLD[Task.PHONES]
+    elif threshold is None:
+        target = DEFAULT_FA_PER_HOUR if fa_per_hour is None else fa_per_hour
+        threshold = group.threshold_for(target)
+        if warn is not None and group.fa_per_hour[-1] > target:
+            warn(f"{name}: words of {group.name} false-accept {group.fa_per_hour[-1]:.2g} "
+                 f"times an hour even at confidence 1, more than {target:g}: only "
+                 "detections of confidence 1 are reported")
     recognizer = PhoneRecognizer(model, words)
 
     def convert(scored: Scored, posteriors: np.ndarray) -> list[Detection]:
         duration = len(scored.waveform) / recognizer.sample_rate
-        return spot_in(ctc.log_posteriors(posteriors), scored.path, name, prons, ids,
-                       threshold, recognizer.frame_seconds, duration)
+        found = spot_in(ctc.log_posteriors(posteriors), scored.path, name, prons, ids,
+                        threshold, recognizer.frame_seconds, duration)
+        if group is None:
+            return found
+        return [dataclasses.replace(d, fa_per_hour=round(group.fa_per_hour_at(d.probability),
+                                                         4)) for d in found]
 
     return recognizer.stream(inputs, stdin, convert, batch_size)
 
@@ -285,12 +377,18 @@ def spot_in(
     threshold: float,
     frame_seconds: float,
     duration: float,
+    search: Callable[..., list[ctc.KeywordHit]] = ctc.keyword_search,
 ) -> list[Detection]:
-    """Detections of a keyword (any of its pronunciations) in one file's log posteriors."""
+    """Detections of a keyword (any of its pronunciations) in one file's log posteriors.
+
+    ``search(log_probs, labels, threshold, max_frames)`` finds each pronunciation's hits
+    (:func:`kws.phones.ctc.keyword_search`; calibration passes one reading alignments it
+    scored for many words at once).
+    """
     hits = []
     for pron, labels in zip(prons, ids, strict=True):
         longest = int(round(keyword_seconds(len(labels)) / frame_seconds))
-        for hit in ctc.keyword_search(log_probs, labels, threshold, longest):
+        for hit in search(log_probs, labels, threshold, longest):
             hits.append((hit, pron))
     kept: list[tuple[ctc.KeywordHit, tuple[str, ...]]] = []
     for hit, pron in sorted(hits, key=lambda item: -item[0].confidence):
@@ -307,6 +405,27 @@ def spot_in(
 
 
 # ----------------------------------------------------------------------------- evaluation
+
+
+def recording_posteriors(
+    recognizer: PhoneRecognizer, paths: Sequence[str | os.PathLike], batch_size: int = 64,
+    progress: Progress | None = None,
+) -> tuple[dict[str, np.ndarray], list[tuple[str, str]]]:
+    """Posteriors of whole recordings of any length through the inference pipeline:
+    ``({path: posteriors}, [(path, problem)] of those that could not be read)``."""
+    unique = list(dict.fromkeys(str(p) for p in paths))
+    found: dict[str, np.ndarray] = {}
+    failed: list[tuple[str, str]] = []
+    stream = recognizer.stream(unique, None, lambda scored, post: [(scored.path, post)],
+                               batch_size)
+    for record in stream:
+        if isinstance(record, Failure):
+            failed.append((record.path, record.message.removeprefix(f"{record.path}: ")))
+        else:
+            found[record[0]] = record[1]
+        if progress:
+            progress(len(found) + len(failed), len(unique))
+    return found, failed
 
 
 @dataclass
@@ -336,7 +455,7 @@ class PhoneEvaluation:
 
 
 def evaluate_phones(
-    model: str | os.PathLike,
+    model: str | os.PathLike | None,
     data: Sequence[str | os.PathLike],
     split: str = "test",
     decoder: str = "greedy",
@@ -348,8 +467,10 @@ def evaluate_phones(
 ) -> PhoneEvaluation:
     """PER (and word accuracy on Speech Commands data) of a phone model on a split.
 
-    References come from the lexicon (the model folder's, or ``lexicon``) for Speech
-    Commands folders and from the ``.PHN`` files for TIMIT-format folders; ``split`` is
+    References come from the lexicon (``lexicon``, else the model folder's, then CMUdict)
+    for Speech Commands clips and transcribed utterances, and from the ``.PHN`` files for
+    TIMIT-format folders; word accuracy matches each clip's phones to the closest of the
+    words the clips say. ``split`` is
     ``test``, ``validation``, ``train`` or ``all``. ``progress(done, total)`` is called as
     clips are scored.
     """
@@ -358,20 +479,22 @@ def evaluate_phones(
     if decoder not in DECODERS:
         raise UsageError(f"--decoder must be one of {', '.join(DECODERS)}, not {decoder!r}")
     recognizer = PhoneRecognizer(model, lexicon)
-    examples, _, _ = read_examples(data, recognizer.lexicon, None, (), validation_percent,
+    words = merge_lexicons(recognizer.lexicon, cmudict_lexicon())
+    examples, _, _ = read_examples(data, words, None, (), validation_percent,
                                    testing_percent, silence_percent=0.0)
     wanted = SPLIT_CHOICES[split]
     if wanted is not None:
         examples = [e for e in examples if e.clip.split == wanted]
     if not examples:
         raise DatasetError(f"{', '.join(map(str, data))}: no clips in the {split} split")
-    kept, posteriors, failed = score_clips(recognizer.runner, [e.clip for e in examples],
-                                           batch_size, progress)
-    if not kept:
+    found, failed = recording_posteriors(recognizer, [e.clip.path for e in examples],
+                                         batch_size, progress)
+    if not found:
         raise DatasetError(f"{', '.join(map(str, data))}: none of the {split} clips is readable")
-    unreadable = {path for path, _ in failed}
-    examples = [e for e in examples if str(e.clip.path) not in unreadable]
-    result = score_examples(posteriors, examples, recognizer.lexicon, decoder,
+    examples = [e for e in examples if str(e.clip.path) in found]
+    said = sorted({e.word for e in examples if e.word not in (None, SILENCE)})
+    result = score_examples([found[str(e.clip.path)] for e in examples], examples,
+                            words.subset(said) if said else None, decoder,
                             recognizer.frame_seconds)
     return PhoneEvaluation(
         model=str(model), data=[str(d) for d in data], split=split, decoder=decoder,

@@ -132,6 +132,9 @@ class RunConfig:
     steps_per_epoch: int | None = None
     out: str | None = option(None, metavar="FOLDER", default_text="models/<name of the model>",
                              help="Model folder to write.")
+    export: bool = option(
+        True, help="Write the model's LiteRT file(s) at the end (float32, checked against "
+                   "Keras), so it runs without TensorFlow at once.")
 
     # ------------------------------------------------------------------------- JSON
 

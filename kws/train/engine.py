@@ -310,7 +310,7 @@ def batch_dataset(batches: Batches, first_epoch: int, epochs: int, workers: int 
     sample = _as_tuples(batches.batch(first_epoch, 0))
     flat = [np.asarray(value) for value in tf.nest.flatten(sample)]
     dtypes = [tf.as_dtype(value.dtype) for value in flat]
-    shapes = [value.shape for value in flat]
+    shapes = batches.shapes([value.shape for value in flat])
 
     def make(step):
         values = tf.nest.flatten(_as_tuples(batches[int(step)]))

@@ -62,7 +62,8 @@ class Batches(abc.ABC):
 
     Batch ``index`` of ``epoch`` must depend on nothing but those two numbers (and the
     data and seed given at construction): the engine makes batches on several threads, in
-    any order, and a resumed run must draw the same ones. Every batch has the same shapes.
+    any order, and a resumed run must draw the same ones. Every batch has the shapes of
+    the first, unless :meth:`shapes` says which axes vary.
     """
 
     #: Steps per epoch and examples per step.
@@ -72,6 +73,11 @@ class Batches(abc.ABC):
     @abc.abstractmethod
     def batch(self, epoch: int, index: int) -> tuple[Any, Any]:
         """Batch ``index`` of ``epoch``: ``(inputs, targets)`` as numpy arrays (or nests)."""
+
+    def shapes(self, shapes: Sequence[tuple[int, ...]]) -> Sequence[tuple[int | None, ...]]:
+        """The shapes of the batches' arrays (flattened), given the first batch's: ``None``
+        on an axis that varies (recordings batched by length). Fixed by default."""
+        return shapes
 
     def __getitem__(self, step: int) -> tuple[Any, Any]:
         return self.batch(*divmod(int(step), self.steps))

@@ -102,10 +102,6 @@ class VaeConfig(RunConfig):
     patience: int | None = 10
     out: str | None = option(None, metavar="FOLDER",
                              help="Model folder to write [default: models/<objective>].")
-    export: bool = option(
-        True, help="Write decoder.tflite and encoder.tflite (float32, checked against Keras) "
-                   "at the end, so sample, reconstruct and interpolate run through LiteRT "
-                   "without TensorFlow.")
 
     def problems(self) -> list[str]:
         """The shared checks plus the VAE's."""
