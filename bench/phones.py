@@ -57,7 +57,6 @@ from __future__ import annotations
 import argparse
 import json
 import math
-import random
 import sys
 import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
@@ -130,8 +129,6 @@ SEARCH_FLOOR = 0.01
 #: The calibrated threshold: false accepts per keyword-hour allowed on validation data.
 CALIBRATION_FA = 2.0
 CALIBRATION_WORDS = 20
-#: Phones of a calibration word (its first pronunciation).
-CALIBRATION_PHONES = (3, 8)
 #: Target of the phone error rate (section 1).
 PER_TARGET = 0.20
 #: Most points of a DET curve written to the JSON.
@@ -463,16 +460,11 @@ def clip_detection(scores: Scores, items: Sequence[Item], threshold: float) -> t
 # ----------------------------------------------------------------------------- calibration
 
 def calibration_words(count: int, seed: int, avoid: set[str]) -> list[str]:
-    """``count`` random CMUdict words of 3-8 phones (letters only, 3 letters or more) that
-    are not in ``avoid``; seeded."""
-    from kws.phones.lexicon import cmudict_lexicon
+    """``count`` random CMUdict words not in ``avoid``, drawn as ``kws phones calibrate``
+    draws them (seeded, spread over phone counts)."""
+    from kws.phones.calibrate import calibration_words as drawn
 
-    low, high = CALIBRATION_PHONES
-    candidates = sorted(
-        word for word, prons in cmudict_lexicon().entries.items()
-        if len(word) >= 3 and word.isascii() and word.isalpha() and word not in avoid
-        and low <= len(prons[0]) <= high)
-    return sorted(random.Random(seed).sample(candidates, min(count, len(candidates))))
+    return [word.word for word in drawn(count, seed, sorted(avoid))]
 
 
 @dataclass

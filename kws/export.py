@@ -145,10 +145,8 @@ def export_tflite(
     if clips is not None:
         held_out, training = clips[:parity_clips], clips[:calibration_clips]
     else:
-        roots = _data_roots(folder, card, data)
-        say(f"reading clips from {', '.join(str(r) for r in roots)}")
-        held_out, training = _clip_sets(roots, card, parity_clips, calibration_clips, seed,
-                                        warn)
+        held_out, training = _read_inputs(folder, card, data, parity_clips,
+                                          calibration_clips, seed, say, warn)
 
     say(f"loading {folder / KERAS_FILE}")
     model = load_keras_model(folder)
@@ -257,6 +255,15 @@ def run_converter(converter) -> bytes:
     except Exception as error:  # the converter raises many types; all mean "cannot convert"
         first_line = (str(error).strip().splitlines() or [type(error).__name__])[0]
         raise KwsError(f"TFLite conversion failed: {first_line}") from None
+
+
+def _read_inputs(folder: Path, card: ModelCard, data: Sequence[str | os.PathLike],
+                 parity: int, calibration: int, seed: int, say: Callable[[str], None],
+                 warn: Callable[[str], None] | None) -> tuple[np.ndarray, np.ndarray]:
+    """``(parity clips, calibration clips)`` read from the data folders."""
+    roots = _data_roots(folder, card, data)
+    say(f"reading clips from {', '.join(str(r) for r in roots)}")
+    return _clip_sets(roots, card, parity, calibration, seed, warn)
 
 
 def _data_roots(folder: Path, card: ModelCard, data: Sequence[str | os.PathLike]) -> list[Path]:

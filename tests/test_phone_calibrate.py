@@ -34,6 +34,7 @@ from kws.phones.calibrate import (
     fa_curve,
     fa_group,
     group_index,
+    negative_recordings,
 )
 from kws.phones.phoneset import model_labels
 
@@ -169,6 +170,29 @@ def _phone_card(calibration: FaCalibration | None = None) -> ModelCard:
     return ModelCard(labels=model_labels(), sample_rate=RATE, input_length=2 * RATE,
                      arch="tcphones", task=Task.PHONES, recipe={"frame_ms": 20.0},
                      fa_calibration=calibration)
+
+
+def test_negatives_the_model_trained_on_are_left_out(tmp_path):
+    from kws.dataset import TESTING, TRAINING
+    from kws.recordings import read_recordings, split_of
+
+    talk, other = tmp_path / "talk", tmp_path / "other"
+    for root in (talk, other):
+        lines = ["file\tspeaker\ttranscript"]
+        for index in range(24):
+            write_wav(root / f"s{index}" / "a.wav", tone(300, 0.5, RATE), RATE)
+            lines.append(f"s{index}/a.wav\ts{index}\thello")
+        (root / "transcripts.tsv").write_text("\n".join(lines) + "\n")
+    card = _phone_card()
+    card.recipe.update(data=[str(talk)], validation_percent=30.0, testing_percent=30.0)
+    recordings, held_out, notes = negative_recordings([talk, other], card)
+    split = {r.path: split_of(r, 30.0, 30.0) for r in read_recordings(talk).recordings}
+    kept = {r.path for r in recordings}
+    assert {p for p, s in split.items() if s != TRAINING} == kept & set(split)
+    assert all(held_out[p] == (split[p] == TESTING) for p in kept & set(split))
+    assert any("trained on left out" in note for note in notes)
+    others = read_recordings(other).recordings  # not a training folder: kws calibrate's split
+    assert all(held_out[r.path] == (split_of(r) == TESTING) for r in others)
 
 
 def test_card_round_trip_and_old_cards(tmp_path):

@@ -15,7 +15,9 @@ Short words false-accept more than long ones, so the words are grouped by length
 threshold (all the group's false accepts over the keyword-hours searched: each word's
 hours summed) form a :class:`kws.stream_eval.Curve`, fitted on the training and
 validation recordings (:func:`kws.recordings.split_of`, as ``kws calibrate``); the
-thresholds at :data:`FA_TARGETS` are then checked on the held-out recordings.
+thresholds at :data:`FA_TARGETS` are then checked on the held-out recordings. In a folder
+the model was trained on, its training recordings are left out and its own validation
+and testing splits fit and check.
 :func:`record_phone_calibration` writes the curves into the model card
 (:class:`kws.modelfolder.FaCalibration`), from which ``kws phones spot --fa-per-hour``
 takes its threshold and each detection its ``fa_per_hour``.
@@ -33,7 +35,7 @@ from pathlib import Path
 import numpy as np
 
 from kws import files
-from kws.dataset import TESTING
+from kws.dataset import TESTING, TRAINING
 from kws.errors import KwsError, UsageError
 from kws.infer import Failure, Scored
 from kws.modelfolder import (
@@ -205,7 +207,7 @@ def calibrate_phones(model: str | os.PathLike | None, negatives: Sequence[str | 
         raise UsageError("false-accept targets must be positive numbers")
     folder = resolve_model_dir(model, Task.PHONES)
     phone_card(folder)
-    recordings, notes = _read_negatives(negatives)
+    recordings, held_out, notes = negative_recordings(negatives, read_card(folder))
     chosen = calibration_words(words, seed, model_lexicon(folder).words)
     searcher = _Searcher(chosen)
     recognizer = PhoneRecognizer(folder)
@@ -217,7 +219,7 @@ def calibrate_phones(model: str | os.PathLike | None, negatives: Sequence[str | 
     def convert(scored: Scored, posteriors: np.ndarray) -> list[tuple[str, int]]:
         nonlocal skipped
         recording = by_path[scored.path]
-        held = split_of(recording) == TESTING
+        held = held_out[recording.path]
         seconds = len(scored.waveform) / recognizer.sample_rate
         seen[held][0] += 1
         seen[held][1] += seconds
@@ -270,15 +272,44 @@ def record_phone_calibration(result: PhoneCalibration, command: str = "") -> Non
             raise KwsError(f"{folder}: cannot write card.json ({error.strerror})") from None
 
 
-def _read_negatives(negatives: Sequence[str | os.PathLike]) -> tuple[list[Recording], list[str]]:
+def negative_recordings(negatives: Sequence[str | os.PathLike], card
+                    ) -> tuple[list[Recording], dict[Path, bool], list[str]]:
+    """The negative recordings, whether each is held out (checks rather than fits), and
+    notes.
+
+    A folder the model was trained on keeps only the recordings of its validation split
+    (they fit) and testing split (held out), by the split training used: calibrating on
+    what the model learnt from would promise fewer false accepts than new speech gives.
+    Other folders split as ``kws calibrate`` splits them.
+    """
+    recipe = card.recipe
+    trained = {_resolved(f) for f in recipe.get("data", ()) or ()}
+    percent = (recipe.get("validation_percent", 10.0), recipe.get("testing_percent", 10.0))
     recordings: dict[Path, Recording] = {}
+    held_out: dict[Path, bool] = {}
     notes: list[str] = []
     for source in negatives:
         folder = read_recordings(source)
         notes += folder.notes
+        seen_in_training = _resolved(source) in trained
+        left = 0
         for recording in folder.recordings:
-            recordings.setdefault(recording.path, recording)
-    return list(recordings.values()), notes
+            if recording.path in recordings:
+                continue
+            split = split_of(recording, *percent) if seen_in_training else None
+            if split == TRAINING:
+                left += 1
+                continue
+            recordings[recording.path] = recording
+            held_out[recording.path] = (split or split_of(recording)) == TESTING
+        if left:
+            notes.append(f"{source}: {left} recording(s) the model was trained on left out; "
+                         "its validation recordings fit, its testing recordings check")
+    return list(recordings.values()), held_out, notes
+
+
+def _resolved(path: str | os.PathLike) -> str:
+    return str(Path(path).resolve())
 
 
 # ----------------------------------------------------------------------------- curves

@@ -16,7 +16,7 @@ from kws.train.config import RunConfig, option
 #: Sample rate of phone models unless told otherwise (Hz).
 DEFAULT_RATE = 16000
 #: Where ``kws phones train`` writes unless told otherwise.
-DEFAULT_OUT = str(Path("models") / "phones")
+DEFAULT_OUT = str(Path("models") / "tcphones")
 #: Training augmentation of phone models: shorter shifts than the classifier's, so a word
 #: near the edge of its clip is not pushed out of it while its phones remain the target.
 PHONE_AUGMENTATION = {"shift": 0.05}
