@@ -460,11 +460,12 @@ def clip_detection(scores: Scores, items: Sequence[Item], threshold: float) -> t
 # ----------------------------------------------------------------------------- calibration
 
 def calibration_words(count: int, seed: int, avoid: set[str]) -> list[str]:
-    """``count`` random CMUdict words not in ``avoid``, drawn as ``kws phones calibrate``
-    draws them (seeded, spread over phone counts)."""
+    """``count`` random CMUdict words of 3 phones or more (as the keywords) not in
+    ``avoid``, drawn as ``kws phones calibrate`` draws them (seeded, spread over lengths)."""
     from kws.phones.calibrate import calibration_words as drawn
 
-    return [word.word for word in drawn(count, seed, sorted(avoid))]
+    words = [word for word in drawn(4 * count, seed, sorted(avoid)) if word.phones >= 3]
+    return sorted(word.word for word in words[:count])
 
 
 @dataclass

@@ -142,7 +142,8 @@ def training_summary_table(summary: Mapping[str, Any],
         ("wall time", format_duration(summary.get("wall_time_s", 0.0))),
         ("training clips/s", _format_speed(summary.get("clips_per_s"))),
         ("parameters", format_count(summary.get("parameters"))),
-        ("multiply-adds per clip", format_count(summary.get("multiply_adds"))),
+        (f"multiply-adds per {summary.get('multiply_adds_per', 'clip')}",
+         format_count(summary.get("multiply_adds"))),
     ]
     if summary.get("export"):
         rows.append(("TFLite export", _format_export(summary["export"])))

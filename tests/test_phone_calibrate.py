@@ -338,7 +338,7 @@ def test_spot_on_a_calibrated_model_reports_fa_per_hour(calibrated, monkeypatch)
     group = read_card(out).fa_calibration.group(4)
     recording = base / "negs" / "anna" / "1.wav"
     result = CliRunner().invoke(cli, ["phones", "spot", "-m", str(out), "-k", "stop", "-t",
-                                      "0.05", "--fa-per-hour", "1", "-f", "jsonl",
+                                      "0.0001", "--fa-per-hour", "1", "-f", "jsonl",
                                       str(recording)])
     assert result.exit_code == 0, result.output
     found = [json.loads(line) for line in result.stdout.splitlines()]

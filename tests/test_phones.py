@@ -308,7 +308,10 @@ def test_keyword_search_on_hand_made_posteriors():
     log_probs = ctc.log_posteriors(probs)
     hits = ctc.keyword_search(log_probs, [1, 2, 3], threshold=0.5)
     assert [(h.first, h.last) for h in hits] == [(5, 9), (30, 33)]
-    assert all(h.confidence == pytest.approx(1.0) for h in hits)
+    # The geometric mean per phone of the posteriors along the alignment: three spikes of
+    # 0.9 and the blanks (0.97) between them.
+    assert [h.confidence for h in hits] == pytest.approx([0.9 * 0.97 ** (2 / 3),
+                                                          0.9 * 0.97 ** (1 / 3)])
     # 3, 2 and 1 do occur in that order, but over 22 frames: too long for one word.
     assert ctc.keyword_search(log_probs, [3, 2, 1], threshold=0.5, max_frames=12) == []
     spread = ctc.keyword_search(log_probs, [3, 2, 1], threshold=0.5)

@@ -62,7 +62,7 @@ def build_phone_model(
     filters: int = 40,
     pool: int = 4,
     channels: int = 192,
-    dilations: tuple[int, ...] = (1, 2, 4, 8) * 3,
+    dilations: tuple[int, ...] = (1, 2, 4) * 2,
     kernel: int = 3,
     dropout: float = 0.1,
     masking: dict | None = None,

@@ -13,8 +13,8 @@ numpy array of log posteriors, so decoding needs neither Keras nor TensorFlow.
 * :func:`align` is the best (Viterbi) alignment of a given phone sequence, from which
   :func:`segments` derives approximate start and end times per phone.
 * :func:`keyword_search` finds where a phone sequence was said in a longer stretch:
-  a Viterbi alignment of the keyword with free start and end, scored against the best
-  path over the same frames (the filler model), so no other words need to be known.
+  a Viterbi alignment of the keyword with free start and end, scored by its posteriors
+  per keyword phone, so no other words need to be known.
 """
 
 from __future__ import annotations
@@ -306,11 +306,16 @@ def keyword_scores(
     """For every end frame, the best keyword alignment ending there.
 
     The keyword's phones (with blanks between them) are aligned by Viterbi with a free
-    start and end, on costs ``log p(class) - max log p`` per frame: the alignment's cost
-    is how much less likely it is than the best path (the filler) over the same frames.
-    Returns ``(confidence, start)`` per end frame, where ``confidence = exp(cost / L)``
-    for ``L`` keyword phones (1 when the best path says the keyword) and ``start`` is the
-    first frame of that alignment; of equally good alignments the shortest is kept.
+    start and end on the log posteriors: the alignment's score is the sum of its frames'
+    log posteriors. Returns ``(confidence, start)`` per end frame, where ``confidence =
+    exp(score / L)`` for ``L`` keyword phones (the geometric mean of the posterior each
+    phone gets, with the blanks between them) and ``start`` is the first frame of that
+    alignment; of equally good alignments the shortest is kept.
+
+    Absolute posteriors, not their ratio to the best path over the same frames: with a
+    peaky model the best path often says a near-miss (``t r iy`` inside "three"), which
+    the ratio scores 1; on the benchmark the absolute score found 29 % of never-trained
+    words at 2 false accepts per hour against 27 %, and 50 % against 44 % at 5.
     """
     return keyword_scores_many(log_probs, [labels], blank)[0]
 
@@ -348,7 +353,6 @@ def keyword_scores_many(log_probs: np.ndarray, label_lists: Sequence[Sequence[in
     first = np.zeros(len(ext), dtype=bool)
     first[firsts] = True
     second = np.roll(first, 1) & ~first  # a segment's second state (none for one phone)
-    cost = log_probs - log_probs.max(axis=1, keepdims=True)
     score = np.full(len(ext), -np.inf)
     start = np.zeros(len(ext), dtype=np.int64)
     best = np.empty((frames, len(live)))
@@ -366,7 +370,7 @@ def keyword_scores_many(log_probs: np.ndarray, label_lists: Sequence[Sequence[in
         starts = np.stack([start, step_start, jump_start])
         top = options.max(axis=0)
         start = np.where(options >= top - 1e-9, starts, -1).max(axis=0)
-        score = top + cost[t, ext]
+        score = top + log_probs[t, ext]
         best[t], best_start[t] = score[lasts], start[lasts]
     for column, i in enumerate(live):
         results[i] = (np.exp(best[:, column] / len(kept[i])), best_start[:, column])

@@ -16,6 +16,7 @@ the pronunciations used.
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -167,6 +168,10 @@ class PhonesTask(Task):
         if not config.export:
             return {}
         return export_after_training(out, events.stage, events.warn, clips=self.parity)
+
+    def summary(self, config: RunConfig, metrics: Mapping[str, Any]) -> dict[str, Any]:
+        """The model takes any length: its multiply-adds are per second of audio."""
+        return {"multiply_adds_per": "second of audio"}
 
     def multiply_adds(self, model) -> int:
         """Multiply-adds per second of audio (the model takes any length)."""
