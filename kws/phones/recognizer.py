@@ -497,6 +497,6 @@ def evaluate_phones(
                             words.subset(said) if said else None, decoder,
                             recognizer.frame_seconds)
     return PhoneEvaluation(
-        model=str(model), data=[str(d) for d in data], split=split, decoder=decoder,
+        model=str(recognizer.folder), data=[str(d) for d in data], split=split, decoder=decoder,
         result=result, failed=failed,
     )
