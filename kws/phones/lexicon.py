@@ -36,7 +36,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from kws.errors import LexiconError
-from kws.phones.phoneset import fold
+from kws.phones.phoneset import fold, fold_each
 
 #: File name of the shipped lexicon inside the ``kws.phones`` package.
 LEXICON_FILE = "lexicon.txt"
@@ -161,15 +161,12 @@ def parse_lexicon(text: str, source: str = "lexicon") -> Lexicon:
     return Lexicon(entries, source)
 
 
-def _fold_symbols(symbols: Sequence[str], where: str, word: str) -> Iterator[str]:
-    for symbol in symbols:
-        try:
-            phone = fold(symbol)
-        except ValueError:
-            raise LexiconError(f"{where}: unknown phone {symbol!r} for {word!r} "
-                               "(use ARPAbet: the 39-phone set or TIMIT's 61)") from None
-        if phone is not None:
-            yield phone
+def _fold_symbols(symbols: Sequence[str], where: str, word: str) -> list[str]:
+    try:
+        return fold_each(symbols)
+    except ValueError as error:
+        raise LexiconError(f"{where}: unknown phone {error.args[0]!r} for {word!r} "
+                           "(use ARPAbet: the 39-phone set or TIMIT's 61)") from None
 
 
 def read_lexicon(path: str | os.PathLike) -> Lexicon:

@@ -69,6 +69,22 @@ def fold(phone: str) -> str | None:
     return label
 
 
+def fold_each(symbols: Iterable[str]) -> list[str]:
+    """Fold ARPAbet or TIMIT symbols one by one, dropping the dropped ones (``q``).
+
+    Raises ``ValueError`` with the first unknown symbol as its argument.
+    """
+    folded = []
+    for symbol in symbols:
+        try:
+            phone = fold(symbol)
+        except ValueError:
+            raise ValueError(symbol) from None
+        if phone is not None:
+            folded.append(phone)
+    return folded
+
+
 def fold_sequence(phones: Iterable[str]) -> list[str]:
     """Fold a phone sequence, dropping ``q`` and merging runs of ``sil`` into one.
 

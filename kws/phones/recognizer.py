@@ -70,7 +70,7 @@ from kws.phones.lexicon import (
     pronounce,
     read_lexicon,
 )
-from kws.phones.phoneset import fold, model_labels
+from kws.phones.phoneset import fold_each, model_labels
 
 # ----------------------------------------------------------------------------- inference
 
@@ -263,15 +263,11 @@ def keyword_pronunciation(
         ``keyword`` cannot be pronounced (no letters, digits...): one line saying why.
     """
     if phones is not None:
-        folded = []
-        for symbol in phones.replace(",", " ").split():
-            try:
-                phone = fold(symbol)
-            except ValueError:
-                raise UsageError(f"--phones: unknown phone {symbol!r} (use the 39-phone "
-                                 "ARPAbet set, e.g. \"m aa r v ih n\")") from None
-            if phone is not None:
-                folded.append(phone)
+        try:
+            folded = fold_each(phones.replace(",", " ").split())
+        except ValueError as error:
+            raise UsageError(f"--phones: unknown phone {error.args[0]!r} (use the 39-phone "
+                             "ARPAbet set, e.g. \"m aa r v ih n\")") from None
         if not folded:
             raise UsageError("--phones: no phones given")
         return Pronunciation(keyword or "-".join(folded), (tuple(folded),), "--phones")
