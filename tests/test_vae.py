@@ -189,7 +189,7 @@ def test_sample_reconstruct_and_interpolate(trained):
     np.testing.assert_array_equal(vae.sample(model, "yes", 3, seed=1, n_iter=4), clips)
     assert not np.allclose(vae.sample(model, "yes", 3, seed=2, n_iter=4), clips)
     assert not np.allclose(vae.sample(model, "no", 3, seed=1, n_iter=4), clips)
-    standard = vae.sample_codes(model, "yes", 500, seed=1, prior="standard")
+    standard = vae.sample_codes(model, "yes", 500, seed=1, temperature=1.0, prior="standard")
     assert abs(standard.std() - 1.0) < 0.1
     np.testing.assert_array_equal(vae.sample_codes(model, "yes", 2, 1, temperature=0.0),
                                   vae.sample_codes(model, "yes", 2, 1, temperature=0.0))
@@ -551,3 +551,71 @@ def test_latent_density_writes_through_a_fresh_temporary_and_checks_damage(tmp_p
              means=np.zeros((2, 1, 2)), covariances=np.zeros((2, 1, 3)))
     with pytest.raises(KwsError, match="damaged latent density"):
         vae.read_latent_density(tmp_path, ["a", "b"])
+
+
+# ----------------------------------------------------------- kws train --synthetic
+
+
+def test_mixed_weights_give_the_synthetic_clips_their_share_label_by_label():
+    from kws.classifier.synthetic import mixed_weights
+
+    real_y = np.array([0, 0, 0, 1])
+    real = np.array([1.0, 1.0, 1.0, 3.0])  # labels 0 and 1 each half the real mass
+    synthetic_y = np.array([0, 0, 1, 1, 1, 1])
+    weights = mixed_weights(real, real_y, synthetic_y, 0.2)
+    assert weights.shape == (10,) and weights.sum() == pytest.approx(1.0)
+    assert weights[4:].sum() == pytest.approx(0.2)
+    assert weights[4:6].sum() == pytest.approx(0.1)  # label 0: half of the synthetic mass
+    assert weights[6:].sum() == pytest.approx(0.1)
+    np.testing.assert_allclose(weights[:4], 0.8 * real / real.sum())
+
+
+def test_generated_clips_are_labelled_as_the_classifier_learns_them(trained):
+    from kws.classifier.synthetic import generate_clips
+
+    config, _, model, _ = trained
+    known = model.labels[0]
+    labels = ["_silence_", "_unknown_", known]
+    pool = generate_clips(config.out, labels, rate=8000, length=8000, seed=3, per_word=2)
+    assert pool.x.shape == (2 * len(model.labels), 8000) and pool.x.dtype == np.float32
+    assert pool.labels_of_words == {w: known if w == known else "_unknown_"
+                                    for w in model.labels}
+    assert sorted(pool.y.tolist()) == sorted([2, 2] + [1] * 2 * (len(model.labels) - 1))
+    again = generate_clips(config.out, labels, rate=8000, length=8000, seed=3, per_word=2)
+    np.testing.assert_array_equal(pool.x, again.x)
+    without_unknown = generate_clips(config.out, [known, "_silence_"], 8000, 8000, per_word=2)
+    assert set(without_unknown.labels_of_words) == {known}
+
+
+def test_synthetic_clips_join_training_batches_at_their_share(trained, tiny_data, tmp_path):
+    from kws.classifier import ClassifierConfig, ClassifierTask
+    from kws.train import check_run
+
+    vae_folder = trained[0].out
+    config = check_run(ClassifierTask(), ClassifierConfig(
+        data=(str(tiny_data),), arch="seed", rate=2000, batch_size=4, epochs=1, workers=1,
+        export=False, synthetic=vae_folder, synthetic_share=0.5,
+        out=str(tmp_path / "m"))).config
+    task = ClassifierTask()
+    data = task.prepare(config, TrainEvents())
+    real = len(data.x["training"])
+    pool = data.extra["synthetic"]
+    assert data.summary["synthetic"]["clips"] == len(pool.y) == 100 * len(WORDS)
+    assert data.extra["weights"][real:].sum() == pytest.approx(0.5)
+    batches = task.batches(config, data)
+    assert batches.steps == real // 4  # the pool does not lengthen an epoch
+    drawn = np.concatenate([batches.rows(epoch, i) for epoch in range(20)
+                            for i in range(batches.steps)])
+    assert 0.35 < np.mean(drawn >= real) < 0.65
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--synthetic", "{data}"], "--synthetic"),
+    (["--synthetic", "{vae}", "--synthetic-share", "1.5"], "--synthetic-share must be"),
+])
+def test_bad_synthetic_options_are_one_line_errors(trained, tiny_data, tmp_path, capsys,
+                                                   args, message):
+    args = [a.format(data=tiny_data, vae=trained[0].out) for a in args]
+    code, err = _run_main(["train", "--data", str(tiny_data), "--out", str(tmp_path / "m"),
+                           *args], capsys)
+    assert code == 2 and message in err and len(err.strip().splitlines()) == 1
