@@ -47,12 +47,19 @@ _model_option = model_option(help="A model folder written by `kws vae train`.", 
 
 
 def _synthesis_options(function):
-    function = click.option("--iterations", default=32, show_default=True, type=int,
+    function = click.option("--iterations", default=vae.DEFAULT_ITERATIONS, show_default=True,
+                            type=int,
                             help="Griffin-Lim iterations when turning spectrograms into audio.")(
         function)
     return click.option("--seed", default=0, show_default=True, type=int,
                         help="Seed of the random codes and of Griffin-Lim's initial phase.")(
         function)
+
+
+_temperature_option = click.option(
+    "--temperature", "-t", default=vae.DEFAULT_TEMPERATURE, show_default=True, type=float,
+    help="Spread of the codes around the centres of the word's latent density (1: as "
+         "fitted; 0: the centres only, the word's most typical clips).")
 
 
 @click.group("vae")
@@ -124,9 +131,7 @@ _ALL_WORDS = "all"
 @click.option("--out", "-o", required=True, type=click.Path(file_okay=False),
               help="Folder for the WAV files, named by their word: WORD_000.wav, ... (with "
                    "--word all, every word's files side by side in this one folder).")
-@click.option("--temperature", "-t", default=1.0, show_default=True, type=float,
-              help="Spread of the codes around the centres of the word's latent density "
-                   "(0: the centres only, the word's most typical clips).")
+@_temperature_option
 @click.option("--prior", type=click.Choice(PRIORS), default="fitted", show_default=True,
               help="Draw codes from the word's Gaussian mixture fitted to its training "
                    "clips' codes, or from the VAE prior N(0, I).")
@@ -269,9 +274,11 @@ def plot(model, data, split, out, as_json) -> None:
              "[default: the folders MODEL was trained on].")
 @click.option("--max-clips", default=vae.DEFAULT_MAX_CLIPS, show_default=True, type=int,
               help="At most this many real clips of each split (chosen at random).")
+@_temperature_option
 @_synthesis_options
 @json_option
-def evaluate(model, samples, classifier, data, max_clips, seed, iterations, as_json) -> None:
+def evaluate(model, samples, classifier, data, max_clips, temperature, seed, iterations,
+             as_json) -> None:
     """Judge MODEL's samples with a keyword classifier, as generative-audio papers do.
 
     SAMPLES clips of every word are classified by the classifier (the shipped one by
@@ -288,12 +295,14 @@ def evaluate(model, samples, classifier, data, max_clips, seed, iterations, as_j
         raise UsageError(f"--samples must be at least 2, not {samples}")
     if max_clips < 2:
         raise UsageError(f"--max-clips must be at least 2, not {max_clips}")
+    vae.check_sampling(samples, temperature, PRIORS[0])
     _check_data(data)
     read_card(resolve_model_dir(classifier), Task.CLASSIFIER)
     folder = _open(model)
     events = _training.RichEvents(_console.stderr())
     report = vae.evaluate_samples(folder, vae.Judge(classifier), data, samples, seed=seed,
-                                  n_iter=iterations, max_clips=max_clips, events=events)
+                                  n_iter=iterations, max_clips=max_clips, events=events,
+                                  temperature=temperature)
     if as_json:
         click.echo(json.dumps(report, indent=1))
         return

@@ -31,6 +31,8 @@ from kws.vae.evaluate import DEFAULT_MAX_CLIPS, DEFAULT_SAMPLES, Judge, evaluate
 from kws.vae.litert import DECODER_FILE, ENCODER_FILE, LiteRTNetwork, export_networks
 from kws.vae.metrics import frechet_distance, inception_score
 from kws.vae.model import (
+    DEFAULT_ITERATIONS,
+    DEFAULT_TEMPERATURE,
     PRIORS,
     RUNNERS,
     Reconstruction,
@@ -64,7 +66,8 @@ from kws.vae.spectrograms import (
 from kws.vae.task import SpectrogramBatches, VaeConfig, VaeTask, split_metrics
 
 __all__ = [
-    "CLIP_SAMPLES", "DECODER_FILE", "DEFAULT_BETA", "DEFAULT_MAX_CLIPS", "DEFAULT_SAMPLES",
+    "CLIP_SAMPLES", "DECODER_FILE", "DEFAULT_BETA", "DEFAULT_ITERATIONS", "DEFAULT_MAX_CLIPS",
+    "DEFAULT_SAMPLES", "DEFAULT_TEMPERATURE",
     "ENCODER_FILE", "RUNNERS", "Judge", "LiteRTNetwork", "evaluate_samples",
     "export_networks", "frechet_distance", "inception_score", "LATENT_FILE", "OBJECTIVES",
     "PRIORS", "RATE",
