@@ -23,7 +23,7 @@ Data mixes (``../shared/data``; every folder under its own split lists):
 
 Usage (from the project root; about 10 minutes per mix on a 2-core CPU)::
 
-    python bench/vae.py [--mix user --mix all ...] [--samples 20] [--seed 0] [--reuse]
+    python bench/vae.py [--mix user --mix all ...] [--samples 50] [--seed 0] [--reuse]
         [--json FILE]
 """
 
@@ -150,7 +150,7 @@ def main() -> None:
                         help="Judge the models already trained instead of training again.")
     parser.add_argument("--classifier", default=None,
                         help="The judge [default: the shipped classifier].")
-    parser.add_argument("--samples", type=int, default=20, help="Samples of each word.")
+    parser.add_argument("--samples", type=int, default=50, help="Samples of each word.")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--json", type=Path, help="Also write the raw figures here (JSON).")
     args = parser.parse_args()

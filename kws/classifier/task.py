@@ -26,13 +26,6 @@ from typing import Any
 import numpy as np
 
 from kws.classifier.sampling import BALANCE_CHOICES, batch_shares, sampling_weights
-from kws.classifier.synthetic import (
-    SYNTHETIC_PER_WORD,
-    SyntheticClips,
-    check_synthetic,
-    generate_clips,
-    mixed_weights,
-)
 from kws.dataset import (
     SILENCE,
     SPLITS,
@@ -154,13 +147,6 @@ class ClassifierConfig(RunConfig):
         None, metavar="MODEL",
         help="Start from a trained classifier's weights (its front end and body; outputs of "
              "labels it knows) and fine-tune on the data: a new label set is allowed.")
-    synthetic: str | None = option(
-        None, metavar="VAE_MODEL",
-        help=f"A `kws vae train` model folder: {SYNTHETIC_PER_WORD} clips it generates of each "
-             "of its words join the training batches (a word not learned becomes _unknown_); "
-             "validation and test clips stay real.")
-    synthetic_share: float = option(
-        0.1, help="Share of each training batch drawn from the --synthetic clips.")
 
     def problems(self) -> list[str]:
         problems = super().problems()
@@ -208,8 +194,6 @@ class ClassifierTask(Task):
             epochs=recipe.epochs if config.epochs is None else config.epochs,
             augment=recipe.augment if config.augment is None else config.augment,
             optimizer=config.optimizer or recipe.optimizer)
-        if config.synthetic is not None:
-            check_synthetic(config.synthetic, config.synthetic_share)
         for source in config.negatives:
             if not Path(source).exists():
                 raise MissingInputError(f"--negatives {source}: no such folder or file")
@@ -218,8 +202,7 @@ class ClassifierTask(Task):
 
     def input_folders(self, config: ClassifierConfig) -> list[str]:
         return [*config.data, *config.background, *config.resplit, *config.negatives,
-                *([config.init_from] if config.init_from else []),
-                *([config.synthetic] if config.synthetic else [])]
+                *([config.init_from] if config.init_from else [])]
 
     def prepare(self, config: ClassifierConfig, events: TrainEvents) -> Prepared:
         """Read, label and decode the datasets of a resolved configuration."""
@@ -281,21 +264,11 @@ class ClassifierTask(Task):
         training_speakers = [clip.speaker for clip in kept[: bounds[1]]]
         weights = sampling_weights(labels, y[TRAINING], training_speakers, config.balance,
                                    config.unknown_percent, config.silence_percent)
-        synthetic = None
-        if config.synthetic is not None:
-            synthetic = _synthetic_pool(config, labels, events)
-            weights = mixed_weights(weights, y[TRAINING], synthetic.y, config.synthetic_share)
-            summary["synthetic"] = {"model": str(config.synthetic),
-                                    "share": config.synthetic_share, "clips": len(synthetic.y),
-                                    "words": synthetic.labels_of_words}
-        training_y = y[TRAINING] if synthetic is None else np.concatenate([y[TRAINING],
-                                                                          synthetic.y])
         summary["sampling"] = {"balance": config.balance,
-                               "batch_shares": batch_shares(labels, weights, training_y)}
+                               "batch_shares": batch_shares(labels, weights, y[TRAINING])}
         backgrounds = [found[path] for path in dataset.backgrounds if path in found]
         return Prepared(labels, x, y, summary, sample_rate=config.rate, input_length=length,
-                        extra={"backgrounds": backgrounds, "failed": failed, "weights": weights,
-                               "synthetic": synthetic})
+                        extra={"backgrounds": backgrounds, "failed": failed, "weights": weights})
 
     @staticmethod
     def _negatives(config: ClassifierConfig, words: Sequence[str], clips: Sequence[Clip],
@@ -322,19 +295,8 @@ class ClassifierTask(Task):
         return negatives
 
     def batches(self, config: ClassifierConfig, data: Prepared) -> WaveformBatches:
-        """Training batches: the real clips, and the ``--synthetic`` ones after them.
-
-        An epoch has as many steps with synthetic clips as without: the pool changes what
-        a batch holds, not how long training lasts.
-        """
-        x, y = data.x[TRAINING], data.y[TRAINING]
-        synthetic = data.extra.get("synthetic")
-        if synthetic is not None:
-            steps = max(1, len(x) // min(config.batch_size, len(x)))
-            config = dataclasses.replace(
-                config, steps_per_epoch=min(config.steps_per_epoch or steps, steps))
-            x, y = np.concatenate([x, synthetic.x]), np.concatenate([y, synthetic.y])
-        return waveform_batches(config, x, y, data.extra["backgrounds"], data.extra["weights"])
+        return waveform_batches(config, data.x[TRAINING], data.y[TRAINING],
+                                data.extra["backgrounds"], data.extra["weights"])
 
     #: What ``--init-from`` copied into the last model built (recorded in the card's recipe).
     transferred: dict[str, Any] | None = None
@@ -414,14 +376,6 @@ class ClassifierTask(Task):
         from kws.models.classifier import count_multiply_adds
 
         return count_multiply_adds(model)
-
-
-def _synthetic_pool(config: ClassifierConfig, labels: list[str],
-                    events: TrainEvents) -> SyntheticClips:
-    """The ``--synthetic`` model's clips of the labels learned (see :func:`generate_clips`)."""
-    events.stage(f"generating {SYNTHETIC_PER_WORD} clips per word with {config.synthetic}…")
-    return generate_clips(config.synthetic, labels, config.rate,
-                          int(round(config.rate * CLIP_SECONDS)), seed=config.seed)
 
 
 def _with_unknown(labels: list[str]) -> list[str]:
