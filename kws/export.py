@@ -149,7 +149,14 @@ def export_tflite(
                                           calibration_clips, seed, say, warn)
 
     say(f"loading {folder / KERAS_FILE}")
-    model = load_keras_model(folder)
+    return _write_first_agreeing(folder, card, load_keras_model(folder), held_out, training,
+                                 int8, say)
+
+
+def _write_first_agreeing(folder: Path, card, model, held_out: np.ndarray,
+                          training: np.ndarray, int8: bool,
+                          say: Callable[[str], None]) -> ExportResult:
+    """Convert with each scheme in turn; write and record the first that agrees enough."""
     expected = np.asarray(model.predict(held_out, batch_size=256, verbose=0))
     name = TFLITE_INT8_FILE if int8 else TFLITE_FILE
     final = folder / name
