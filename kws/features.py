@@ -226,6 +226,8 @@ def db_to_power(db: np.ndarray) -> np.ndarray:
 NNLS_ITERATIONS = 30
 #: Momentum of fast Griffin-Lim (librosa's default).
 MOMENTUM = 0.99
+#: Griffin-Lim iterations unless told otherwise (``kws vae``'s ``--iterations`` default).
+GRIFFIN_LIM_ITERATIONS = 32
 
 
 @functools.lru_cache(maxsize=16)
@@ -267,7 +269,7 @@ def mel_to_magnitude(
 
 def griffin_lim(
     magnitude: np.ndarray, settings: MelSettings = DEFAULT_SETTINGS, length: int | None = None,
-    n_iter: int = 32, seed: int = 0, momentum: float = MOMENTUM,
+    n_iter: int = GRIFFIN_LIM_ITERATIONS, seed: int = 0, momentum: float = MOMENTUM,
 ) -> np.ndarray:
     """Waveforms ``(..., length)`` whose STFT magnitude approximates ``(..., frames, bins)``.
 
@@ -298,7 +300,7 @@ def inverse_log_mel(
     features: np.ndarray,
     settings: MelSettings = DEFAULT_SETTINGS,
     length: int | None = None,
-    n_iter: int = 32,
+    n_iter: int = GRIFFIN_LIM_ITERATIONS,
     seed: int = 0,
 ) -> np.ndarray:
     """Waveform(s) whose log-mel spectrogram approximates ``features``.

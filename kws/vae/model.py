@@ -31,7 +31,7 @@ PRIORS = ("fitted", "standard")
 #: samples' Fréchet distance (7.9) is still that of real held-out clips (8.0) (README).
 DEFAULT_TEMPERATURE = 0.2
 #: Griffin-Lim iterations when turning spectrograms into audio.
-DEFAULT_ITERATIONS = 32
+DEFAULT_ITERATIONS = features.GRIFFIN_LIM_ITERATIONS
 #: How :func:`load` runs the networks: LiteRT files when current (else Keras), or Keras.
 RUNNERS = ("auto", "keras")
 #: A network as a function: ``(inputs, label rows) -> outputs`` (float32 arrays).
