@@ -101,3 +101,20 @@ def damage_model_folder(folder: Path, damage: str) -> Path:
     else:
         card.write_text(damage)
     return folder
+
+
+@pytest.fixture
+def run_cli(capsys):
+    """Run ``kws`` in-process as the console script does (one-line errors, exit codes)."""
+    from types import SimpleNamespace
+
+    from kws.cli import main
+
+    def run(args: list[str]) -> SimpleNamespace:
+        with pytest.raises(SystemExit) as exited:
+            main(args)
+        out, err = capsys.readouterr()
+        return SimpleNamespace(exit_code=exited.value.code, stdout=out, stderr=err,
+                               output=out + err)
+
+    return run

@@ -172,23 +172,6 @@ def test_bad_requests_are_errors(superset_model, test_layout, tmp_path):
 # ----------------------------------------------------------------------------- reliability
 
 
-@pytest.fixture
-def run_cli(capsys):
-    """Run ``kws`` in-process as the console script does (one-line errors, exit codes)."""
-    from types import SimpleNamespace
-
-    from kws.cli import main
-
-    def run(args: list[str]) -> SimpleNamespace:
-        with pytest.raises(SystemExit) as exited:
-            main(args)
-        out, err = capsys.readouterr()
-        return SimpleNamespace(exit_code=exited.value.code, stdout=out, stderr=err,
-                               output=out + err)
-
-    return run
-
-
 def test_confusion_png_never_overwrites_an_input(superset_model, test_layout, run_cli):
     clip = test_layout / "yes" / "spk0abc_nohash_0.wav"
     before = clip.read_bytes()

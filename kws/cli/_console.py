@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import shlex
 import sys
+from collections.abc import Callable, Iterator
 
 import click
 from rich.console import Console
@@ -100,3 +102,21 @@ def command_line(ctx: click.Context) -> str:
             words.append(param.opts[0])
             words.extend(str(part) for part in (item if isinstance(item, tuple) else [item]))
     return shlex.join(words)
+
+
+@contextlib.contextmanager
+def progress(what: str) -> Iterator[Callable[[int, int], None] | None]:
+    """A transient progress bar on stderr when it is a terminal (``what`` names the work).
+
+    Yields the ``progress(done, total)`` callback the library functions take, or None when
+    stderr is not a terminal (nothing is drawn).
+    """
+    if not interactive():
+        yield None
+        return
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeElapsedColumn
+
+    with Progress(what, BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
+                  console=stderr(), transient=True) as bar:
+        task = bar.add_task("", total=None)
+        yield lambda done, total: bar.update(task, completed=done, total=total)

@@ -76,16 +76,9 @@ def command(ctx, model, negatives, target_fa_per_hour, keywords, min_threshold, 
 
 def _run(model, negatives, target, words, runner, threads, floor) -> Calibration:
     """Calibrate, with a progress bar on a terminal."""
-    if not _console.interactive():
-        return calibrate(model, negatives, target, words, runner, threads, min_threshold=floor)
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeElapsedColumn
-
-    with Progress("scoring negative recordings", BarColumn(), MofNCompleteColumn(),
-                  TimeElapsedColumn(), console=_console.stderr(), transient=True) as progress:
-        task = progress.add_task("", total=None)
+    with _console.progress("scoring negative recordings") as progress:
         return calibrate(model, negatives, target, words, runner, threads, min_threshold=floor,
-                         progress=lambda done, total: progress.update(task, completed=done,
-                                                                      total=total))
+                         progress=progress)
 
 
 def _table(result: Calibration, written: bool) -> None:

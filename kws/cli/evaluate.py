@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-import contextlib
 import json
-from collections.abc import Iterator
 from pathlib import Path
 
 import click
@@ -116,7 +114,7 @@ def command(model, data, split, as_json, confusion_png, batch_size, validation_p
         raise UsageError("--batch-size must be at least 1")
     if confusion_png:
         files.check_not_input(confusion_png, [*data, *background, folder], "--confusion-png")
-    with _progress() as progress:
+    with _console.progress("scoring clips") as progress:
         result = evaluate(folder, data, split, batch_size, validation_percent,
                           testing_percent, background, resplit, runner, progress)
     _remarks(result)
@@ -130,20 +128,6 @@ def command(model, data, split, as_json, confusion_png, batch_size, validation_p
         _render(result)
     if result.failed:
         click.get_current_context().exit(1)
-
-
-@contextlib.contextmanager
-def _progress(what: str = "scoring clips") -> Iterator:
-    """A transient progress bar on a terminal; yields the callback for :func:`evaluate`."""
-    if not _console.interactive():
-        yield None
-        return
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeRemainingColumn
-
-    with Progress(what, BarColumn(), MofNCompleteColumn(), TimeRemainingColumn(),
-                  console=_console.stderr(), transient=True) as bar:
-        task = bar.add_task("scoring", total=None)
-        yield lambda done, total: bar.update(task, completed=done, total=total)
 
 
 def _warn_notes_and_failures(notes, failed) -> None:
@@ -209,7 +193,7 @@ def _stream(model, data, split, as_json, confusion_png, batch_size, validation_p
         validation_percent=validation_percent, testing_percent=testing_percent,
         backgrounds=tuple(background), resplit=tuple(resplit))
     settings.check()
-    with _progress("scoring recordings") as progress:
+    with _console.progress("scoring recordings") as progress:
         result = evaluate_stream(folder, data, synthetic_from, settings, runner,
                                  progress=progress)
     _stream_remarks(result)

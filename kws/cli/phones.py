@@ -17,9 +17,11 @@ from kws.cli._options import (
     split_option,
     split_percent_options,
 )
+from kws.dataset import TESTING, TRAINING, VALIDATION, parse_words
 from kws.errors import UsageError
 from kws.infer import DEFAULT_SPOT_THRESHOLD, Failure
 from kws.modelfolder import DEFAULT_FA_PER_HOUR, Task
+from kws.phones.align import DEFAULT_MIN_SCORE, cut_word_clips
 from kws.phones.calibrate import DEFAULT_WORDS, calibrate_phones, record_phone_calibration
 from kws.phones.config import PhoneTrainConfig
 from kws.phones.recognizer import evaluate_phones, predict_phones, spot_phones
@@ -57,8 +59,6 @@ def train(ctx: click.Context, **params) -> None:
     OUT/checkpoint; after an interruption run the same command with --resume. PERs are
     shown as percentages (card.json and --json hold fractions).
     """
-    from kws.errors import UsageError
-
     if not params["resume"] and not params["data"]:
         raise UsageError("give --data DIR (a Speech Commands or TIMIT-format folder)")
     _training.train_command(ctx, PhonesTask(), params, _train_table)
@@ -365,6 +365,80 @@ def _rate(value: float) -> str:
     return f"{value:.2g}" if value >= 0.01 or value == 0 else f"{value:.1e}"
 
 
+# ----------------------------------------------------------------------------- align
+
+
+@command.command("align")
+@click.argument("sources", nargs=-1, required=True, type=click.Path(), metavar="FOLDER...")
+@click.option("--out", "-o", required=True, type=click.Path(),
+              help="New folder for the word clips (Speech Commands layout) and "
+                   "alignments.tsv.")
+@click.option("--words", default=None,
+              help="Comma-separated words to cut out [default: every word of the "
+                   "transcripts].")
+@_model_option
+@click.option("--seconds", type=float, default=1.0, show_default=True,
+              help="Length of each clip, centred on its word.")
+@click.option("--rate", type=int, default=16000, show_default=True,
+              help="Sample rate of the clips (Hz).")
+@click.option("--min-score", type=float, default=DEFAULT_MIN_SCORE, show_default=True,
+              help="Words the model heard less surely than this (geometric mean posterior "
+                   "of their phones) are listed in alignments.tsv but not cut.")
+@json_option
+def align(sources, out, words, model, seconds, rate, min_score, as_json) -> int:
+    """Find where each word of transcribed recordings is said, and cut the words out.
+
+    Each FOLDER holds recordings and a transcripts.tsv (the layout of kws calibrate's
+    --negatives). The phone model aligns each transcript to its recording; every word said
+    is written as a clip centred on it, OUT/<word>/<speaker>_nohash_<recording>_<n>.wav,
+    with validation_list.txt and testing_list.txt following the recordings' split by
+    speaker (kws calibrate's), so `kws train --data OUT` learns keywords as they sound
+    inside continuous speech while held-out speakers stay held out. OUT/alignments.tsv
+    lists every word's start, end and score. Exit status: 0 done, 1 some recordings could
+    not be read or aligned, 2 usage errors.
+    """
+    for folder in sources:
+        if not Path(folder).exists():
+            raise UsageError(f"{folder}: no such folder")
+    with _console.progress("aligning recordings") as progress:
+        result = cut_word_clips(sources, out, parse_words(words), model, seconds, rate,
+                                min_score, progress)
+    for path, problem in result.failed:
+        _console.error(f"{path}: {problem}")
+    if result.notes:
+        _console.warn_many(result.notes)
+    if as_json:
+        click.echo(json.dumps(_align_json(result)))
+    else:
+        _align_table(result)
+    return 1 if result.failed else 0
+
+
+def _align_json(result) -> dict:
+    return {"out": str(result.out), "aligned": result.aligned, "clips": result.total,
+            "by_split": {split: dict(sorted(words.items()))
+                         for split, words in sorted(result.clips.items())},
+            "left_uncut": dict(result.left),
+            "failed": [{"path": path, "problem": problem} for path, problem in result.failed]}
+
+
+def _align_table(result) -> None:
+    from rich.table import Table
+
+    left = "; ".join(f"{count} {why}" for why, count in sorted(result.left.items()))
+    table = Table(title=f"{result.total} word clips from {result.aligned} recordings, written "
+                        f"to {result.out}" + (f" (left uncut: {left})" if left else ""),
+                  title_justify="left")
+    table.add_column("word")
+    splits = (TRAINING, VALIDATION, TESTING)
+    for split in splits:
+        table.add_column(split, justify="right")
+    words = sorted({word for counts in result.clips.values() for word in counts})
+    for word in words:
+        table.add_row(word, *(str(result.clips.get(split, {}).get(word, 0)) for split in splits))
+    _console.print_table(table)
+
+
 # ----------------------------------------------------------------------------- calibrate
 
 
@@ -428,16 +502,8 @@ def _calibration_warnings(cal) -> None:
 
 def _calibrate(model, negatives, words, seed):
     """Calibrate, with a progress bar on a terminal."""
-    if not _console.interactive():
-        return calibrate_phones(model, negatives, words, seed)
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeElapsedColumn
-
-    with Progress("spotting calibration words", BarColumn(), MofNCompleteColumn(),
-                  TimeElapsedColumn(), console=_console.stderr(), transient=True) as progress:
-        task = progress.add_task("", total=None)
-        return calibrate_phones(model, negatives, words, seed,
-                                progress=lambda done, total: progress.update(
-                                    task, completed=done, total=total))
+    with _console.progress("spotting calibration words") as progress:
+        return calibrate_phones(model, negatives, words, seed, progress=progress)
 
 
 def _calibration_table(result, written: bool) -> None:

@@ -141,7 +141,7 @@ def _utterance_examples(
     examples, guessed, unknown = [], set(), set()
     for utterance in kept:
         try:
-            prons = [_pronunciations(word, lexicon, guessed) for word in utterance.words]
+            prons = [word_pronunciations(word, lexicon, guessed) for word in utterance.words]
         except LexiconError:
             unknown.update(lexicon.missing(utterance.words))
             continue
@@ -156,13 +156,16 @@ def _utterance_examples(
     return examples, notes
 
 
-def _pronunciations(word: str, lexicon: Lexicon, guessed: set[str]
-                    ) -> tuple[tuple[str, ...], ...]:
-    """A transcript word's pronunciations: the lexicon's, else G2P's (noted in ``guessed``)."""
+def word_pronunciations(word: str, lexicon: Lexicon, guessed: set[str]
+                        ) -> tuple[tuple[str, ...], ...]:
+    """A transcript word's pronunciations: the lexicon's, else CMUdict's, else G2P's (the
+    words G2P guessed are added to ``guessed``)."""
     if word in lexicon:
         return lexicon.pronunciations(word)
-    guessed.add(word)
-    return pronounce(word, lexicon).phones
+    found = pronounce(word, lexicon)
+    if found.guessed:
+        guessed.add(word)
+    return found.phones
 
 
 def _some(words: set[str], shown: int = 5) -> str:

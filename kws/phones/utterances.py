@@ -68,21 +68,34 @@ def utterance_pronunciations(
 ) -> tuple[tuple[str, ...], ...]:
     """The phone sequences of an utterance: its words' pronunciations, concatenated.
 
-    ``pronunciations[i]`` are word ``i``'s pronunciations (a dictionary lists the most
-    common first). The first sequence takes every word's first pronunciation; each of the
-    others changes one word to another of its pronunciations, first words first, up to
-    ``limit`` sequences in all (the CTC loss trains on the best of them).
+    The readings of :func:`utterance_readings`, each joined into one sequence (the CTC
+    loss trains on the best of them).
     """
-    base = [tuple(prons[0]) for prons in pronunciations]
-    sequences = [_joined(base)]
+    return tuple(dict.fromkeys(_joined(reading)
+                               for reading in utterance_readings(pronunciations, limit)))
+
+
+def utterance_readings(
+    pronunciations: Sequence[Sequence[tuple[str, ...]]], limit: int = 4,
+) -> tuple[tuple[tuple[str, ...], ...], ...]:
+    """Ways to read an utterance: one pronunciation per word, word by word.
+
+    ``pronunciations[i]`` are word ``i``'s pronunciations (a dictionary lists the most
+    common first). The first reading takes every word's first pronunciation; each of the
+    others changes one word to another of its pronunciations, first words first, up to
+    ``limit`` readings whose joined phones differ.
+    """
+    base = tuple(tuple(prons[0]) for prons in pronunciations)
+    readings, seen = [base], {_joined(base)}
     for index, prons in enumerate(pronunciations):
         for other in prons[1:]:
-            if len(sequences) == limit:
-                return tuple(sequences)
-            changed = _joined([*base[:index], tuple(other), *base[index + 1:]])
-            if changed not in sequences:
-                sequences.append(changed)
-    return tuple(sequences)
+            if len(readings) == limit:
+                return tuple(readings)
+            changed = (*base[:index], tuple(other), *base[index + 1:])
+            if _joined(changed) not in seen:
+                seen.add(_joined(changed))
+                readings.append(changed)
+    return tuple(readings)
 
 
 def _joined(words: Sequence[tuple[str, ...]]) -> tuple[str, ...]:
