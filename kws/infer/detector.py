@@ -22,7 +22,8 @@ decision is used).
 Sliding windows rather than a streaming (stateful) model: on one core the shipped
 model costs 0.35 ms per one-second window with LiteRT (10.8 M multiply-adds), i.e. a
 real-time factor of 0.007 at a 50 ms hop, well under the 0.05 target, so a stateful
-model would save nothing worth its complexity (see /work/notes/DETECTOR.md).
+model would save nothing worth its complexity (the README measures it: "Why sliding
+windows and not a streaming model").
 """
 
 from __future__ import annotations
@@ -58,12 +59,12 @@ class DetectorSettings:
     """
 
     hop: float = 0.05
-    smoothing: float = 0.15
+    smoothing: float = 0.25
     max_delay: float = 0.25
-    cooldown: float = 1.0
+    cooldown: float = 0.5
     #: Seconds after the last detected keyword falls below its threshold during which no
     #: keyword opens a new candidate.
-    holdoff: float = 0.5
+    holdoff: float = 0.2
     default_threshold: float = DEFAULT_SPOT_THRESHOLD[Task.CLASSIFIER]
     thresholds: Mapping[str, float] = field(default_factory=dict)
     keywords: tuple[str, ...] | None = None
