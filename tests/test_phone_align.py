@@ -146,3 +146,13 @@ def test_cli_align(transcribed, tmp_path, run_cli):
         r for r in read_recordings(transcribed).recordings if r.speaker == "dan"))].values()) == 2
     again = run_cli(["phones", "align", str(transcribed), "-o", str(out), "-m", str(PHONE_MODEL)])
     assert again.exit_code == 2 and "already exists" in again.stderr
+
+
+def test_a_recording_with_an_unpronounceable_word_is_left_out_by_name(transcribed, tmp_path):
+    write_wav(transcribed / "eve" / "e1.wav", tone(400, 1.0, 16000), 16000)
+    with (transcribed / "transcripts.tsv").open("a") as table:
+        table.write("eve/e1.wav\teve\tgo 123\n")
+    result = cut_word_clips([transcribed], tmp_path / "words", words=["go"], model=PHONE_MODEL,
+                            seconds=2.5, min_score=0.0)
+    assert result.aligned == 2  # anna and bert; eve's recording is left out
+    assert any("e1.wav: left out: cannot pronounce '123'" in note for note in result.notes)

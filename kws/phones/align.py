@@ -30,7 +30,7 @@ from pathlib import Path
 import numpy as np
 
 from kws import audio, files
-from kws.dataset import TESTING, TESTING_LIST, VALIDATION, VALIDATION_LIST
+from kws.dataset import TESTING, TESTING_LIST, VALIDATION, VALIDATION_LIST, group_problems
 from kws.errors import UsageError
 from kws.phones import ctc
 from kws.phones.data import phone_ids, word_pronunciations
@@ -218,21 +218,20 @@ def _recordings_to_align(sources: Sequence[str | os.PathLike], wanted: frozenset
 
 def _pronunciations(recordings: Sequence[Recording], recognizer: PhoneRecognizer,
                     result: AlignResult) -> dict[Recording, list]:
-    """Each recording's words' pronunciations; those with an unpronounceable word are noted."""
-    found, guessed, unpronounceable = {}, set(), 0
+    """Each recording's words' pronunciations; a recording with a word that cannot be
+    pronounced is left out, with a note naming it and why."""
+    found, guessed, left_out = {}, set(), []
     for rec in recordings:
         try:
             found[rec] = [word_pronunciations(word, recognizer.lexicon, guessed)
                           for word in words_of(rec.transcript)]
-        except LexiconError:
-            unpronounceable += 1
+        except LexiconError as error:
+            left_out.append((rec.path, f"left out: {error}"))
     if guessed:
         shown = ", ".join(sorted(guessed)[:5]) + (", ..." if len(guessed) > 5 else "")
         result.notes.append(f"{len(guessed)} word(s) not in the lexicon pronounced by G2P: "
                             f"{shown}")
-    if unpronounceable:
-        result.notes.append(f"{unpronounceable} recording(s) left out: a word cannot be "
-                            "pronounced")
+    result.notes += group_problems(left_out)
     return found
 
 
