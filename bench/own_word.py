@@ -55,13 +55,17 @@ SPEECH = ("an4", "arctic_cathy")
 def fine_tune_config(source: Path, shared: Path, out: Path, epochs: int, steps: int | None,
                      scratch: bool, learning_rate: float | None = None,
                      balance: str = "labels") -> ClassifierConfig:
-    """The source model's own training data with ``sc_extra`` added, started from it."""
-    recipe = read_card(source).recipe
+    """The source model's own training data with ``sc_extra`` added, started from it: its
+    words and the five new ones (other words of that data, such as AN4's letters, stay
+    ``_unknown_`` as they were for the source)."""
+    card = read_card(source)
+    recipe = card.recipe
     data = tuple(dict.fromkeys((*recipe.get("data", ()), str(shared / EXTRA))))
+    words = (*(label for label in card.labels if not label.startswith("_")), *NEW_WORDS)
     return ClassifierConfig(
         data=tuple(data), resplit=tuple(recipe.get("resplit", ())),
         background=tuple(recipe.get("background", ())),
-        negatives=tuple(recipe.get("negatives", ())), words=None,
+        negatives=tuple(recipe.get("negatives", ())), words=words,
         init_from=None if scratch else str(source), arch=recipe.get("arch"),
         rate=recipe.get("rate"), epochs=epochs, steps_per_epoch=steps,
         learning_rate=learning_rate, balance=balance, out=str(out))
