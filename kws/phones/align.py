@@ -79,10 +79,10 @@ def word_timings(
     ``pronunciations[i]`` are word ``i``'s pronunciations. Returns one timing per word, in
     order, or an empty list when the phones cannot fit in the frames.
     """
-    readings = utterance_readings(pronunciations, READINGS)
-    best = max(readings, key=lambda reading: ctc.ctc_log_likelihood(
-        log_probs, phone_ids(list(itertools.chain.from_iterable(reading)))))
-    decoded = ctc.align(log_probs, phone_ids(list(itertools.chain.from_iterable(best))))
+    readings = [(reading, phone_ids(list(itertools.chain.from_iterable(reading))))
+                for reading in utterance_readings(pronunciations, READINGS)]
+    best, ids = max(readings, key=lambda item: ctc.ctc_log_likelihood(log_probs, item[1]))
+    decoded = ctc.align(log_probs, ids)
     if not decoded:
         return []
     times = ctc.segments(decoded, frame_seconds, duration)
@@ -186,8 +186,8 @@ def _check_arguments(sources: Sequence[str | os.PathLike], out: Path, seconds: f
         raise UsageError("give at least one folder of transcribed recordings")
     if not 0.1 <= seconds <= 10.0:
         raise UsageError("--seconds must be between 0.1 and 10")
-    if not 4000 <= rate <= 48000:
-        raise UsageError("--rate must be between 4000 and 48000 Hz")
+    if not audio.MIN_RATE <= rate <= audio.MAX_RATE:
+        raise UsageError(f"--rate must be between {audio.MIN_RATE} and {audio.MAX_RATE} Hz")
     if not 0.0 <= min_score < 1.0:
         raise UsageError("--min-score must be in [0, 1)")
     files.check_not_input(out, sources, "--out")

@@ -26,9 +26,8 @@ from kws.vae.spectrograms import CLIP_SAMPLES, RATE, one_hot
 PRIORS = ("fitted", "standard")
 #: Spread of sampled codes around the density's centres (1: the fitted spread). Below 1,
 #: like the truncation of generative image models, samples are more typical of their
-#: word and less varied. On the benchmark's smallest mix, recognition rose from 65% at 1
-#: to 72% at 0.5, 74% at 0.3 and 76% at 0.2, where it levels off (0.15: 76%); at 0.2 the
-#: samples' Fréchet distance (7.9) is still that of real held-out clips (8.0) (README).
+#: word and less varied; 0.2 is where recognition levels off on the benchmark (the
+#: README's temperature table has the figures).
 DEFAULT_TEMPERATURE = 0.2
 #: Griffin-Lim iterations when turning spectrograms into audio.
 DEFAULT_ITERATIONS = features.GRIFFIN_LIM_ITERATIONS
