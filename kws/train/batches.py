@@ -36,7 +36,7 @@ class WaveformBatches(Batches):
                  seed: int, steps: int | None = None,
                  weights: np.ndarray | None = None) -> None:
         self.x, self.y = x, y
-        self.probabilities = None if weights is None else _probabilities(weights, len(x))
+        self.probabilities = None if weights is None else sampling_probabilities(weights, len(x))
         self.batch_size = min(batch_size, len(x))
         self.backgrounds = backgrounds
         self.augmentation = augmentation
@@ -46,10 +46,7 @@ class WaveformBatches(Batches):
 
     def order(self, epoch: int) -> np.ndarray:
         """The training clips of an epoch, in order: a permutation, or a weighted draw."""
-        rng = np.random.default_rng([self.seed, epoch])
-        if self.probabilities is None:
-            return rng.permutation(len(self.x))
-        return rng.choice(len(self.x), size=len(self.x), replace=True, p=self.probabilities)
+        return epoch_order(self.seed, epoch, len(self.x), self.probabilities)
 
     def rows(self, epoch: int, index: int) -> np.ndarray:
         """The (sorted) clip indices of batch ``index`` of ``epoch``."""
@@ -69,7 +66,28 @@ class WaveformBatches(Batches):
         return self.waveforms(epoch, index), self.y[self.rows(epoch, index)].astype(np.int32)
 
 
-def _probabilities(weights: np.ndarray, count: int) -> np.ndarray:
+def epoch_order(seed: int, epoch: int, count: int,
+                probabilities: np.ndarray | None = None) -> np.ndarray:
+    """The clips an epoch draws, in order, seeded by ``(seed, epoch)`` alone.
+
+    A permutation of ``count`` clips, or with ``probabilities`` (one per clip) ``count``
+    draws with replacement: every task's batches come from this one rule, so a resumed run
+    or any number of loader threads draws the batches of an uninterrupted one.
+    """
+    rng = np.random.default_rng([seed, epoch])
+    if probabilities is None:
+        return rng.permutation(count)
+    return rng.choice(count, size=count, replace=True, p=probabilities)
+
+
+def label_balanced_weights(labels: np.ndarray) -> np.ndarray:
+    """One weight per clip, ``1 / (clips of its label)``: every label drawn equally often."""
+    labels = np.asarray(labels)
+    _, inverse, counts = np.unique(labels, return_inverse=True, return_counts=True)
+    return 1.0 / counts[inverse.reshape(-1)]
+
+
+def sampling_probabilities(weights: np.ndarray, count: int) -> np.ndarray:
     """Sampling weights normalised to probabilities (checked: one per clip, some positive)."""
     weights = np.asarray(weights, dtype=np.float64)
     if weights.shape != (count,) or not np.all(np.isfinite(weights)) or np.any(weights < 0):
