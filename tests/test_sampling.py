@@ -9,7 +9,7 @@ from conftest import write_wav
 from kws.classifier import ClassifierConfig, ClassifierTask
 from kws.classifier.sampling import batch_shares, sampling_weights
 from kws.dataset import SILENCE, TRAINING, UNKNOWN, VALIDATION
-from kws.train.batches import WaveformBatches, label_balanced_weights
+from kws.train.batches import WaveformBatches
 from kws.train.events import TrainEvents
 
 LABELS = [SILENCE, UNKNOWN, "no", "yes"]
@@ -133,8 +133,3 @@ def test_smoothed_loss_is_categorical_crossentropy_with_label_smoothing():
         float(plain), rel=1e-5)
     restored = SmoothedSparseCrossentropy.from_config(SmoothedSparseCrossentropy(0.2).get_config())
     assert restored.smoothing == 0.2
-
-
-def test_label_balanced_weights_give_each_label_the_same_total():
-    weights = label_balanced_weights(np.array([2, 2, 2, 5]))
-    np.testing.assert_allclose(weights, [1 / 3, 1 / 3, 1 / 3, 1.0])

@@ -344,29 +344,11 @@ def test_progress_and_summary_show_the_reconstruction_error_in_db(trained):
     ("change", "message"),
     [({"objective": "gan"}, "--objective"), ({"latent_dim": 0}, "--latent-dim"),
      ({"epochs": 0}, "--epochs"), ({"beta": -1.0}, "--beta"),
-     ({"balance": "speakers"}, "--balance"),
      ({"validation_percent": 60.0, "testing_percent": 50.0}, "percent")],
 )
 def test_bad_options_are_usage_errors(change, message):
     with pytest.raises(UsageError, match=message):
         vae.VaeTask().resolve(vae.VaeConfig(**change))
-
-
-def test_balanced_batches_draw_every_word_equally_often_and_repeat_by_step():
-    y = np.array([0] * 90 + [1] * 10, dtype=np.int32)
-    x = np.full((100, 6, 8), -40.0, dtype=np.float32)
-    config = vae.VaeConfig(batch_size=50, balance="labels", augment=False)
-    batches = vae.SpectrogramBatches(x, y, 2, config, np.zeros(8), 1.0)
-    drawn = np.concatenate([batches.batch(epoch, index)[0][1].argmax(axis=1)
-                            for epoch in range(20) for index in range(batches.steps)])
-    assert abs(np.mean(drawn == 1) - 0.5) < 0.05
-    again = vae.SpectrogramBatches(x, y, 2, config, np.zeros(8), 1.0)
-    np.testing.assert_array_equal(batches.batch(3, 1)[0][1], again.batch(3, 1)[0][1])
-    plain = vae.SpectrogramBatches(x, y, 2, dataclasses.replace(config, balance="none"),
-                                   np.zeros(8), 1.0)
-    one_epoch = np.concatenate([plain.batch(0, index)[0][1].argmax(axis=1)
-                                for index in range(plain.steps)])
-    assert np.sum(one_epoch == 1) == 10, "without balance an epoch is a permutation"
 
 
 def test_defaults_fill_beta_and_out():

@@ -80,13 +80,6 @@ def epoch_order(seed: int, epoch: int, count: int,
     return rng.choice(count, size=count, replace=True, p=probabilities)
 
 
-def label_balanced_weights(labels: np.ndarray) -> np.ndarray:
-    """One weight per clip, ``1 / (clips of its label)``: every label drawn equally often."""
-    labels = np.asarray(labels)
-    _, inverse, counts = np.unique(labels, return_inverse=True, return_counts=True)
-    return 1.0 / counts[inverse.reshape(-1)]
-
-
 def sampling_probabilities(weights: np.ndarray, count: int) -> np.ndarray:
     """Sampling weights normalised to probabilities (checked: one per clip, some positive)."""
     weights = np.asarray(weights, dtype=np.float64)

@@ -40,7 +40,7 @@ from kws.dataset import (
 from kws.errors import DatasetError, KwsError, UsageError
 from kws.modelfolder import Task as TaskKind
 from kws.runtime import import_keras
-from kws.train.batches import epoch_order, label_balanced_weights, sampling_probabilities
+from kws.train.batches import epoch_order
 from kws.train.config import RunConfig, option
 from kws.train.data import decode_clips, warn_unreadable
 from kws.train.events import TrainEvents
@@ -60,8 +60,6 @@ from kws.vae.spectrograms import (
     standardization,
 )
 
-#: ``--balance`` choices: clips drawn equally often, or words.
-BALANCE_CHOICES = ("none", "labels")
 #: Clips turned into log-mels at a time (progress is counted per chunk).
 _MEL_CHUNK = 512
 
@@ -98,11 +96,6 @@ class VaeConfig(RunConfig):
     augment: bool = option(
         True, help="Shift training spectrograms in time (up to 0.1 s) and change their gain "
                    "(up to 6 dB).")
-    balance: str = option(
-        "none", choices=BALANCE_CHOICES,
-        help="none: every clip drawn equally often; labels: every word drawn equally "
-             "often (a word of few clips beside one of many, such as tree beside the "
-             "spoken digits' three).")
     #: Samples are recognised far more often after 150 epochs of batches of 32 than after
     #: 60 of 64 (75% against 55% at temperature 0.5 on the benchmark's smallest mix;
     #: batches of 64 for 150 epochs: 71%): small data needs the steps.
@@ -121,8 +114,6 @@ class VaeConfig(RunConfig):
         checks = [
             (self.objective in OBJECTIVES,
              f"--objective must be one of {', '.join(OBJECTIVES)}, not {self.objective!r}"),
-            (self.balance in BALANCE_CHOICES,
-             f"--balance must be one of {', '.join(BALANCE_CHOICES)}, not {self.balance!r}"),
             (_whole(self.latent_dim) and self.latent_dim >= 1, "--latent-dim must be at least 1"),
             (_whole(self.components) and self.components >= 1,
              "--components must be at least 1"),
@@ -150,12 +141,11 @@ def frames_of(config: VaeConfig) -> int:
 class SpectrogramBatches(Batches):
     """Standardised (and augmented) training batches of log-mel spectrograms.
 
-    Clips are drawn as ``kws train`` draws them (:func:`~kws.train.batches.epoch_order`:
-    a permutation, or with ``balance="labels"`` a draw that gives every word the same
-    share) and the augmentation of batch ``i`` of epoch ``e`` comes from a generator
-    seeded with ``(seed, e, i)``, so every batch is a pure function of its step and a
-    resumed run repeats the uninterrupted one. The last incomplete batch of an epoch is
-    dropped.
+    Clips are drawn as ``kws train`` draws them: the epoch's permutation comes from
+    :func:`~kws.train.batches.epoch_order` and the augmentation of batch ``i`` of epoch
+    ``e`` from one seeded with ``(seed, e, i)``, so every batch is a pure function of its
+    step and a resumed run repeats the uninterrupted one. The last incomplete batch of an
+    epoch is dropped.
     """
 
     def __init__(self, x_db: np.ndarray, y: np.ndarray, num_labels: int, config: VaeConfig,
@@ -168,11 +158,9 @@ class SpectrogramBatches(Batches):
         self.seed, self.augment = config.seed, config.augment
         self.floor_db = mel_settings(config.n_mels).floor_db
         self.mean, self.std = mean, std
-        self.probabilities = (sampling_probabilities(label_balanced_weights(y), len(y))
-                              if config.balance == "labels" else None)
 
     def batch(self, epoch: int, index: int):
-        order = epoch_order(self.seed, epoch, len(self.x_db), self.probabilities)
+        order = epoch_order(self.seed, epoch, len(self.x_db))
         rows = np.sort(order[index * self.batch_size : (index + 1) * self.batch_size])
         spectrograms = self.x_db[rows]
         if self.augment:
