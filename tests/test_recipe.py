@@ -20,7 +20,7 @@ def resolved(data, **options) -> ClassifierConfig:
 
 
 @pytest.mark.parametrize(("arch", "rate", "learning_rate", "optimizer", "epochs", "augment"),
-                         [("tcres", 16000, 3e-3, "adamw", 50, True),
+                         [("tcres", 16000, 3e-3, "adamw", 80, True),
                           ("seed", 8000, 1e-3, "adam", 30, False)])
 def test_each_architecture_gets_its_own_recipe(tiny_data, arch, rate, learning_rate,
                                                optimizer, epochs, augment):
@@ -31,6 +31,8 @@ def test_each_architecture_gets_its_own_recipe(tiny_data, arch, rate, learning_r
                      augment=not augment)
     assert (given.learning_rate, given.optimizer, given.epochs, given.augment) == (
         5e-4, "adamw", 3, not augment)
+    assert config.patience is None, "runs every epoch unless --patience is given"
+    assert resolved(tiny_data, arch=arch, patience=5).patience == 5
 
 
 @pytest.mark.parametrize(("options", "message"), [
