@@ -36,7 +36,7 @@ class WaveformBatches(Batches):
                  seed: int, steps: int | None = None,
                  weights: np.ndarray | None = None) -> None:
         self.x, self.y = x, y
-        self.probabilities = None if weights is None else sampling_probabilities(weights, len(x))
+        self.probabilities = None if weights is None else _probabilities(weights, len(x))
         self.batch_size = min(batch_size, len(x))
         self.backgrounds = backgrounds
         self.augmentation = augmentation
@@ -80,7 +80,7 @@ def epoch_order(seed: int, epoch: int, count: int,
     return rng.choice(count, size=count, replace=True, p=probabilities)
 
 
-def sampling_probabilities(weights: np.ndarray, count: int) -> np.ndarray:
+def _probabilities(weights: np.ndarray, count: int) -> np.ndarray:
     """Sampling weights normalised to probabilities (checked: one per clip, some positive)."""
     weights = np.asarray(weights, dtype=np.float64)
     if weights.shape != (count,) or not np.all(np.isfinite(weights)) or np.any(weights < 0):
