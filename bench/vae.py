@@ -24,7 +24,7 @@ Data mixes (``../shared/data``; every folder under its own split lists):
 Usage (from the project root; about 10 minutes per mix on a 2-core CPU)::
 
     python bench/vae.py [--mix user --mix all ...] [--samples 50] [--seed 0] [--reuse]
-        [--json FILE]
+        [--guidance 0 --guidance 0.5 ...] [--json FILE]
 """
 
 from __future__ import annotations
@@ -102,24 +102,27 @@ def seconds_per_call(model: Path) -> dict[str, float]:
     return timings
 
 
-def measure(mix: str, args) -> dict:
-    """Train (or reuse) and judge the model of one mix."""
+def measure(mix: str, args) -> list[dict]:
+    """Train (or reuse) the model of one mix and judge it at each ``--guidance``."""
     from kws import vae
 
     out = Path(args.out) / f"{mix}-s{args.seed}"
     wall, cpu = train(mix, out, args.seed, args.reuse)
     model = vae.load(out)
     wall = model.card.metrics.get("fit_time_s") if wall is None else wall
-    report = vae.evaluate_samples(model, vae.Judge(args.classifier), samples=args.samples,
-                                  seed=args.seed)
-    return {"mix": mix, "model": str(out), "wall_s": wall, "cpu_s": cpu,
-            "epochs": model.card.metrics.get("epochs"), **report,
-            "seconds_per_call": seconds_per_call(out)}
+    judge = vae.Judge(args.classifier)
+    calls = seconds_per_call(out)
+    return [{"mix": mix, "model": str(out), "wall_s": wall, "cpu_s": cpu,
+             "epochs": model.card.metrics.get("epochs"),
+             **vae.evaluate_samples(model, judge, samples=args.samples, seed=args.seed,
+                                    guidance=guidance),
+             "seconds_per_call": calls}
+            for guidance in args.guidance or [vae.DEFAULT_GUIDANCE]]
 
 
 def table(rows: list[dict]) -> str:
     """A Markdown table: one row per mix."""
-    header = ("mix", "train (wall / CPU)", "recognised", "worst word", "IS", "FD",
+    header = ("mix", "train (wall / CPU)", "guidance", "recognised", "worst word", "IS", "FD",
               "real held-out: recognised / IS / FD", "s per call: sample 1 word / all words / "
               "reconstruct / interpolate")
     lines = ["| " + " | ".join(header) + " |", "|" + " --- |" * len(header)]
@@ -129,7 +132,7 @@ def table(rows: list[dict]) -> str:
         trained = ("-" if row["wall_s"] is None
                    else f"{row['wall_s'] / 60:.1f} / {cpu} min")
         lines.append("| " + " | ".join([
-            f"{row['mix']} ({', '.join(MIXES[row['mix']])})", trained,
+            f"{row['mix']} ({', '.join(MIXES[row['mix']])})", trained, f"{row['guidance']:g}",
             f"**{100 * fake['recognition']:.1f}%**",
             f"{fake['worst_word']} {100 * fake['worst_recognition']:.0f}%",
             f"{fake['inception_score']:.2f}", f"{fake['frechet_distance']:.2f}",
@@ -152,19 +155,22 @@ def main() -> None:
                         help="The judge [default: the shipped classifier].")
     parser.add_argument("--samples", type=int, default=50, help="Samples of each word.")
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--guidance", type=float, action="append",
+                        help="Label guidance of the samples, repeatable: one row each "
+                             "[default: kws vae sample's default].")
     parser.add_argument("--json", type=Path, help="Also write the raw figures here (JSON).")
     args = parser.parse_args()
 
     rows = []
     for mix in args.mix or ["user", "all"]:
-        rows.append(measure(mix, args))
+        rows.extend(measure(mix, args))
         if args.json:
             args.json.write_text(json.dumps(rows, indent=1))
     print(table(rows))
     for row in rows:
         per_word = row["samples"]["per_word"]
         low = sorted(per_word, key=per_word.get)[:5]
-        print(f"{row['mix']}: lowest words " + ", ".join(
+        print(f"{row['mix']}, guidance {row['guidance']:g}: lowest words " + ", ".join(
             f"{word} {100 * per_word[word]:.0f}%" for word in low))
 
 

@@ -209,6 +209,21 @@ def test_sample_reconstruct_and_interpolate(trained):
     assert walk.shape == (4, 16000) and np.isfinite(walk).all() and words == ["yes", "no"]
 
 
+def test_guidance_pushes_samples_away_from_the_centre_of_the_words(trained):
+    _, _, model, _ = trained
+    codes = vae.sample_codes(model, "up", 3, seed=2)
+    labels = model.label_vectors(["up"] * 3)
+    plain = vae.decode(model, codes, labels)
+    centre = vae.decode(model, codes, np.full_like(labels, 1.0 / len(WORDS)))
+    np.testing.assert_array_equal(vae.decode_guided(model, codes, labels, 0.0), plain)
+    np.testing.assert_allclose(vae.decode_guided(model, codes, labels, 1.5),
+                               plain + 1.5 * (plain - centre), rtol=1e-5, atol=1e-4)
+    guided = vae.sample(model, "up", 3, seed=2, n_iter=4, guidance=1.5)
+    assert not np.allclose(guided, vae.sample(model, "up", 3, seed=2, n_iter=4, guidance=0))
+    with pytest.raises(UsageError, match="--guidance must not be negative, not -0.5"):
+        vae.check_sampling(1, 0.2, "fitted", -0.5)
+
+
 def test_unknown_words_and_bad_counts_are_usage_errors(trained):
     _, _, model, _ = trained
     with pytest.raises(UsageError, match="no word 'cat'.*its words: no, up, yes"):

@@ -221,11 +221,11 @@ def test_evaluate_json_gives_every_figure_in_range(models, tiny_data):
     folder, classifier, _ = models
     result = CliRunner().invoke(cli, ["vae", "evaluate", str(folder), "--classifier",
                                       str(classifier), "--samples", "3", "--iterations", "2",
-                                      "--temperature", "0.7", "--json"])
+                                      "--temperature", "0.7", "--guidance", "0", "--json"])
     assert result.exit_code == 0, result.output
     report = json.loads(result.stdout)
     assert report["words"] == WORDS and report["samples_per_word"] == 3
-    assert report["temperature"] == 0.7
+    assert report["temperature"] == 0.7 and report["guidance"] == 0
     labels = report["classifier_labels"]
     assert labels == len(read_card(classifier).labels)
     for row, clips in (("samples", 9), ("real", 6)):
@@ -250,6 +250,7 @@ def test_evaluate_json_gives_every_figure_in_range(models, tiny_data):
     (["--samples", "1"], "--samples must be at least 2"),
     (["--max-clips", "1"], "--max-clips must be at least 2"),
     (["--temperature", "-1"], "--temperature must not be negative"),
+    (["--guidance", "-1"], "--guidance must not be negative"),
     (["--data", "/nonexistent"], "/nonexistent"),
     (["--classifier", "/nonexistent"], "no such model folder"),
 ])

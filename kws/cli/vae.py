@@ -56,10 +56,17 @@ def _synthesis_options(function):
         function)
 
 
-_temperature_option = click.option(
-    "--temperature", "-t", default=vae.DEFAULT_TEMPERATURE, show_default=True, type=float,
-    help="Spread of the codes around the centres of the word's latent density (1: as "
-         "fitted; 0: the centres only, the word's most typical clips).")
+def _sampling_options(function):
+    """``--temperature`` and ``--guidance``: how samples are drawn (sample and evaluate)."""
+    function = click.option(
+        "--guidance", "-g", default=vae.DEFAULT_GUIDANCE, show_default=True, type=float,
+        help="Push each sample this far from what the same code decodes to at the centre "
+             "of all words, towards its own word (0: plain decoding; higher: the word "
+             "clearer, the clips less varied).")(function)
+    return click.option(
+        "--temperature", "-t", default=vae.DEFAULT_TEMPERATURE, show_default=True, type=float,
+        help="Spread of the codes around the centres of the word's latent density (1: as "
+             "fitted; 0: the centres only, the word's most typical clips).")(function)
 
 
 @click.group("vae")
@@ -131,19 +138,20 @@ _ALL_WORDS = "all"
 @click.option("--out", "-o", required=True, type=click.Path(file_okay=False),
               help="Folder for the WAV files, named by their word: WORD_000.wav, ... (with "
                    "--word all, every word's files side by side in this one folder).")
-@_temperature_option
+@_sampling_options
 @click.option("--prior", type=click.Choice(PRIORS), default="fitted", show_default=True,
               help="Draw codes from the word's Gaussian mixture fitted to its training "
                    "clips' codes, or from the VAE prior N(0, I).")
 @_synthesis_options
 @json_option
-def sample(model, word, count, out, temperature, prior, seed, iterations, as_json) -> None:
+def sample(model, word, count, out, temperature, guidance, prior, seed, iterations,
+           as_json) -> None:
     """Make COUNT new one-second 16 kHz clips of WORD and write them to OUT as WAV files.
 
     The decoder runs through LiteRT (decoder.tflite, written by `kws vae train`) when it
     is current, without loading TensorFlow; otherwise through Keras.
     """
-    vae.check_sampling(count, temperature, prior)
+    vae.check_sampling(count, temperature, prior, guidance)
     words = list(read_card(model, Task.VAE).labels) if word == _ALL_WORDS else [word]
     paths = {w: [Path(out) / f"{w}_{index:03d}.wav" for index in range(count)] for w in words}
     for path in (path for group in paths.values() for path in group):
@@ -152,13 +160,14 @@ def sample(model, word, count, out, temperature, prior, seed, iterations, as_jso
     folder = _open(model, tuple(words))
     for name in words:
         waveforms = vae.sample(folder, name, count, seed=seed, temperature=temperature,
-                               n_iter=iterations, prior=prior)
+                               n_iter=iterations, prior=prior, guidance=guidance)
         for path, waveform in zip(paths[name], waveforms, strict=True):
             audio.write(path, waveform, vae.RATE)
     written = [str(path) for name in words for path in paths[name]]
     if as_json:
         click.echo(json.dumps({"model": str(model), "word": word, "words": words, "seed": seed,
-                               "temperature": temperature, "prior": prior,
+                               "temperature": temperature, "guidance": guidance,
+                               "prior": prior,
                                "runner": folder.runner, "files": written}, indent=1))
     else:
         for path in written:
@@ -274,11 +283,11 @@ def plot(model, data, split, out, as_json) -> None:
              "[default: the folders MODEL was trained on].")
 @click.option("--max-clips", default=vae.DEFAULT_MAX_CLIPS, show_default=True, type=int,
               help="At most this many real clips of each split (chosen at random).")
-@_temperature_option
+@_sampling_options
 @_synthesis_options
 @json_option
-def evaluate(model, samples, classifier, data, max_clips, temperature, seed, iterations,
-             as_json) -> None:
+def evaluate(model, samples, classifier, data, max_clips, temperature, guidance, seed,
+             iterations, as_json) -> None:
     """Judge MODEL's samples with a keyword classifier, as generative-audio papers do.
 
     SAMPLES clips of every word are classified by the classifier (the shipped one by
@@ -295,14 +304,14 @@ def evaluate(model, samples, classifier, data, max_clips, temperature, seed, ite
         raise UsageError(f"--samples must be at least 2, not {samples}")
     if max_clips < 2:
         raise UsageError(f"--max-clips must be at least 2, not {max_clips}")
-    vae.check_sampling(samples, temperature, PRIORS[0])
+    vae.check_sampling(samples, temperature, PRIORS[0], guidance)
     _check_data(data)
     read_card(resolve_model_dir(classifier), Task.CLASSIFIER)
     folder = _open(model)
     events = _training.RichEvents(_console.stderr())
     report = vae.evaluate_samples(folder, vae.Judge(classifier), data, samples, seed=seed,
                                   n_iter=iterations, max_clips=max_clips, events=events,
-                                  temperature=temperature)
+                                  temperature=temperature, guidance=guidance)
     if as_json:
         click.echo(json.dumps(report, indent=1))
         return

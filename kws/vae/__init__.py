@@ -31,6 +31,7 @@ from kws.vae.evaluate import DEFAULT_MAX_CLIPS, DEFAULT_SAMPLES, Judge, evaluate
 from kws.vae.litert import DECODER_FILE, ENCODER_FILE, LiteRTNetwork, export_networks
 from kws.vae.metrics import frechet_distance, inception_score
 from kws.vae.model import (
+    DEFAULT_GUIDANCE,
     DEFAULT_ITERATIONS,
     DEFAULT_TEMPERATURE,
     PRIORS,
@@ -41,6 +42,7 @@ from kws.vae.model import (
     check_sampling,
     check_steps,
     decode,
+    decode_guided,
     encode,
     interpolate,
     load,
@@ -66,14 +68,15 @@ from kws.vae.spectrograms import (
 from kws.vae.task import SpectrogramBatches, VaeConfig, VaeTask, split_metrics
 
 __all__ = [
-    "CLIP_SAMPLES", "DECODER_FILE", "DEFAULT_BETA", "DEFAULT_ITERATIONS", "DEFAULT_MAX_CLIPS",
+    "CLIP_SAMPLES", "DECODER_FILE", "DEFAULT_BETA", "DEFAULT_GUIDANCE", "DEFAULT_ITERATIONS",
+    "DEFAULT_MAX_CLIPS",
     "DEFAULT_SAMPLES", "DEFAULT_TEMPERATURE",
     "ENCODER_FILE", "RUNNERS", "Judge", "LiteRTNetwork", "evaluate_samples",
     "export_networks", "frechet_distance", "inception_score", "LATENT_FILE", "OBJECTIVES",
     "PRIORS", "RATE",
     "REGULARIZER_NAME", "HeldOut", "LatentDensity", "Reconstruction", "SpectrogramBatches",
     "Vae", "VaeConfig", "VaeTask", "augment_spectrograms", "best_word", "check_sampling",
-    "check_steps", "decode", "encode",
+    "check_steps", "decode", "decode_guided", "encode",
     "fit_gaussian_mixture", "fit_latent_density", "held_out_clips", "interpolate",
     "latent_plot", "load", "mel_settings", "one_hot", "pca_2d", "read_clip",
     "read_latent_density", "reconstruct", "reconstruction_metrics", "sample", "sample_codes",

@@ -31,7 +31,13 @@ from kws.errors import DatasetError, KwsError, UsageError
 from kws.modelfolder import Task, load_keras_model, read_card, resolve_model_dir
 from kws.train.events import TrainEvents
 from kws.vae.metrics import frechet_distance, inception_score
-from kws.vae.model import DEFAULT_ITERATIONS, DEFAULT_TEMPERATURE, Vae, sample
+from kws.vae.model import (
+    DEFAULT_GUIDANCE,
+    DEFAULT_ITERATIONS,
+    DEFAULT_TEMPERATURE,
+    Vae,
+    sample,
+)
 from kws.vae.plot import held_out_clips
 from kws.vae.spectrograms import RATE
 
@@ -86,14 +92,15 @@ def evaluate_samples(
     vae: Vae, judge: Judge, data: Sequence[str | os.PathLike] = (),
     samples: int = DEFAULT_SAMPLES, seed: int = 0, n_iter: int = DEFAULT_ITERATIONS,
     max_clips: int = DEFAULT_MAX_CLIPS, events: TrainEvents | None = None,
-    temperature: float = DEFAULT_TEMPERATURE,
+    temperature: float = DEFAULT_TEMPERATURE, guidance: float = DEFAULT_GUIDANCE,
 ) -> dict[str, Any]:
     """Recognition, inception score and Fréchet distance of samples and of real clips.
 
     ``samples`` clips of each word the judge can score are drawn (``seed``; codes from
-    the fitted density at ``temperature``, :func:`kws.vae.sample`); the real clips are the
-    testing split of ``data`` (default: the folders the VAE was trained on) and, for the reference
-    distance, its training split, at most ``max_clips`` of each.
+    the fitted density at ``temperature``, label ``guidance``; :func:`kws.vae.sample`);
+    the real clips are the testing split of ``data`` (default: the folders the VAE was
+    trained on) and, for the reference distance, its training split, at most ``max_clips``
+    of each.
     """
     events = events or TrainEvents()
     if samples < 2:
@@ -109,7 +116,7 @@ def evaluate_samples(
     with events.counting("sampling", len(words) * samples) as advance:
         for word in words:
             generated.append(sample(vae, word, samples, seed=seed, temperature=temperature,
-                                    n_iter=n_iter))
+                                    n_iter=n_iter, guidance=guidance))
             advance(samples)
     sampled_words = [word for word in words for _ in range(samples)]
     events.stage(f"classifying {len(sampled_words) + len(held_out.x) + len(training.x)} clips…")
@@ -120,6 +127,7 @@ def evaluate_samples(
         "model": str(vae.folder), "classifier": str(judge.folder),
         "classifier_labels": len(judge.labels), "samples_per_word": samples,
         "words": words, "runner": vae.runner, "temperature": temperature,
+        "guidance": guidance,
         "samples": _scores(fake, sampled_words, targets, real[1]),
         "real": {**_scores(real, held_out.words, targets, reference[1]),
                  "training_clips": len(training.x)},

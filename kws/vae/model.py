@@ -29,6 +29,11 @@ PRIORS = ("fitted", "standard")
 #: word and less varied; 0.2 is where recognition levels off on the benchmark (the
 #: README's temperature table has the figures).
 DEFAULT_TEMPERATURE = 0.2
+#: Label guidance of sampled spectrograms (0: none): how far each sample is pushed from
+#: what the decoder makes of the same code at the centre of all words, towards its own
+#: word, as classifier-free guidance does for diffusion models (the README's guidance
+#: table has the figures).
+DEFAULT_GUIDANCE = 0.5
 #: Griffin-Lim iterations when turning spectrograms into audio.
 DEFAULT_ITERATIONS = features.GRIFFIN_LIM_ITERATIONS
 #: How :func:`load` runs the networks: LiteRT files when current (else Keras), or Keras.
@@ -164,12 +169,15 @@ def synthesize(vae: Vae, spectrograms: np.ndarray, seed: int = 0,
     return out * np.minimum(1.0, 0.99 / np.maximum(peak, 1e-9))
 
 
-def check_sampling(count: int, temperature: float, prior: str) -> None:
+def check_sampling(count: int, temperature: float, prior: str,
+                   guidance: float = DEFAULT_GUIDANCE) -> None:
     """Refuse sampling options that cannot work (before a model is loaded)."""
     if count < 1:
         raise UsageError(f"-n must be at least 1, not {count}")
     if not temperature >= 0:
         raise UsageError(f"--temperature must not be negative, not {temperature}")
+    if not guidance >= 0:
+        raise UsageError(f"--guidance must not be negative, not {guidance}")
     if prior not in PRIORS:
         raise UsageError(f"--prior must be one of {', '.join(PRIORS)}, not {prior!r}")
 
@@ -198,13 +206,32 @@ def sample_codes(vae: Vae, word: str, count: int, seed: int = 0,
     return vae.density.sample(index, count, temperature, rng)
 
 
+def decode_guided(vae: Vae, codes: np.ndarray, labels: np.ndarray,
+                  guidance: float = DEFAULT_GUIDANCE) -> np.ndarray:
+    """Log-mels (dB) of codes, pushed ``guidance`` times further from the words' centre.
+
+    ``s + guidance * (s - c)``, where ``s`` is the decoding under ``labels`` and ``c`` the
+    decoding of the same codes under the label row at the centre of all words (each word
+    ``1 / words``): what makes the word that word is amplified, what any word shares is not
+    (classifier-free guidance, with the centre label as the unconditional model).
+    """
+    spectrograms = decode(vae, codes, labels)
+    if guidance == 0:
+        return spectrograms
+    centre = np.full_like(labels, 1.0 / labels.shape[1])
+    return spectrograms + guidance * (spectrograms - decode(vae, codes, centre))
+
+
 def sample(
     vae: Vae, word: str, count: int, seed: int = 0, temperature: float = DEFAULT_TEMPERATURE,
     n_iter: int = DEFAULT_ITERATIONS, prior: str = "fitted",
+    guidance: float = DEFAULT_GUIDANCE,
 ) -> np.ndarray:
-    """``count`` new one-second clips of ``word`` (codes from :func:`sample_codes`)."""
+    """``count`` new one-second clips of ``word`` (codes from :func:`sample_codes`, label
+    guidance by :func:`decode_guided`)."""
     codes = sample_codes(vae, word, count, seed, temperature, prior)
-    return synthesize(vae, decode(vae, codes, vae.label_vectors([word] * count)), seed, n_iter)
+    spectrograms = decode_guided(vae, codes, vae.label_vectors([word] * count), guidance)
+    return synthesize(vae, spectrograms, seed, n_iter)
 
 
 @dataclass
