@@ -21,7 +21,7 @@ Data mixes (``../shared/data``; every folder under its own split lists):
 * ``digits``: sc_v1_sample, tts_commands, fsdd_commands (with the spoken digits);
 * ``all``: sc_v1_sample, tts_commands, fsdd_commands, sc_extra, sc_v2_test_half.
 
-Usage (from the project root; about 10 minutes per mix on a 2-core CPU)::
+Usage (from the project root; 20 to 45 minutes of training per mix on a 2-core CPU)::
 
     python bench/vae.py [--mix user --mix all ...] [--samples 50] [--seed 0] [--reuse]
         [--guidance 0 --guidance 0.5 ...] [--json FILE]
@@ -121,7 +121,7 @@ def measure(mix: str, args) -> list[dict]:
 
 
 def table(rows: list[dict]) -> str:
-    """A Markdown table: one row per mix."""
+    """A Markdown table: one row per mix and guidance."""
     header = ("mix", "train (wall / CPU)", "guidance", "recognised", "worst word", "IS", "FD",
               "real held-out: recognised / IS / FD", "s per call: sample 1 word / all words / "
               "reconstruct / interpolate")
