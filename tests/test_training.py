@@ -36,7 +36,8 @@ from kws.report import training_summary_table
 from kws.train import batch_dataset, check_run, fit
 from kws.train import checkpoints as ckpt
 from kws.train.checkpoints import CheckpointState
-from kws.train.optim import learning_rate_schedule
+from kws.train.events import TrainEvents
+from kws.train.optim import learning_rate_schedule, weight_average
 
 TINY = {"arch": "seed", "rate": 2000, "batch_size": 4, "epochs": 2, "words": None,
         "workers": 1, "export": False, "augment": True}
@@ -358,6 +359,44 @@ def test_a_resumed_run_equals_an_uninterrupted_one(fake_runs, tmp_path):
         np.testing.assert_array_equal(mine, theirs)
     assert read_card(resumed.out).metrics["test_mse"] == read_card(whole.out).metrics["test_mse"]
     assert not (copy / "checkpoint").exists()
+
+
+def _validation_mse(out) -> float:
+    """Mean squared error of a saved fake-task model on the fake task's validation split."""
+    data = FakeTask().prepare(None, TrainEvents())
+    predicted = load_keras_model(out).predict(data.x["validation"], verbose=0)
+    return float(np.mean((predicted - data.y["validation"]) ** 2))
+
+
+def test_weight_average_momentum_spans_the_epochs_asked():
+    assert weight_average(fake_config(Path("/tmp")), 100) == {}
+    options = weight_average(fake_config(Path("/tmp"), average_epochs=2.5), 40)
+    assert options == {"use_ema": True, "ema_momentum": pytest.approx(0.99)}
+    assert weight_average(fake_config(Path("/tmp"), average_epochs=0.1), 1)["ema_momentum"] == 0
+
+
+def test_the_weight_average_is_what_is_validated_and_kept(fake_runs, tmp_path):
+    whole, _ = fake_runs
+    averaged = fit(FakeTask(), fake_config(tmp_path / "avg", average_epochs=2))
+    best = int(np.argmin(averaged.history["val_loss"]))
+    assert _validation_mse(averaged.out) == pytest.approx(averaged.history["val_loss"][best],
+                                                          rel=1e-5)
+    assert averaged.history["loss"] == whole.history["loss"]
+    assert averaged.history["val_loss"] != whole.history["val_loss"]
+    raw = weights_of(whole.out)
+    assert any(not np.allclose(a, b) for a, b in zip(weights_of(averaged.out), raw, strict=True))
+
+
+def test_a_resumed_averaging_run_equals_an_uninterrupted_one(tmp_path):
+    config = fake_config(tmp_path / "whole", average_epochs=2)
+    whole = fit(FakeTask(), config)
+    cut = fake_config(tmp_path / "cut", average_epochs=2)
+    with pytest.raises(KeyboardInterrupt):
+        fit(FakeTask(), cut, callbacks=[InterruptAfter(1)])
+    resumed = fit(FakeTask(), cut, resume=True)
+    assert resumed.history == whole.history
+    for mine, theirs in zip(weights_of(resumed.out), weights_of(whole.out), strict=True):
+        np.testing.assert_array_equal(mine, theirs)
 
 
 def _truncate(path):

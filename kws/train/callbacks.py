@@ -1,11 +1,13 @@
-"""The engine's Keras callbacks: resumable early stopping with checkpoints, and progress.
+"""The engine's Keras callbacks: resumable early stopping with checkpoints, progress, averages.
 
 Keras's own ``EarlyStopping`` and ``BackupAndRestore`` do not carry the history, the
 patience counter and the best weights across a resume, so a resumed run would stop or
 restore differently from an uninterrupted one; :class:`ResumableEarlyStopping` keeps all
 of it in every checkpoint. :class:`ProgressEvents` forwards Keras's hooks to a
 :class:`~kws.train.events.TrainEvents` and times the training steps (the first step of a
-run, which compiles the model, is left out of the speed).
+run, which compiles the model, is left out of the speed). When the optimizer keeps a moving
+average of the weights, :func:`averaged_validation` validates the average and the stopper
+keeps the average as the best weights.
 
 This module imports Keras (quietly, through :mod:`kws.runtime`) when it is imported.
 """
@@ -82,7 +84,7 @@ class ResumableEarlyStopping(keras.callbacks.Callback):
         if monitored is not None:
             if self._better(float(monitored)):
                 state.best_value, state.best_epoch, state.wait = float(monitored), epoch + 1, 0
-                self.best_weights = self.model.get_weights()
+                self.best_weights = kept_weights(self.model)
             else:
                 state.wait += 1
             if self.patience is not None and state.wait >= self.patience:
@@ -104,6 +106,33 @@ class ResumableEarlyStopping(keras.callbacks.Callback):
     @property
     def folder(self) -> Path:
         return checkpoint_folder(self.out)
+
+
+def _averaging_optimizer(model):
+    """The model's optimizer (inside a loss-scale wrapper) if it keeps a weight average."""
+    optimizer = getattr(model.optimizer, "inner_optimizer", model.optimizer)
+    return optimizer if getattr(optimizer, "use_ema", False) else None
+
+
+def kept_weights(model) -> list[np.ndarray]:
+    """The weights a run keeps: the optimizer's moving average of them if it keeps one."""
+    optimizer = _averaging_optimizer(model)
+    if optimizer is None:
+        return model.get_weights()
+    variables = model.trainable_variables
+    current = [keras.ops.convert_to_numpy(v) for v in variables]
+    optimizer.finalize_variable_values(variables)
+    kept = model.get_weights()
+    for variable, value in zip(variables, current, strict=True):
+        variable.assign(value)
+    return kept
+
+
+def averaged_validation(model) -> list:
+    """Callbacks that validate the optimizer's weight average (none if it keeps none)."""
+    if _averaging_optimizer(model) is None:
+        return []
+    return [keras.callbacks.SwapEMAWeights()]
 
 
 class ProgressEvents(keras.callbacks.Callback):

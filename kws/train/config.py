@@ -110,6 +110,10 @@ class RunConfig:
         2e-3, help="Peak learning rate (after warm-up, before cosine decay).")
     warmup_epochs: float = 1.0
     weight_decay: float = 1e-4
+    average_epochs: float = option(
+        0.0, metavar="EPOCHS",
+        help="Validate and keep an exponential moving average of the weights over about this "
+             "many epochs instead of the last step's weights (0: no average).")
     #: Epochs without a better monitored value before stopping; None never stops early.
     patience: int | None = option(
         10, parse=lambda value: value or None,
@@ -185,6 +189,8 @@ class RunConfig:
              "warm-up epochs must not be negative"),
             (_number(self.weight_decay) and self.weight_decay >= 0,
              "weight decay must not be negative"),
+            (_number(self.average_epochs) and self.average_epochs >= 0,
+             "--average-epochs must not be negative"),
             (self.patience is None or (_whole(self.patience) and self.patience >= 1),
              "--patience must be at least 1 (0: never stop early)"),
             (_whole(self.seed), "--seed must be a whole number"),

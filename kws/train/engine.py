@@ -204,7 +204,7 @@ def _train(task: Task, config: RunConfig, data: Prepared, state: CheckpointState
     events.stage("loading TensorFlow…")
     keras = runtime.import_keras()
     # Keras is loaded now: the callbacks module subclasses its Callback at import.
-    from kws.train.callbacks import ProgressEvents, ResumableEarlyStopping
+    from kws.train.callbacks import ProgressEvents, ResumableEarlyStopping, averaged_validation
 
     strategy = _keras_reduce(runtime.distribution_strategy(config.distribute))
     keras.utils.set_random_seed(config.seed)
@@ -238,8 +238,8 @@ def _train(task: Task, config: RunConfig, data: Prepared, state: CheckpointState
                 initial_epoch=initial_epoch,
                 validation_data=task.validation(config, data),
                 validation_batch_size=max(task.validation_batch, config.batch_size),
-                callbacks=[*task.callbacks(config, data), stopper, progress,
-                           *extra_callbacks],
+                callbacks=[*averaged_validation(model), *task.callbacks(config, data), stopper,
+                           progress, *extra_callbacks],
                 verbose=0,
             )
         except KeyboardInterrupt:

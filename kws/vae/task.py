@@ -44,7 +44,7 @@ from kws.train.batches import epoch_order
 from kws.train.config import RunConfig, option
 from kws.train.data import decode_clips, warn_unreadable
 from kws.train.events import TrainEvents
-from kws.train.optim import learning_rate_schedule
+from kws.train.optim import optimizer
 from kws.train.task import Batches, Prepared, Task
 from kws.vae.density import LATENT_FILE, fit_latent_density, write_latent_density
 from kws.vae.litert import export_networks, remove_exports
@@ -239,12 +239,10 @@ class VaeTask(Task):
                          seed=config.seed)
 
     def compile(self, model, config: RunConfig, steps_per_epoch: int) -> None:
-        keras = import_keras()
         from kws.models.vae import regularizer_loss
 
         model.compile(
-            optimizer=keras.optimizers.Adam(
-                learning_rate=learning_rate_schedule(config, steps_per_epoch)),
+            optimizer=optimizer("adam", config, steps_per_epoch),
             loss={"reconstruction": "mse", "regularizer": regularizer_loss},
             loss_weights={"reconstruction": 1.0,
                           "regularizer": config.beta / (frames_of(config) * config.n_mels)},
