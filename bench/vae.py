@@ -112,10 +112,11 @@ def measure(mix: str, args) -> list[dict]:
     wall = model.card.metrics.get("fit_time_s") if wall is None else wall
     judge = vae.Judge(args.classifier)
     calls = seconds_per_call(out)
+    reference = vae.real_reference(model, judge, seed=args.seed)
     return [{"mix": mix, "model": str(out), "wall_s": wall, "cpu_s": cpu,
              "epochs": model.card.metrics.get("epochs"),
              **vae.evaluate_samples(model, judge, samples=args.samples, seed=args.seed,
-                                    guidance=guidance),
+                                    guidance=guidance, reference=reference),
              "seconds_per_call": calls}
             for guidance in args.guidance or [vae.DEFAULT_GUIDANCE]]
 

@@ -246,6 +246,20 @@ def test_evaluate_json_gives_every_figure_in_range(models, tiny_data):
     assert "\nsamples\t6\t" in table.stdout and "\nreal held-out" in table.stdout
 
 
+def test_one_real_reference_serves_several_sampling_settings(models):
+    folder, classifier, _ = models
+    model, judge = vae.load(folder), vae.Judge(classifier)
+    reference = vae.real_reference(model, judge)
+    assert reference.words == WORDS and len(reference.held_out_words) == 6
+    settings = {"samples": 2, "n_iter": 1}
+    alone = vae.evaluate_samples(model, judge, guidance=0.5, **settings)
+    shared = [vae.evaluate_samples(model, judge, guidance=g, reference=reference, **settings)
+              for g in (0.0, 0.5)]
+    assert shared[0]["real"] == shared[1]["real"] == alone["real"] == reference.scores()
+    assert shared[1]["samples"] == alone["samples"]
+    assert shared[0]["samples"] != shared[1]["samples"]
+
+
 @pytest.mark.parametrize("args, message", [
     (["--samples", "1"], "--samples must be at least 2"),
     (["--max-clips", "1"], "--max-clips must be at least 2"),

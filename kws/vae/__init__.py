@@ -27,7 +27,14 @@ from kws.vae.density import (
     read_latent_density,
     write_latent_density,
 )
-from kws.vae.evaluate import DEFAULT_MAX_CLIPS, DEFAULT_SAMPLES, Judge, evaluate_samples
+from kws.vae.evaluate import (
+    DEFAULT_MAX_CLIPS,
+    DEFAULT_SAMPLES,
+    Judge,
+    RealReference,
+    evaluate_samples,
+    real_reference,
+)
 from kws.vae.litert import DECODER_FILE, ENCODER_FILE, LiteRTNetwork, export_networks
 from kws.vae.metrics import frechet_distance, inception_score
 from kws.vae.model import (
@@ -71,7 +78,8 @@ __all__ = [
     "CLIP_SAMPLES", "DECODER_FILE", "DEFAULT_BETA", "DEFAULT_GUIDANCE", "DEFAULT_ITERATIONS",
     "DEFAULT_MAX_CLIPS",
     "DEFAULT_SAMPLES", "DEFAULT_TEMPERATURE",
-    "ENCODER_FILE", "RUNNERS", "Judge", "LiteRTNetwork", "evaluate_samples",
+    "ENCODER_FILE", "RUNNERS", "Judge", "LiteRTNetwork", "RealReference", "evaluate_samples",
+    "real_reference",
     "export_networks", "frechet_distance", "inception_score", "LATENT_FILE", "OBJECTIVES",
     "PRIORS", "RATE",
     "REGULARIZER_NAME", "HeldOut", "LatentDensity", "Reconstruction", "SpectrogramBatches",

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -88,49 +89,78 @@ def _two_outputs(model, folder: Path):
     return keras.Model(model.inputs, [layer.input, layer.output])
 
 
-def evaluate_samples(
-    vae: Vae, judge: Judge, data: Sequence[str | os.PathLike] = (),
-    samples: int = DEFAULT_SAMPLES, seed: int = 0, n_iter: int = DEFAULT_ITERATIONS,
-    max_clips: int = DEFAULT_MAX_CLIPS, events: TrainEvents | None = None,
-    temperature: float = DEFAULT_TEMPERATURE, guidance: float = DEFAULT_GUIDANCE,
-) -> dict[str, Any]:
-    """Recognition, inception score and Fréchet distance of samples and of real clips.
+@dataclass(frozen=True)
+class RealReference:
+    """The judge's outputs on real clips of a VAE's words: what its samples are compared with.
 
-    ``samples`` clips of each word the judge can score are drawn (``seed``; codes from
-    the fitted density at ``temperature``, label ``guidance``; :func:`kws.vae.sample`);
-    the real clips are the testing split of ``data`` (default: the folders the VAE was
-    trained on) and, for the reference distance, its training split, at most ``max_clips``
-    of each.
+    ``held_out`` and ``training`` are the judge's ``(probabilities, embeddings)`` of the
+    testing and training splits' clips, ``held_out_words`` the words of the former.
     """
+
+    words: list[str]
+    targets: dict[str, int | None]
+    held_out_words: list[str]
+    held_out: tuple[np.ndarray, np.ndarray]
+    training: tuple[np.ndarray, np.ndarray]
+
+    def scores(self) -> dict[str, Any]:
+        """The real clips' own figures: held-out clips, distance against training clips."""
+        return {**_scores(self.held_out, self.held_out_words, self.targets, self.training[1]),
+                "training_clips": len(self.training[1])}
+
+
+def real_reference(vae: Vae, judge: Judge, data: Sequence[str | os.PathLike] = (),
+                   seed: int = 0, max_clips: int = DEFAULT_MAX_CLIPS,
+                   events: TrainEvents | None = None) -> RealReference:
+    """Judge the testing and training splits of ``data`` (default: the folders the VAE was
+    trained on), at most ``max_clips`` of each (``seed`` picks them)."""
     events = events or TrainEvents()
-    if samples < 2:
-        raise UsageError(f"--samples must be at least 2, not {samples}")
     words = _judged_words(vae, judge, events)
-    targets = {word: judge.target(word) for word in words}
     roots, recorded = _data(vae, data)
     held_out = held_out_clips(vae, roots, (TESTING,), events, limit=max_clips, seed=seed,
                               **recorded)
     training = held_out_clips(vae, roots, (TRAINING,), events, limit=max_clips, seed=seed,
                               **recorded)
+    events.stage(f"classifying {len(held_out.x) + len(training.x)} real clips…")
+    return RealReference(words, {word: judge.target(word) for word in words},
+                         held_out.words, judge(held_out.x), judge(training.x))
+
+
+def evaluate_samples(
+    vae: Vae, judge: Judge, data: Sequence[str | os.PathLike] = (),
+    samples: int = DEFAULT_SAMPLES, seed: int = 0, n_iter: int = DEFAULT_ITERATIONS,
+    max_clips: int = DEFAULT_MAX_CLIPS, events: TrainEvents | None = None,
+    temperature: float = DEFAULT_TEMPERATURE, guidance: float = DEFAULT_GUIDANCE,
+    reference: RealReference | None = None,
+) -> dict[str, Any]:
+    """Recognition, inception score and Fréchet distance of samples and of real clips.
+
+    ``samples`` clips of each word the judge can score are drawn (``seed``; codes from
+    the fitted density at ``temperature``, label ``guidance``; :func:`kws.vae.sample`) and
+    compared with ``reference`` (default: :func:`real_reference` of ``data``,
+    ``max_clips``), whose own figures are the report's ``real``. Pass one reference to
+    several calls to judge several sampling settings against the same real clips.
+    """
+    events = events or TrainEvents()
+    if samples < 2:
+        raise UsageError(f"--samples must be at least 2, not {samples}")
+    reference = reference or real_reference(vae, judge, data, seed, max_clips, events)
     generated = []
-    with events.counting("sampling", len(words) * samples) as advance:
-        for word in words:
+    with events.counting("sampling", len(reference.words) * samples) as advance:
+        for word in reference.words:
             generated.append(sample(vae, word, samples, seed=seed, temperature=temperature,
                                     n_iter=n_iter, guidance=guidance))
             advance(samples)
-    sampled_words = [word for word in words for _ in range(samples)]
-    events.stage(f"classifying {len(sampled_words) + len(held_out.x) + len(training.x)} clips…")
+    sampled_words = [word for word in reference.words for _ in range(samples)]
+    events.stage(f"classifying {len(sampled_words)} samples…")
     fake = judge(np.concatenate(generated))
-    real = judge(held_out.x)
-    reference = judge(training.x)
     return {
         "model": str(vae.folder), "classifier": str(judge.folder),
         "classifier_labels": len(judge.labels), "samples_per_word": samples,
-        "words": words, "runner": vae.runner, "temperature": temperature,
+        "words": reference.words, "runner": vae.runner, "temperature": temperature,
         "guidance": guidance,
-        "samples": _scores(fake, sampled_words, targets, real[1]),
-        "real": {**_scores(real, held_out.words, targets, reference[1]),
-                 "training_clips": len(training.x)},
+        "samples": _scores(fake, sampled_words, reference.targets, reference.held_out[1]),
+        "real": reference.scores(),
     }
 
 
