@@ -209,15 +209,20 @@ def test_sample_reconstruct_and_interpolate(trained):
     assert walk.shape == (4, 16000) and np.isfinite(walk).all() and words == ["yes", "no"]
 
 
-def test_guidance_pushes_samples_away_from_the_centre_of_the_words(trained):
+def test_guidance_pushes_samples_away_from_the_nearest_other_word(trained):
     _, _, model, _ = trained
     codes = vae.sample_codes(model, "up", 3, seed=2)
     labels = model.label_vectors(["up"] * 3)
     plain = vae.decode(model, codes, labels)
-    centre = vae.decode(model, codes, np.full_like(labels, 1.0 / len(WORDS)))
+    others = {word: vae.decode(model, codes, model.label_vectors([word] * 3))
+              for word in WORDS if word != "up"}
+    distances = {word: np.mean((d - plain) ** 2, axis=(1, 2)) for word, d in others.items()}
+    nearest = np.stack([others[min(distances, key=lambda w: distances[w][i])][i]
+                        for i in range(3)])
+    np.testing.assert_array_equal(vae.nearest_other_word(model, codes, labels, plain), nearest)
     np.testing.assert_array_equal(vae.decode_guided(model, codes, labels, 0.0), plain)
     np.testing.assert_allclose(vae.decode_guided(model, codes, labels, 1.5),
-                               plain + 1.5 * (plain - centre), rtol=1e-5, atol=1e-4)
+                               plain + 1.5 * (plain - nearest), rtol=1e-5, atol=1e-4)
     guided = vae.sample(model, "up", 3, seed=2, n_iter=4, guidance=1.5)
     assert not np.allclose(guided, vae.sample(model, "up", 3, seed=2, n_iter=4, guidance=0))
     with pytest.raises(UsageError, match="--guidance must not be negative, not -0.5"):

@@ -60,9 +60,9 @@ def _sampling_options(function):
     """``--temperature`` and ``--guidance``: how samples are drawn (sample and evaluate)."""
     function = click.option(
         "--guidance", "-g", default=vae.DEFAULT_GUIDANCE, show_default=True, type=float,
-        help="Push each sample this far from what the same code decodes to at the centre "
-             "of all words, towards its own word (0: plain decoding; higher: the word "
-             "clearer, the clips less varied).")(function)
+        help="Push each sample this far away from what the same code decodes to as the "
+             "nearest other word (0: plain decoding; higher: the word clearer, the clips "
+             "less varied).")(function)
     return click.option(
         "--temperature", "-t", default=vae.DEFAULT_TEMPERATURE, show_default=True, type=float,
         help="Spread of the codes around the centres of the word's latent density (1: as "

@@ -53,6 +53,7 @@ from kws.vae.model import (
     encode,
     interpolate,
     load,
+    nearest_other_word,
     read_clip,
     reconstruct,
     reconstruction_metrics,
@@ -86,7 +87,7 @@ __all__ = [
     "Vae", "VaeConfig", "VaeTask", "augment_spectrograms", "best_word", "check_sampling",
     "check_steps", "decode", "decode_guided", "encode",
     "fit_gaussian_mixture", "fit_latent_density", "held_out_clips", "interpolate",
-    "latent_plot", "load", "mel_settings", "one_hot", "pca_2d", "read_clip",
+    "latent_plot", "load", "mel_settings", "nearest_other_word", "one_hot", "pca_2d", "read_clip",
     "read_latent_density", "reconstruct", "reconstruction_metrics", "sample", "sample_codes",
     "split_metrics", "standardization", "synthesize", "write_latent_density",
 ]
