@@ -25,7 +25,7 @@ these folders),
 #12: AdamW at 2e-3, no label smoothing, 30 epochs, stopped after 10 without a better
 validation score), ``averaged`` (the default with ``--average-epochs 5``: validated and
 kept weights averaged over about five epochs). Each figure is the mean ± standard
-deviation over the seeds. Run from the project root (about 20 minutes per default run
+deviation over the seeds. Run from the project root (about 27 minutes per default run
 on an idle 2-core CPU)::
 
     python bench/classifier.py                        # default, words, seed; seeds 0 1 2
