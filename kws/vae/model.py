@@ -234,9 +234,7 @@ def nearest_other_word(vae: Vae, codes: np.ndarray, labels: np.ndarray,
     nearest = np.full(len(codes), np.inf)
     rivals = np.zeros_like(spectrograms)
     for word in range(labels.shape[1]):
-        row = np.zeros_like(labels)
-        row[:, word] = 1.0
-        decoded = decode(vae, codes, row)
+        decoded = decode(vae, codes, one_hot(np.full(len(codes), word), labels.shape[1]))
         distance = np.mean((decoded - spectrograms) ** 2, axis=tuple(range(1, decoded.ndim)))
         closer = (distance < nearest) & (own != word)
         nearest[closer], rivals[closer] = distance[closer], decoded[closer]
