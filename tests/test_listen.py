@@ -365,10 +365,12 @@ def test_keywords_cooldown_threshold_and_table(wav_file, expected):
     (["-", "--keywords", ","], "at least one keyword"),
     (["-", "--threshold", "1.5"], "between 0 and 1"),
     (["-", "--cooldown", "-1"], "--cooldown"),
+    (["-", "--max-delay", "-1"], "--max-delay"),
     (["/no/such/file.wav"], "no such file"),
     ([str(ROOT)], "is a directory"),
 ], ids=["rate-without-raw", "channels", "rate", "realtime-mic", "raw-mic", "stall",
-        "keyword", "empty-keywords", "threshold", "cooldown", "missing", "directory"])
+        "keyword", "empty-keywords", "threshold", "cooldown", "max-delay", "missing",
+        "directory"])
 def test_usage_errors_exit_2(args, phrase, wav_file):
     with open(wav_file, "rb") as stdin:
         result = subprocess.run(_kws(*args), stdin=stdin, capture_output=True, text=True,

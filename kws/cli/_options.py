@@ -12,6 +12,7 @@ from typing import Any
 
 import click
 
+from kws.infer.detector import DetectorSettings
 from kws.infer.runners import RUNNERS
 
 #: The one vocabulary of ``--split`` (what each name selects is decided by the data layer).
@@ -112,3 +113,18 @@ def keywords_option(help: str, short: bool = False) -> Decorator:
     names = ("--keywords", "-w") if short else ("--keywords",)
     return click.option(*names, "keywords", default=None, metavar="WORD,...",
                         callback=_keyword_tuple, help=help)
+
+
+def cooldown_option(help: str = "Seconds during which a keyword is not reported again."
+                    ) -> Decorator:
+    """``--cooldown S`` (default: the detector's)."""
+    return click.option("--cooldown", type=float, default=DetectorSettings.cooldown,
+                        show_default=True, help=help)
+
+
+def max_delay_option(help: str = "The longest a keyword waits to be decided once heard "
+                     "(seconds): a longer wait lets a longer word overtake a shorter one "
+                     "inside it, at the price of latency.") -> Decorator:
+    """``--max-delay S`` (default: the detector's)."""
+    return click.option("--max-delay", type=float, default=DetectorSettings.max_delay,
+                        show_default=True, help=help)

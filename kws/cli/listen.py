@@ -17,7 +17,7 @@ from kws.audio_stream import (
     open_source,
 )
 from kws.cli import _console
-from kws.cli._options import keywords_option, model_option
+from kws.cli._options import cooldown_option, keywords_option, max_delay_option, model_option
 from kws.errors import UsageError
 from kws.infer import DetectorSettings, Hop, open_runner
 from kws.listen import Heard, ListenReport, listen
@@ -41,8 +41,8 @@ _METER_WIDTH = 30
               help="Smoothed probability a keyword needs, for every keyword [default: the "
                    "model card's calibrated thresholds, else "
                    f"{DetectorSettings.default_threshold}].")
-@click.option("--cooldown", type=float, default=DetectorSettings.cooldown, show_default=True,
-              help="Seconds during which a keyword is not reported again.")
+@cooldown_option()
+@max_delay_option()
 @click.option("--format", "-f", "fmt", type=click.Choice(FORMATS), default="auto",
               show_default=True,
               help="A table, or JSON lines for scripts. auto = table when stdout is a "
@@ -61,7 +61,7 @@ _METER_WIDTH = 30
                    "seconds (0: wait for ever).")
 @click.option("--threads", type=int, default=1, show_default=True,
               help="Threads of the LiteRT interpreter.")
-def command(source, model, keywords, threshold, cooldown, fmt, raw, rate, channels,
+def command(source, model, keywords, threshold, cooldown, max_delay, fmt, raw, rate, channels,
             sample_format, realtime, stall_timeout, threads) -> int:
     """Spot keywords in a live stream and print each one the moment it is decided.
 
@@ -81,7 +81,7 @@ def command(source, model, keywords, threshold, cooldown, fmt, raw, rate, channe
         raise UsageError("--threads must be at least 1")
     card = read_card(resolve_model_dir(model))
     settings = DetectorSettings.from_card(card, threshold=threshold, keywords=keywords,
-                                          cooldown=cooldown)
+                                          cooldown=cooldown, max_delay=max_delay)
     runner = open_runner(model, "tflite", threads)
     for note in runner.notes:
         _console.warn(note)

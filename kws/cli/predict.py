@@ -12,7 +12,13 @@ import time
 import click
 
 from kws.cli import _console
-from kws.cli._options import keywords_option, model_option, runner_option
+from kws.cli._options import (
+    cooldown_option,
+    keywords_option,
+    max_delay_option,
+    model_option,
+    runner_option,
+)
 from kws.errors import UsageError
 from kws.infer import DEFAULT_SPOT_THRESHOLD, NOT_WORDS, DetectorSettings, Failure
 from kws.modelfolder import Task
@@ -41,12 +47,9 @@ FORMATS = ("auto", "table", "jsonl", "csv", "tsv")
                    "input), with the detector `kws listen` uses.")
 @click.option("--hop", default=DetectorSettings.hop, show_default=True, type=float,
               help="With --spot: seconds between windows.")
-@click.option("--cooldown", default=DetectorSettings.cooldown, show_default=True, type=float,
-              help="With --spot: a keyword is not reported again within this many seconds.")
-@click.option("--max-delay", default=DetectorSettings.max_delay, show_default=True, type=float,
-              help="With --spot: the longest a keyword waits to be decided once heard "
-                   "(seconds); longer waits see more of a long word, as `kws listen` "
-                   "trades it against latency.")
+@cooldown_option("With --spot: a keyword is not reported again within this many seconds.")
+@max_delay_option("With --spot: the longest a keyword waits to be decided once heard "
+                  "(seconds), as `kws listen --max-delay`.")
 @keywords_option("With --spot: report only these keywords [default: every word].")
 @click.option("--batch-size", "-b", default=None, type=int,
               help="Windows classified together [default: 32 with LiteRT, 128 with Keras].")

@@ -60,7 +60,7 @@ class DetectorSettings:
 
     hop: float = 0.05
     smoothing: float = 0.25
-    max_delay: float = 0.25
+    max_delay: float = 0.1
     cooldown: float = 0.5
     #: Seconds after the last detected keyword falls below its threshold during which no
     #: keyword opens a new candidate.
