@@ -39,12 +39,18 @@ Usage::
 
     .venv/bin/python bench/stream.py [--model models/default] [--an4-files 100]
         [--arctic-files 60] [--synthetic-clips 600] [--workers 2] [--seed 0] [--json PATH]
+        [--max-delay S] [--no-peer]
+
+``--max-delay`` runs kws's detector with another maximum decision delay (the README's
+latency table compares them); ``--no-peer`` leaves PocketSphinx out (its figures do not
+depend on kws's settings).
 """
 
 from __future__ import annotations
 
 import argparse
 import concurrent.futures
+import importlib.util
 import json
 import os
 import random
@@ -113,13 +119,14 @@ def main() -> None:
         f"{'held-out ' if arctic_trained else ''}files: {len(held_arctic)} "
         f"({len(sub_arctic)} in the subsample)")
     results: dict[str, dict] = {}
-    settings = DetectorSettings.from_card(card, keywords=keywords)
+    values = {} if args.max_delay is None else {"max_delay": args.max_delay}
+    settings = DetectorSettings.from_card(card, keywords=keywords, **values)
     results["kws"], results["kws, all files"] = run_kws(
         folder, settings, keywords, (sub_an4, sub_arctic), (held_an4, held_arctic), args)
     say(f"kws done ({time.perf_counter() - started:.0f} s)")
-    try:
-        import pocketsphinx  # noqa: F401
-    except ImportError:
+    if not args.peer:
+        say("--no-peer: PocketSphinx's columns are empty")
+    elif importlib.util.find_spec("pocketsphinx") is None:
         say("PocketSphinx is not installed (pip install pocketsphinx): its columns are empty")
     else:
         ps_kws, ps_full = run_pocketsphinx(keywords, sub_an4, sub_arctic, args.workers)
@@ -146,6 +153,10 @@ def parse_args() -> argparse.Namespace:
                         help="PocketSphinx processes (each single-threaded)")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--json", default=None, help="also write every figure here")
+    parser.add_argument("--max-delay", type=float, default=None,
+                        help="kws's maximum decision delay (s) [default: the detector's]")
+    parser.add_argument("--no-peer", dest="peer", action="store_false",
+                        help="leave PocketSphinx out")
     return parser.parse_args()
 
 
