@@ -24,9 +24,10 @@ these folders),
 ``seed`` (``--arch seed``, the blog post's model) and ``previous`` (the recipe before issue
 #12: AdamW at 2e-3, no label smoothing, 30 epochs, stopped after 10 without a better
 validation score), ``averaged`` (the default with ``--average-epochs 5``: validated and
-kept weights averaged over about five epochs). Each figure is the mean ± standard
-deviation over the seeds. Run from the project root (about 27 minutes per default run
-on an idle 2-core CPU)::
+kept weights averaged over about five epochs), ``negatives30`` (the default with
+``--negatives-percent 30``: three times as many windows of non-keyword speech). Each
+figure is the mean ± standard deviation over the seeds. Run from the project root
+(about 27 minutes per default run on an idle 2-core CPU)::
 
     python bench/classifier.py                        # default, words, seed; seeds 0 1 2
     python bench/classifier.py --recipe default --seeds 0
@@ -75,6 +76,7 @@ RECIPES = {
     "previous": {"learning_rate": 2e-3, "label_smoothing": 0.0, "epochs": 30, "patience": 10},
     "synthetic": {"synthetic": str(DEFAULT_VAE), "synthetic_share": 0.1},
     "averaged": {"average_epochs": 5.0},
+    "negatives30": {"negatives_percent": 30.0},
 }
 
 
