@@ -119,8 +119,7 @@ def main() -> None:
         f"{'held-out ' if arctic_trained else ''}files: {len(held_arctic)} "
         f"({len(sub_arctic)} in the subsample)")
     results: dict[str, dict] = {}
-    values = {} if args.max_delay is None else {"max_delay": args.max_delay}
-    settings = DetectorSettings.from_card(card, keywords=keywords, **values)
+    settings = DetectorSettings.from_card(card, keywords=keywords, max_delay=args.max_delay)
     results["kws"], results["kws, all files"] = run_kws(
         folder, settings, keywords, (sub_an4, sub_arctic), (held_an4, held_arctic), args)
     say(f"kws done ({time.perf_counter() - started:.0f} s)")
@@ -153,8 +152,9 @@ def parse_args() -> argparse.Namespace:
                         help="PocketSphinx processes (each single-threaded)")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--json", default=None, help="also write every figure here")
-    parser.add_argument("--max-delay", type=float, default=None,
-                        help="kws's maximum decision delay (s) [default: the detector's]")
+    parser.add_argument("--max-delay", type=float, default=DetectorSettings.max_delay,
+                        help="kws's maximum decision delay (s) [default: %(default)s, the "
+                             "detector's]")
     parser.add_argument("--no-peer", dest="peer", action="store_false",
                         help="leave PocketSphinx out")
     return parser.parse_args()
