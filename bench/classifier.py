@@ -25,7 +25,10 @@ these folders),
 #12: AdamW at 2e-3, no label smoothing, 30 epochs, stopped after 10 without a better
 validation score), ``averaged`` (the default with ``--average-epochs 5``: validated and
 kept weights averaged over about five epochs), ``negatives30`` (the default with
-``--negatives-percent 30``: three times as many windows of non-keyword speech). Each
+``--negatives-percent 30``: three times as many windows of non-keyword speech),
+``negatives30-averaged`` (both of the last two), ``lowpass`` (the default with a third
+of the training clips low-passed at 3.2 to 7.2 kHz, as a telephone line or a cheap
+microphone would: ``augmentation.lowpass_probability`` 0.3). Each
 figure is the mean ± standard deviation over the seeds. Run from the project root
 (about 27 minutes per default run on an idle 2-core CPU)::
 
@@ -77,6 +80,8 @@ RECIPES = {
     "synthetic": {"synthetic": str(DEFAULT_VAE), "synthetic_share": 0.1},
     "averaged": {"average_epochs": 5.0},
     "negatives30": {"negatives_percent": 30.0},
+    "negatives30-averaged": {"negatives_percent": 30.0, "average_epochs": 5.0},
+    "lowpass": {"augmentation": {"lowpass_probability": 0.3}},
 }
 
 

@@ -1,4 +1,4 @@
-"""Waveform augmentation: shapes, determinism, SNR, shift, gain, speed."""
+"""Waveform augmentation: shapes, determinism, SNR, shift, gain, speed, band limit."""
 
 from __future__ import annotations
 
@@ -10,6 +10,7 @@ from kws.augment import (
     Augmentation,
     add_noise,
     augment_batch,
+    band_limit,
     mix_background,
     random_gain,
     speed_perturb,
@@ -129,3 +130,26 @@ def test_augment_batch_none_is_identity_and_settings_round_trip():
 def test_rejects_wrong_rank():
     with pytest.raises(ValueError, match="batch"):
         time_shift(np.zeros(10, dtype=np.float32), 1, np.random.default_rng(0))
+
+
+def test_band_limit_removes_what_lies_above_the_cutoff_and_keeps_what_lies_below():
+    t = np.arange(LENGTH) / 8000
+    low, high = np.sin(2 * np.pi * 500 * t), np.sin(2 * np.pi * 3500 * t)
+    batch = np.stack([0.2 * (low + high)] * 4).astype(np.float32)
+    rng = np.random.default_rng(0)
+    out = band_limit(batch, 1.0, (0.5, 0.5), rng)  # 2 kHz of the 4 kHz band
+    for clip in out:
+        assert abs(np.dot(clip, high)) / np.dot(high, high) < 1e-3
+        assert np.dot(clip, low) / np.dot(low, low) == pytest.approx(0.2, rel=1e-3)
+    untouched = band_limit(batch, 0.0, (0.5, 0.5), rng)
+    np.testing.assert_array_equal(untouched, batch)
+    assert untouched is not batch
+
+
+def test_band_limit_draws_a_share_of_the_clips():
+    batch = 0.1 * np.random.default_rng(2).standard_normal((400, LENGTH)).astype(np.float32)
+    out = band_limit(batch, 0.3, (0.2, 0.3), np.random.default_rng(1))
+    changed = np.any(np.abs(out - batch) > 1e-4, axis=1)
+    assert 0.2 < changed.mean() < 0.4
+    kept = np.abs(np.fft.rfft(out[changed], axis=1)) ** 2
+    assert kept[:, int(0.35 * LENGTH / 2):].sum() < 1e-6 * kept.sum()
