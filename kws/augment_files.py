@@ -114,6 +114,7 @@ def _has_changes(augmentation: Augmentation, has_backgrounds: bool) -> bool:
         augmentation.noise_factor > 0,
         augmentation.speed > 0,
         augmentation.shift > 0,
+        augmentation.lowpass_probability > 0,
         augmentation.gain_db != (0.0, 0.0),
         augmentation.background_probability > 0 and has_backgrounds,
     ))
@@ -158,7 +159,7 @@ def augment_folder(
     if not _has_changes(augmentation, bool(dataset.backgrounds)):
         raise UsageError(
             f"{data}: nothing to add: no background recordings (_background_noise_ or "
-            "--background) and no --noise-factor, --shift, --gain-db or --speed"
+            "--background) and no --noise-factor, --shift, --gain-db, --speed or --lowpass"
         )
     clips = [clip for clip in dataset.clips if not clip.is_segment]
     folders = {clip.path.parent.relative_to(data).as_posix() for clip in clips}

@@ -78,6 +78,21 @@ def test_copies_differ_from_their_source_and_keep_its_rate(tmp_path):
     assert 0.03 < np.std(copy - original) < 0.07
 
 
+def test_lowpass_alone_band_limits_every_copy(tmp_path, capsys):
+    data = tmp_path / "data"
+    rate = 16000
+    t = np.arange(rate) / rate
+    clip = 0.2 * (np.sin(2 * np.pi * 300 * t) + np.sin(2 * np.pi * 7600 * t))
+    write_wav(data / "yes" / "aaaa0001_nohash_0.wav", clip.astype(np.float32), rate=rate)
+    out = tmp_path / "out"
+    code, _, err = run_kws(["augment", "--data", str(data), "--out", str(out),
+                            "--background-probability", "0", "--lowpass", "1"], capsys)
+    assert code == 0, err
+    copy, _ = soundfile.read(out / "yes" / "aaaa0001_nohash_0_aug1.wav", dtype="float32")
+    spectrum = np.abs(np.fft.rfft(copy))
+    assert spectrum[7600] < 0.01 * spectrum[300]
+
+
 def test_same_seed_same_files_other_seed_other_files(tmp_path):
     data = make_speech_commands(tmp_path / "data")
     for name, seed in (("a", 1), ("b", 1), ("c", 2)):
@@ -216,7 +231,8 @@ def test_a_full_disk_is_one_line_and_stops_the_run(tmp_path):
 
 @pytest.mark.parametrize("args", [["--snr-db", "10", "0"], ["--speed", "1"], ["--gain-db", "nan"],
                                   ["--snr-db", "0", "inf"], ["--noise-factor", "-1"],
-                                  ["--background-probability", "2"], ["--copies", "0"]])
+                                  ["--background-probability", "2"], ["--copies", "0"],
+                                  ["--lowpass", "1.5"]])
 def test_impossible_settings_are_usage_errors(tmp_path, capsys, args):
     data = make_speech_commands(tmp_path / "data")
     code, _, err = run_kws(["augment", "--data", str(data), "--out", str(tmp_path / "o"),

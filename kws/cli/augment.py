@@ -32,12 +32,15 @@ from kws.cli import _console, _options
 @click.option("--speed", type=click.FloatRange(0.0, 1.0, max_open=True), default=0.0,
               show_default=True,
               help="Largest relative speed change (0.1: 0.9x to 1.1x).")
+@click.option("--lowpass", type=click.FloatRange(0.0, 1.0), default=0.0, show_default=True,
+              help="Share of copies low-passed at a random cutoff of 40-90% of the Nyquist "
+                   "frequency (3.2-7.2 kHz at 16 kHz), as a telephone line would.")
 @_options.seed_option
 @_options.background_option
 @_options.split_percent_options
 @_options.json_option
 def command(data, out, copies, snr_db, background_probability, noise_factor, shift, gain_db,
-            speed, seed, background, validation_percent, testing_percent, as_json) -> None:
+            speed, lowpass, seed, background, validation_percent, testing_percent, as_json) -> None:
     """Write augmented copies of every clip of --data into --out, in the same layout.
 
     A copy is named <name>_aug<k>.wav next to where its source would be, and stays in its
@@ -50,7 +53,7 @@ def command(data, out, copies, snr_db, background_probability, noise_factor, shi
 
     numbers = {"--snr-db": snr_db[0], "--snr-db ": snr_db[1], "--noise-factor": noise_factor,
                "--shift": shift, "--gain-db": gain_db, "--speed": speed,
-               "--background-probability": background_probability}
+               "--background-probability": background_probability, "--lowpass": lowpass}
     for name, value in numbers.items():
         if not math.isfinite(value):
             raise click.BadParameter(f"{value} is not a finite number", param_hint=name.strip())
@@ -60,6 +63,7 @@ def command(data, out, copies, snr_db, background_probability, noise_factor, shi
     settings = Augmentation(
         background_probability=background_probability, snr_db=tuple(snr_db), shift=shift,
         gain_db=(-abs(gain_db), abs(gain_db)), speed=speed, noise_factor=noise_factor,
+        lowpass_probability=lowpass,
     )
     console = _console.stderr()
     with _progress(console) as advance:
