@@ -15,6 +15,10 @@ from dataclasses import asdict, dataclass
 
 import numpy as np
 
+#: Width of :func:`band_limit`'s raised-cosine roll-off, as a fraction of the Nyquist frequency.
+_ROLL_OFF = 0.05
+#: Default range of :func:`band_limit`'s cutoff (fractions of Nyquist: 3.2-7.2 kHz at 16 kHz).
+LOWPASS_CUTOFF = (0.4, 0.9)
 #: Power below which a clip is treated as silent when mixing at a signal-to-noise ratio.
 _SILENT_POWER = 1e-10
 
@@ -119,8 +123,7 @@ def band_limit(batch: np.ndarray, probability: float, cutoff: tuple[float, float
     low, high = sorted(float(value) for value in cutoff)
     edges = rng.uniform(low, high, size=(chosen.size, 1))
     frequency = np.linspace(0.0, 1.0, length // 2 + 1)[None, :]
-    width = 0.05
-    ramp = np.clip((frequency - edges) / width, 0.0, 1.0)
+    ramp = np.clip((frequency - edges) / _ROLL_OFF, 0.0, 1.0)
     response = 0.5 * (1.0 + np.cos(np.pi * ramp))
     out = batch.copy()
     spectrum = np.fft.rfft(batch[chosen], axis=1) * response
@@ -198,7 +201,7 @@ class Augmentation:
     speed: float = 0.0
     noise_factor: float = 0.0
     lowpass_probability: float = 0.0
-    lowpass_cutoff: tuple[float, float] = (0.4, 0.9)
+    lowpass_cutoff: tuple[float, float] = LOWPASS_CUTOFF
 
     def to_dict(self) -> dict:
         """The settings as plain JSON-ready values (for a model card)."""
