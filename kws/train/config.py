@@ -124,7 +124,7 @@ class RunConfig:
         10.0, help="Validation share of folders without list files.")
     testing_percent: float = option(10.0, help="Testing share of folders without list files.")
     augment: bool = option(
-        True, help="Augment training batches on the fly (background noise, shift, gain, speed).")
+        True, help="Augment training batches on the fly (background noise, shift, gain).")
     augmentation: dict[str, Any] = field(default_factory=dict)
     distribute: str = option(
         "none", choices=DISTRIBUTE_CHOICES,
