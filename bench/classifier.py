@@ -27,7 +27,7 @@ validation score), ``averaged`` (the default with ``--average-epochs 5``: valida
 kept weights averaged over about five epochs), ``negatives30`` (the default with
 ``--negatives-percent 30``: three times as many windows of non-keyword speech),
 ``negatives30-averaged`` (both of the last two), ``full-band`` (the default before band
-limiting became part of it: no clip low-passed, ``augmentation.lowpass_probability`` 0),
+limiting became part of it: ``--lowpass 0``),
 ``lowpass-narrow`` (the default with cutoffs of 4 to 7.2 kHz only:
 ``augmentation.lowpass_cutoff`` 0.5 to 0.9 of Nyquist). Each
 figure is the mean ± standard deviation over the seeds. Run from the project root
@@ -82,7 +82,7 @@ RECIPES = {
     "averaged": {"average_epochs": 5.0},
     "negatives30": {"negatives_percent": 30.0},
     "negatives30-averaged": {"negatives_percent": 30.0, "average_epochs": 5.0},
-    "full-band": {"augmentation": {"lowpass_probability": 0.0}},
+    "full-band": {"lowpass": 0.0},
     "lowpass-narrow": {"augmentation": {"lowpass_cutoff": (0.5, 0.9)}},
 }
 

@@ -35,7 +35,19 @@ def test_each_architecture_gets_its_own_recipe(tiny_data, arch, rate, learning_r
     assert resolved(tiny_data, arch=arch, patience=5).patience == 5
 
 
+def test_tcres_low_passes_a_third_of_clips_unless_told_otherwise(tiny_data):
+    assert resolved(tiny_data).augmentation_settings().lowpass_probability == 0.3
+    assert resolved(tiny_data, lowpass=0).augmentation_settings().lowpass_probability == 0
+    assert resolved(tiny_data, lowpass=1).augmentation_settings().lowpass_probability == 1
+    named = resolved(tiny_data, augmentation={"lowpass_probability": 0.1, "speed": 0.1})
+    assert (named.augmentation_settings().lowpass_probability, named.augmentation_settings().speed
+            ) == (0.1, 0.1)
+    assert resolved(tiny_data, arch="seed").augmentation_settings().lowpass_probability == 0
+
+
 @pytest.mark.parametrize(("options", "message"), [
+    ({"lowpass": 1.5}, "--lowpass"),
+    ({"lowpass": -0.1}, "--lowpass"),
     ({"label_smoothing": 1.0}, "--label-smoothing"),
     ({"label_smoothing": -0.1}, "--label-smoothing"),
     ({"balance": "words"}, "--balance"),

@@ -321,17 +321,6 @@ def test_config_round_trips_through_json():
     assert ClassifierConfig.from_json(json.loads(json.dumps(config.to_json()))) == config
 
 
-def test_tcres_low_passes_a_third_of_clips_unless_told_otherwise(tmp_path):
-    resolve = ClassifierTask().resolve
-    default = resolve(ClassifierConfig(data=("x",), out=str(tmp_path)))
-    assert default.augmentation_settings().lowpass_probability == 0.3
-    told = resolve(ClassifierConfig(data=("x",), out=str(tmp_path),
-                                    augmentation={"lowpass_probability": 0.0, "speed": 0.1}))
-    assert told.augmentation == {"lowpass_probability": 0.0, "speed": 0.1}
-    seed = resolve(ClassifierConfig(data=("x",), out=str(tmp_path), arch="seed"))
-    assert seed.augmentation_settings().lowpass_probability == 0.0
-
-
 @pytest.mark.parametrize("change, message", [
     ({"arch": "nonexistent"}, "unknown architecture"),
     ({"epochs": 0}, "--epochs"),

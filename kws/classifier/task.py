@@ -19,12 +19,13 @@ from __future__ import annotations
 import dataclasses
 import math
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from kws.augment import Augmentation
 from kws.classifier.sampling import BALANCE_CHOICES, batch_shares, sampling_weights
 from kws.dataset import (
     SILENCE,
@@ -78,7 +79,7 @@ class ArchRecipe:
     optimizer: str
     epochs: int
     augment: bool
-    augmentation: dict[str, Any] = field(default_factory=dict)
+    lowpass: float = 0.0
 
 
 #: Each architecture's sample rate, optimizer settings, epochs and augmentation. ``seed`` is
@@ -90,7 +91,7 @@ ARCH_RECIPES = {
     "seed": ArchRecipe(rate=8000, learning_rate=1e-3, optimizer="adam", epochs=30,
                        augment=False),
     "tcres": ArchRecipe(rate=16000, learning_rate=3e-3, optimizer="adamw", epochs=80,
-                        augment=True, augmentation={"lowpass_probability": 0.3}),
+                        augment=True, lowpass=0.3),
 }
 #: Architectures of :mod:`kws.models.classifier` and their default sample rates (Hz);
 #: listed here so that options are checked without importing Keras.
@@ -135,6 +136,11 @@ class ClassifierConfig(RunConfig):
     augment: bool | None = option(
         None, default_text="the architecture's: tcres on, seed off",
         help="Augment training batches on the fly (background noise, shift, gain, band limiting).")
+    lowpass: float | None = option(
+        None, default_text="the architecture's: tcres 0.3, seed 0",
+        help="Share of training clips low-passed at a random cutoff of 40-90% of the Nyquist "
+             "frequency (3.2-7.2 kHz at 16 kHz), as a telephone line or a cheap microphone "
+             "would (0: none).")
     learning_rate: float | None = option(
         None, default_text="the architecture's: tcres 3e-3, seed 1e-3",
         help="Peak learning rate (after warm-up, before cosine decay).")
@@ -155,6 +161,15 @@ class ClassifierConfig(RunConfig):
         help="Start from a trained classifier's weights (its front end and body; outputs of "
              "labels it knows) and fine-tune on the data: a new label set is allowed.")
 
+    def augmentation_settings(self) -> Augmentation:
+        """The run's augmentation with ``--lowpass`` as its low-passed share (unless the
+        ``augmentation`` overrides name ``lowpass_probability`` themselves)."""
+        settings = super().augmentation_settings()
+        if (not self.augment or self.lowpass is None
+                or "lowpass_probability" in self.augmentation):
+            return settings
+        return dataclasses.replace(settings, lowpass_probability=float(self.lowpass))
+
     def problems(self) -> list[str]:
         problems = super().problems()
         if self.arch is not None and self.arch not in ARCHITECTURES:
@@ -166,6 +181,9 @@ class ClassifierConfig(RunConfig):
             value = getattr(self, name)
             if not isinstance(value, int | float) or not 0 <= value <= 100:
                 problems.append(f"--{name.replace('_', '-')} must be in 0..100")
+        if self.lowpass is not None and (not isinstance(self.lowpass, int | float)
+                                         or not 0 <= self.lowpass <= 1):
+            problems.append("--lowpass must be in 0..1")
         if not isinstance(self.label_smoothing, int | float) or not (
                 0 <= self.label_smoothing < 1):
             problems.append("--label-smoothing must be in 0..1 (1 excluded)")
@@ -200,7 +218,7 @@ class ClassifierTask(Task):
             else config.learning_rate,
             epochs=recipe.epochs if config.epochs is None else config.epochs,
             augment=recipe.augment if config.augment is None else config.augment,
-            augmentation={**recipe.augmentation, **config.augmentation},
+            lowpass=recipe.lowpass if config.lowpass is None else config.lowpass,
             optimizer=config.optimizer or recipe.optimizer)
         for source in config.negatives:
             if not Path(source).exists():
