@@ -40,8 +40,8 @@ def test_tcres_low_passes_a_third_of_clips_unless_told_otherwise(tiny_data):
     assert resolved(tiny_data, lowpass=0).augmentation_settings().lowpass_probability == 0
     assert resolved(tiny_data, lowpass=1).augmentation_settings().lowpass_probability == 1
     named = resolved(tiny_data, augmentation={"lowpass_probability": 0.1, "speed": 0.1})
-    assert (named.augmentation_settings().lowpass_probability, named.augmentation_settings().speed
-            ) == (0.1, 0.1)
+    settings = named.augmentation_settings()
+    assert (settings.lowpass_probability, settings.speed) == (0.1, 0.1)
     assert resolved(tiny_data, arch="seed").augmentation_settings().lowpass_probability == 0
 
 

@@ -25,7 +25,7 @@ from typing import Any
 
 import numpy as np
 
-from kws.augment import Augmentation
+from kws.augment import LOWPASS_CUTOFF, Augmentation
 from kws.classifier.sampling import BALANCE_CHOICES, batch_shares, sampling_weights
 from kws.dataset import (
     SILENCE,
@@ -138,9 +138,10 @@ class ClassifierConfig(RunConfig):
         help="Augment training batches on the fly (background noise, shift, gain, band limiting).")
     lowpass: float | None = option(
         None, default_text="the architecture's: tcres 0.3, seed 0",
-        help="Share of training clips low-passed at a random cutoff of 40-90% of the Nyquist "
-             "frequency (3.2-7.2 kHz at 16 kHz), as a telephone line or a cheap microphone "
-             "would (0: none).")
+        help="Share of training clips low-passed at a random cutoff of {:.0%}-{:.0%} of the "
+             "Nyquist frequency ({:.1f}-{:.1f} kHz at 16 kHz), as a telephone line or a cheap "
+             "microphone would (0: none).".format(*LOWPASS_CUTOFF,
+                                                  *(8 * edge for edge in LOWPASS_CUTOFF)))
     learning_rate: float | None = option(
         None, default_text="the architecture's: tcres 3e-3, seed 1e-3",
         help="Peak learning rate (after warm-up, before cosine decay).")
