@@ -98,7 +98,8 @@ def train_config(args):
 
     options = {"epochs": args.epochs} if args.epochs else {}
     return PhoneTrainConfig(
-        data=tuple(str(args.shared / name) for name in (*TRANSCRIBED, *CLIP_FOLDERS, V2)),
+        data=(*(str(args.shared / name) for name in (*TRANSCRIBED, *CLIP_FOLDERS, V2)),
+              *map(str, args.extra_data)),
         background=(str(args.shared / BACKGROUND),), exclude=tuple(args.holdout),
         testing_percent=TESTING_PERCENT, out=str(args.out), seed=args.seed, **options)
 
@@ -1026,6 +1027,9 @@ def arguments(argv=None):
     parser.add_argument("--holdout", default=",".join(HOLDOUT),
                         help="Comma-separated words left out of training.")
     parser.add_argument("--shared", type=Path, default=SHARED)
+    parser.add_argument("--extra-data", type=Path, action="append", default=[],
+                        metavar="DIR", help="Another training folder (repeatable), e.g. "
+                        "bench/tts_sentences.py's synthetic sentences.")
     parser.add_argument("--reuse", action="store_true",
                         help="Reuse the model in --out if it is there.")
     parser.add_argument("--train-only", action="store_true")
