@@ -1,11 +1,13 @@
 """Synthetic continuous speech for the phone benchmark: training sentences, many voices.
 
-Reads the *training* split (kws's salted speaker/file hash, as ``kws phones train`` splits
-them) of folders of transcribed recordings (``transcripts.tsv``: ``arctic_cathy``'s
-prompts were chosen to cover English phones in context) and has espeak-ng say each
-sentence in many US-English voices (variants, speaking rates, pitches), so the phone
-model hears the same phonetically rich text from many speakers. Sentences saying an
-``--exclude`` word are left out. Writes a folder kws reads as transcribed speech::
+Reads the *training* split (kws's salted speaker/file hash with its default shares, 10 %
+validation and 50 % testing: inside the training split of any smaller testing share with
+the same validation share, such as the benchmark's 25 %) of folders of transcribed
+recordings (``transcripts.tsv``: ``arctic_cathy``'s prompts were chosen to cover English
+phones in context) and has espeak-ng say each sentence in many US-English voices
+(variants, speaking rates, pitches), so the phone model hears the same phonetically rich
+text from many speakers. Sentences saying an ``--exclude`` word are left out. Writes a
+folder kws reads as transcribed speech::
 
     OUT/<speaker>/<n>.flac     16 kHz mono
     OUT/transcripts.tsv        file, speaker, transcript
@@ -31,8 +33,9 @@ from pathlib import Path
 
 import numpy as np
 import soundfile
-import soxr
 
+from kws.audio import load
+from kws.dataset import TRAINING
 from kws.recordings import read_recordings, split_of, words_of
 
 RATE = 16000
@@ -48,7 +51,7 @@ def training_sentences(folders: list[Path], exclude: set[str]) -> list[str]:
     for folder in folders:
         for recording in read_recordings(folder).recordings:
             words = words_of(recording.transcript or "")
-            if words and split_of(recording) == "training" and not exclude & set(words):
+            if words and split_of(recording) == TRAINING and not exclude & set(words):
                 sentences.append(" ".join(words))
     return sorted(set(sentences))
 
@@ -58,8 +61,7 @@ def say(voice: str, speed: int, pitch: int, text: str, tmp: Path) -> np.ndarray:
     path = tmp / "say.wav"
     subprocess.run(["espeak-ng", "-v", voice, "-s", str(speed), "-p", str(pitch), "-w",
                     str(path), text], check=True, capture_output=True)
-    audio, rate = soundfile.read(path, dtype="float32")
-    audio = soxr.resample(audio, rate, RATE) if rate != RATE else audio
+    audio = load(path, RATE)
     return (0.7 * audio / (np.abs(audio).max() + 1e-9)).astype(np.float32)
 
 
