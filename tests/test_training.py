@@ -381,7 +381,9 @@ def test_the_weight_average_is_what_is_validated_and_kept(fake_runs, tmp_path):
     best = int(np.argmin(averaged.history["val_loss"]))
     assert _validation_mse(averaged.out) == pytest.approx(averaged.history["val_loss"][best],
                                                           rel=1e-5)
-    assert averaged.history["loss"] == whole.history["loss"]
+    # The raw weights train alike (to float rounding: TensorFlow's threaded CPU reductions
+    # may sum in another order on a busy machine).
+    assert averaged.history["loss"] == pytest.approx(whole.history["loss"], rel=1e-6)
     assert averaged.history["val_loss"] != whole.history["val_loss"]
     raw = weights_of(whole.out)
     assert any(not np.allclose(a, b) for a, b in zip(weights_of(averaged.out), raw, strict=True))
