@@ -337,9 +337,10 @@ def test_spot_on_a_calibrated_model_reports_fa_per_hour(calibrated, monkeypatch)
     out, base, _ = calibrated
     group = read_card(out).fa_calibration.group(4)
     recording = base / "negs" / "anna" / "1.wav"
-    result = CliRunner().invoke(cli, ["phones", "spot", "-m", str(out), "-k", "stop", "-t",
-                                      "0.0001", "--fa-per-hour", "1", "-f", "jsonl",
-                                      str(recording)])
+    # Four phones no dictionary word is one phone away from (see test_phones' CLI test).
+    result = CliRunner().invoke(cli, ["phones", "spot", "-m", str(out), "--phones",
+                                      "ah p oy zh", "-t", "0.0001", "--fa-per-hour", "1",
+                                      "-f", "jsonl", str(recording)])
     assert result.exit_code == 0, result.output
     found = [json.loads(line) for line in result.stdout.splitlines()]
     assert found and all(d["fa_per_hour"] == round(group.fa_per_hour_at(d["confidence"]), 4)

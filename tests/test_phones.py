@@ -13,13 +13,15 @@ from conftest import make_speech_commands, tone, write_wav
 from kws.cli import cli
 from kws.dataset import V1_WORDS
 from kws.errors import DatasetError, UsageError
-from kws.phones import ctc
+from kws.phones import ctc, recognizer
+from kws.phones.data import phone_ids
 from kws.phones.lexicon import (
     LexiconError,
     default_lexicon,
     default_lexicon_path,
     parse_lexicon,
     read_lexicon,
+    rival_pronunciations,
 )
 from kws.phones.metrics import PhoneErrors, closest_reference, edit_distance
 from kws.phones.phoneset import PHONES, TIMIT_61, fold, fold_sequence, model_labels
@@ -321,6 +323,41 @@ def test_keyword_search_on_hand_made_posteriors():
     assert partial and max(h.confidence for h in partial) < 0.5
 
 
+def test_rivals_are_dictionary_words_one_phone_away():
+    rivals = rival_pronunciations(("t", "r", "iy"), "tree")
+    assert ("th", "r", "iy") in rivals and ("f", "r", "iy") in rivals  # three, free
+    assert ("t", "r", "iy") not in rivals
+    # CMUdict also says "tree" as "ch r iy": not a rival of itself, but of another word.
+    assert ("ch", "r", "iy") not in rivals
+    assert ("ch", "r", "iy") in rival_pronunciations(("t", "r", "iy"), "kws-made-up")
+    for rival in rivals:
+        assert sum(a != b for a, b in zip(rival, "t r iy".split(), strict=True)) == 1
+    assert rival_pronunciations(("zh", "zh", "zh", "zh", "zh")) == ()
+
+
+def _spot_tree(first_phone: dict[str, float]):
+    """``spot_in`` of "tree" where frame 5 holds ``first_phone`` posteriors, then r, iy."""
+    labels = model_labels()
+    probs = np.full((20, len(labels)), 0.001)
+    probs[:, 0] = 1.0
+    for phone, value in first_phone.items():
+        probs[5, labels.index(phone)] = value
+    probs[5, 0] = 0.05
+    for frame, phone in ((8, "r"), (11, "iy")):
+        probs[frame, 0], probs[frame, labels.index(phone)] = 0.05, 0.9
+    probs /= probs.sum(axis=1, keepdims=True)
+    pron = ("t", "r", "iy")
+    return recognizer.spot_in(ctc.log_posteriors(probs), "x.wav", "tree", [pron],
+                              [phone_ids(pron)], 0.1, 0.02, 0.4)
+
+
+def test_a_hit_a_rival_word_explains_better_is_dropped():
+    kept = _spot_tree({"t": 0.6, "th": 0.3})
+    assert [(d.label, d.start, d.end) for d in kept] == [("tree", 0.0, 0.34)]
+    assert _spot_tree({"t": 0.3, "th": 0.6}) == []  # "three" was heard
+    assert _spot_tree({"t": 0.3, "dx": 0.6})  # no word "dx r iy": nothing to prefer
+
+
 # ----------------------------------------------------------------------------- CLI
 
 
@@ -488,12 +525,14 @@ def test_cli_evaluate_json_and_table(trained, capsys):
 def test_cli_spot(trained, tmp_path, capsys):
     data, out, _ = trained
     good = data / "up" / "aaaa0001_nohash_0.wav"
-    code, stdout, stderr = run(["phones", "spot", "-m", out, "--phones", "ah p", "--threshold",
-                                "0.001", "-f", "jsonl", good, tmp_path / "missing.wav"],
-                               capsys)
+    # Phones no dictionary word is one phone away from: the one-step model's near-even
+    # posteriors would let some rival word align as well as a real word's phones.
+    code, stdout, stderr = run(["phones", "spot", "-m", out, "--phones", "oy ng p",
+                                "--threshold", "0.001", "-f", "jsonl", good,
+                                tmp_path / "missing.wav"], capsys)
     assert code == 1 and "missing.wav: no such file" in stderr
     detections = [json.loads(line) for line in stdout.splitlines()]
-    assert detections and all(d["keyword"] == "ah-p" and d["phones"] == "ah p"
+    assert detections and all(d["keyword"] == "oy-ng-p" and d["phones"] == "oy ng p"
                               for d in detections)
     assert all(0 <= d["start"] <= d["end"] <= 1.0 for d in detections)
     code, stdout, stderr = run(["phones", "spot", "-m", out, "-k", "zero", "-t", "1.0", "-f",

@@ -69,8 +69,12 @@ from kws.phones.lexicon import (
     merge_lexicons,
     pronounce,
     read_lexicon,
+    rival_pronunciations,
 )
 from kws.phones.phoneset import fold_each, model_labels
+
+#: How far (seconds) beyond a hit's first and last frames a rival word may be aligned.
+RIVAL_PAD_SECONDS = 0.06
 
 # ----------------------------------------------------------------------------- inference
 
@@ -379,13 +383,18 @@ def spot_in(
 
     ``search(log_probs, labels, threshold, max_frames)`` finds each pronunciation's hits
     (:func:`kws.phones.ctc.keyword_search`; calibration passes one reading alignments it
-    scored for many words at once).
+    scored for many words at once). A hit where a rival word one phone away
+    (:func:`kws.phones.lexicon.rival_pronunciations`: "three" for "tree") aligns better
+    (:func:`rival_confidence`) is dropped: the recogniser heard that word there.
     """
     hits = []
     for pron, labels in zip(prons, ids, strict=True):
         longest = int(round(keyword_seconds(len(labels)) / frame_seconds))
-        for hit in search(log_probs, labels, threshold, longest):
-            hits.append((hit, pron))
+        rivals = [phone_ids(r) for r in rival_pronunciations(tuple(pron), name)
+                  if r not in prons]
+        pad = int(round(RIVAL_PAD_SECONDS / frame_seconds))
+        hits += [(hit, pron) for hit in search(log_probs, labels, threshold, longest)
+                 if rival_confidence(log_probs, hit, rivals, pad) <= hit.confidence]
     kept: list[tuple[ctc.KeywordHit, tuple[str, ...]]] = []
     for hit, pron in sorted(hits, key=lambda item: -item[0].confidence):
         if all(hit.last < other.first or hit.first > other.last for other, _ in kept):
@@ -398,6 +407,16 @@ def spot_in(
                   path=path, pronunciation=pron)
         for hit, pron in sorted(kept, key=lambda item: item[0].first)
     ]
+
+
+def rival_confidence(log_probs: np.ndarray, hit: ctc.KeywordHit,
+                     rivals: Sequence[Sequence[int]], pad: int = 0) -> float:
+    """The best confidence (:func:`kws.phones.ctc.keyword_scores`) of any of the ``rivals``
+    (phone id sequences) aligned within a hit's frames widened by ``pad`` each side; 0
+    without rivals."""
+    segment = log_probs[max(0, hit.first - pad): hit.last + 1 + pad]
+    return max((float(conf.max()) for conf, _ in ctc.keyword_scores_many(segment, rivals)),
+               default=0.0)
 
 
 # ----------------------------------------------------------------------------- evaluation
