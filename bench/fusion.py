@@ -7,7 +7,8 @@ Prints ONE table, a row per system and operating point:
   streaming detector; its card's calibrated thresholds, then one threshold for every
   keyword swept as ``bench/stream.py`` sweeps it);
 * ``phones``: the phone model's keyword search alone (``kws phones spot``'s search of each
-  keyword's pronunciations in the recording's posteriors, its confidence as the score);
+  keyword's pronunciations in the recording's posteriors, rival words checked, its
+  confidence as the score);
 * ``fused``: the keyword search proposes (every place scoring at least ``--floor``), and
   each proposal is scored by the geometric mean of its phone confidence and the
   classifier's highest posterior for the keyword among windows centred within ``--margin``
