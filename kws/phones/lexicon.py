@@ -409,21 +409,18 @@ def _words_by_pronunciation() -> dict[tuple[str, ...], tuple[str, ...]]:
 
 @functools.cache
 def rival_pronunciations(phones: tuple[str, ...], word: str = "") -> tuple[tuple[str, ...], ...]:
-    """Pronunciations of dictionary words (CMUdict and the shipped lexicon) that differ
-    from ``phones`` in exactly one phone, as "three" (``th r iy``) from "tree" (``t r iy``);
-    none of ``word``'s own.
+    """Pronunciations of dictionary words (CMUdict and the shipped lexicon) one phone
+    substituted or inserted away from ``phones``: "three" (``th r iy``) and "trees"
+    (``t r iy z``) for "tree" (``t r iy``); none of ``word``'s own.
 
-    A keyword heard where one of these scores better was more likely that other word.
-    Only substitutions: a word with a phone more or less would win on the phones of the
-    words around it, or on a keyword phone heard less surely than the others.
+    A keyword heard where one of these aligns better was more likely that other word.
+    Words a phone shorter are not rivals: dropping the keyword's least surely heard phone
+    always raises the mean, so they would win wherever one phone is unclear.
     """
     index = _words_by_pronunciation()
-    found = []
-    for position, phone in enumerate(phones):
-        for other in PHONES:
-            if other in (phone, SILENCE_PHONE):
-                continue
-            variant = (*phones[:position], other, *phones[position + 1:])
-            if word.lower() not in index.get(variant, (word.lower(),)):
-                found.append(variant)
-    return tuple(found)
+    variants = [(*phones[:at], other, *phones[at + replace:])
+                for replace in (1, 0) for at in range(len(phones) + 1 - replace)
+                for other in PHONES if other != SILENCE_PHONE
+                and (replace == 0 or other != phones[at])]
+    own = word.lower()
+    return tuple(dict.fromkeys(v for v in variants if own not in index.get(v, (own,))))
