@@ -38,6 +38,10 @@ Then evaluates the model (the splits are those of its training run, read from it
    the same positives, negatives, calibration and DET (its threshold swept from one
    permissive run by its reports' scores, plus an exact run at its calibrated threshold),
    and both systems' real-time factors (CPU time / audio time, one process each).
+6. **What ``kws phones spot -k WORD`` gives** on a model calibrated by ``kws phones
+   calibrate``: the continuous-speech figures of 3 with each keyword's pronunciations held
+   to the card's thresholds for their lengths at the rate ``spot`` uses by default
+   (thresholds not chosen here).
 
 Posteriors come from the whole recording in one pass
 (:func:`kws.phones.decoding.predict_posteriors`) and are kept in memory; PocketSphinx runs
@@ -409,20 +413,24 @@ def _r(value: float | None, digits: int = 6) -> float | None:
     return round(float(value), digits)
 
 
+def continuous_jobs(sets: Sets, held_only: bool
+                    ) -> Callable[[str], Iterable[tuple[Item, int, bool]]]:
+    """:meth:`Sweep.build`'s jobs of continuous speech: the utterances saying the word (of
+    held-out speakers only, or all) and the word's negatives."""
+    from kws.dataset import TESTING
+
+    def jobs(word: str) -> Iterable[tuple[Item, int, bool]]:
+        for item in sets.cont_pos:
+            if word in item.words and (not held_only or item.split == TESTING):
+                yield item, item.words.count(word), False
+        for item in sets.negatives(word):
+            yield item, 0, True
+    return jobs
+
+
 def sweeps_of(system: str, scores: Scores, sets: Sets, seconds: Mapping[str, float],
               floor: float, clip_words: Sequence[str]) -> dict[str, Sweep]:
     """The sweeps of sections 2-4 for one system's detection scores."""
-    from kws.dataset import TESTING
-
-    def continuous(held_only: bool) -> Callable[[str], Iterable[tuple[Item, int, bool]]]:
-        def jobs(word: str) -> Iterable[tuple[Item, int, bool]]:
-            for item in sets.cont_pos:
-                if word in item.words and (not held_only or item.split == TESTING):
-                    yield item, item.words.count(word), False
-            for item in sets.negatives(word):
-                yield item, 0, True
-        return jobs
-
     def clips(word: str) -> Iterable[tuple[Item, int, bool]]:
         for item in sets.clip_pos:
             if word in item.words:
@@ -438,10 +446,10 @@ def sweeps_of(system: str, scores: Scores, sets: Sets, seconds: Mapping[str, flo
     words = sets.holdout
     return {
         "continuous": Sweep.build(f"{system}: continuous speech, all speakers", words,
-                                  scores, continuous(False), seconds, floor),
+                                  scores, continuous_jobs(sets, False), seconds, floor),
         "continuous_held_out": Sweep.build(
             f"{system}: continuous speech, held-out speakers", words, scores,
-            continuous(True), seconds, floor),
+            continuous_jobs(sets, True), seconds, floor),
         "clips": Sweep.build(f"{system}: held-out-word clips", clip_words, scores, clips,
                              seconds, floor),
         "clip_false_alarms": Sweep.build(
@@ -742,6 +750,8 @@ def evaluate(args, folder: Path) -> dict[str, Any]:
                 "held_out_speakers": one["continuous_held_out"].counts(t).to_json()}
                 for kind, t in thresholds[system].items()}
         by_keyword[word] = entry
+    card_rows = (at_card_thresholds(card.fa_calibration, keywords, posteriors, sets, seconds,
+                                    frame_s) if card.fa_calibration is not None else None)
 
     report = {
         "model": str(folder),
@@ -772,6 +782,7 @@ def evaluate(args, folder: Path) -> dict[str, Any]:
                                    for name, (d, n) in row.items() if n}
             for (system, kind), row in clip_rows.items()},
         "continuous_by_keyword": by_keyword,
+        "at_card_thresholds": card_rows,
         "clips_named_by_folder": {name: {"correct": c, "clips": n, "rate": _r(c / n)}
                                   for name, (c, n) in named_by_folder.items() if n},
         "threshold_units": {OURS: "alignment confidence in (0, 1] (kws phones spot)",
@@ -964,6 +975,17 @@ def print_report(report, systems, thresholds, per, sets, seconds) -> None:
           [f"peer: {report['peer'].get('system') or report['peer'].get('skipped')}",
            f"peer sweep: {report['peer'].get('sweep', '-')}; words added to its dictionary: "
            f"{', '.join(report['peer'].get('added_words', {})) or 'none'}"])
+    if report["at_card_thresholds"] is not None:
+        card_rows = report["at_card_thresholds"]
+        rows = [[word, " | ".join(f"{t:.3f}" for t in row["thresholds"] or []) or "-",
+                 pct(row["continuous"]["recall"]), pct(row["continuous_held_out"]["recall"]),
+                 row["continuous"]["false_accepts"], f"{row['continuous']['fa_per_hour']:.2f}"]
+                for word, row in card_rows["keywords"].items()]
+        table(f"6. kws phones at its card's thresholds ({card_rows['fa_per_hour_target']:g} "
+              "FA/h by keyword length: what `kws phones spot -k WORD` uses)",
+              ["keyword", "thresholds", "det", "det held", "FA", "FA/h"], rows,
+              ["the thresholds of `kws phones calibrate` (the model card), one per "
+               "pronunciation, not chosen here"])
     print(f"\nevaluation: {report['seconds']:.0f} s")
 
 
@@ -974,6 +996,46 @@ def _sub_sweep(info, words, sets, seconds):
     restricted = Sets(list(words), sets.cont_test, sets.cont_pos, sets.cont_val,
                       sets.clip_test, sets.clip_pos, sets.clip_val, sets.said)
     return sweeps_of("", scores, restricted, seconds, floor, [])
+
+
+def at_card_thresholds(calibration, keywords: Mapping[str, Keyword],
+                       posteriors: Mapping[str, np.ndarray], sets: Sets,
+                       seconds: Mapping[str, float], frame_seconds: float) -> dict[str, Any]:
+    """What ``kws phones spot -k WORD`` reports on the continuous test speech: each
+    keyword's pronunciations at the model card's thresholds for their lengths
+    (:func:`kws.phones.recognizer.pronunciation_thresholds` at the rate ``spot`` uses by
+    default), all speakers and held-out ones, and every keyword pooled."""
+    from kws.modelfolder import DEFAULT_FA_PER_HOUR
+    from kws.phones import ctc
+    from kws.phones.recognizer import pronunciation_thresholds, spot_in
+    from kws.stream_eval import Counts
+
+    parts = ("continuous", "continuous_held_out")
+    rows: dict[str, Any] = {}
+    pooled: dict[str, list] = {part: [] for part in parts}
+    for word, keyword in keywords.items():
+        thresholds = pronunciation_thresholds(word, keyword.phones, calibration)
+        scores: Scores = {}
+        for item in sets.cont_pos + sets.negatives(word):
+            if item.key in posteriors and (item.key, word) not in scores:
+                found = spot_in(ctc.log_posteriors(posteriors[item.key]), item.key, word,
+                                keyword.phones, keyword.ids, thresholds, frame_seconds,
+                                seconds[item.key])
+                scores[(item.key, word)] = np.sort([d.probability for d in found])[::-1]
+        floor = min(thresholds)
+        sweeps = {part: Sweep.build(part, [word], scores,
+                                    continuous_jobs(sets, part == "continuous_held_out"),
+                                    seconds, floor) for part in parts}
+        counts = {part: sweep.counts(floor) for part, sweep in sweeps.items()}
+        rows[word] = {"thresholds": [_r(t) for t in thresholds],
+                      **{part: c.to_json() for part, c in counts.items()}}
+        for part in parts:
+            pooled[part].append(counts[part])
+    rows["overall"] = {"thresholds": None, **{
+        part: Counts(sum(c.occurrences for c in found), sum(c.hits for c in found),
+                     sum(c.false_accepts for c in found), sum(c.hours for c in found)).to_json()
+        for part, found in pooled.items()}}
+    return {"fa_per_hour_target": DEFAULT_FA_PER_HOUR, "keywords": rows}
 
 
 def plot_det(path: str | Path, systems, thresholds) -> None:

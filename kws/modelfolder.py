@@ -24,7 +24,6 @@ import math
 import os
 import sys
 import zipfile
-from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any
@@ -168,10 +167,6 @@ class FaCalibration:
             if group.covers(phones):
                 return group
         return self.groups[0] if phones < self.groups[0].min_phones else self.groups[-1]
-
-    def group_for(self, pronunciations: Sequence[Sequence[str]]) -> FaGroup:
-        """The group of a keyword: by its shortest pronunciation."""
-        return self.group(min(len(p) for p in pronunciations))
 
 
 @dataclass

@@ -37,6 +37,7 @@ from kws.phones.calibrate import (
     negative_recordings,
 )
 from kws.phones.phoneset import model_labels
+from kws.phones.recognizer import pronunciation_thresholds
 
 RATE = 8000
 
@@ -124,9 +125,19 @@ def test_thresholds_are_looked_up_by_the_keywords_phone_count():
         "2-3 phones", "2-3 phones", "2-3 phones", "4-5 phones", "6-7 phones", "8+ phones",
         "8+ phones"]
     assert [group_index(n) for n in (1, 3, 5, 6, 9)] == [0, 0, 1, 2, 3]
-    # A keyword's length is that of its shortest pronunciation.
-    assert calibration.group_for([("t", "ah", "m", "ey", "t", "ow"), ("t", "ah", "m", "aa")]) \
-        is groups[1]
+    # Each pronunciation of a keyword is held to the threshold of its own length.
+    prons = [("t", "ah", "m", "ey", "t", "ow"), ("t", "ah", "m", "aa")]
+    assert pronunciation_thresholds("tomato", prons, calibration, fa_per_hour=2.0) == [
+        groups[2].threshold_for(2.0), groups[1].threshold_for(2.0)]
+    assert pronunciation_thresholds("tomato", prons, calibration, threshold=0.4) == [0.4, 0.4]
+    assert pronunciation_thresholds("tomato", prons, None) == [0.5, 0.5]
+    # A length that false-accepts too often even at confidence 1 is named once.
+    noisy = FaCalibration([_group(2, 3, rates=(100.0, 50.0, 20.0, 5.0)), *groups[1:]], [2.0])
+    warned = []
+    found = pronunciation_thresholds("to", [("t", "uw"), ("t", "ah")], noisy,
+                                     warn=warned.append)
+    assert found == [1.0, 1.0]
+    assert len(warned) == 1 and warned[0].startswith("to: words of 2-3 phones false-accept 5")
     # Shorter keywords false-accept more: the same rate needs a higher threshold.
     thresholds = [calibration.group(n).threshold_for(5.0) for n in (2, 4, 6, 8)]
     assert thresholds == sorted(thresholds, reverse=True)
@@ -364,4 +375,5 @@ def test_spot_on_a_calibrated_model_reports_fa_per_hour(calibrated, monkeypatch)
     monkeypatch.setattr(recognizer, "spot_in", spy)
     for options in ({}, {"fa_per_hour": 5.0}, {"fa_per_hour": 5.0, "threshold": 0.3}):
         list(recognizer.spot_phones([str(recording)], out, "stop", **options))
-    assert used == [group.threshold_for(2.0), group.threshold_for(5.0), 0.3]
+    # One threshold per pronunciation ("stop" has one, of 4 phones).
+    assert used == [[group.threshold_for(2.0)], [group.threshold_for(5.0)], [0.3]]

@@ -275,8 +275,9 @@ def _evaluation_tables(report: dict) -> list:
                    "model calibrated by `kws phones calibrate`, else "
                    f"{DEFAULT_SPOT_THRESHOLD[Task.PHONES]}].")
 @click.option("--fa-per-hour", type=float, default=None,
-              help="Detect at the confidence at which words as long as the keyword (in "
-                   "phones) false-accept this many times an hour, from the model's "
+              help="Detect at the confidence at which words as long as each of the "
+                   "keyword's pronunciations (in phones) false-accept this many times an "
+                   "hour, from the model's "
                    f"calibration (`kws phones calibrate`) [default: {DEFAULT_FA_PER_HOUR:g} "
                    "on a calibrated model].")
 @click.option("--lexicon", type=click.Path(dir_okay=False), default=None,
@@ -287,13 +288,14 @@ def spot(inputs, model, keyword, phones, threshold, fa_per_hour, lexicon, fmt) -
     """Find a word in audio FILEs of any length from its pronunciation alone.
 
     The word need not have been in the training data: its phones are aligned anywhere in
-    the recording's phone posteriors and the alignment is scored against the best path
-    over the same frames (confidence 1 when the recogniser heard exactly those phones).
-    The phones of a --keyword, and where they came from, are noted on stderr. Each
-    detection is reported with start and end times (seconds) and, on a calibrated model,
-    fa_per_hour: how many false accepts an hour words as long as the keyword make at that
-    confidence on speech that does not say them (a calibrated confidence: lower is
-    surer). Unreadable files are reported on stderr and skipped; the exit status is 1
+    the recording's phone posteriors and the alignment is scored by the posteriors its
+    phones get (confidence 1 when the recogniser heard exactly those phones, sure of each);
+    places where a dictionary word one phone different or longer fits better are not
+    reported. The phones of a --keyword, and where they came from, are noted on stderr.
+    Each detection is reported with start and end times (seconds) and, on a calibrated
+    model, fa_per_hour: how many false accepts an hour words as long as its pronunciation
+    make at that confidence on speech that does not say them (a calibrated confidence:
+    lower is surer). Unreadable files are reported on stderr and skipped; the exit status is 1
     when any failed.
     """
     if not inputs:

@@ -44,6 +44,7 @@ from kws.infer.clips import SPLIT_CHOICES, Progress
 from kws.modelfolder import (
     CARD_FILE,
     DEFAULT_FA_PER_HOUR,
+    FaCalibration,
     ModelCard,
     Task,
     load_keras_model,
@@ -301,16 +302,12 @@ def spot_phones(
     ``announce(pronunciation)`` is called with what will be spotted before the model loads.
 
     For each pronunciation, :func:`kws.phones.ctc.keyword_search` aligns its phones
-    anywhere in the file's posteriors and scores the alignment against the best path;
-    places scoring at least the threshold are detections (overlaps keep the best). The
-    threshold is ``threshold`` if given; else, on a model calibrated by ``kws phones
-    calibrate`` (:class:`kws.modelfolder.FaCalibration`), the confidence at which words of
-    the keyword's length false-accept ``fa_per_hour`` times an hour (default
-    :data:`kws.modelfolder.DEFAULT_FA_PER_HOUR`); else the phone task's
-    :data:`kws.infer.DEFAULT_SPOT_THRESHOLD`. On a calibrated model each detection carries
-    its ``fa_per_hour``; ``warn(message)`` is told when even confidence 1 false-accepts
-    more often than the rate asked. Iterate the stream for :class:`kws.infer.Detection` and
-    Failure records.
+    anywhere in the file's posteriors; places scoring at least that pronunciation's
+    threshold (:func:`pronunciation_thresholds`) where no rival word aligns better are
+    detections (overlaps keep the best: :func:`spot_in`). On a calibrated model each
+    detection carries its ``fa_per_hour``; ``warn(message)`` is told when even confidence 1
+    false-accepts more often than the rate asked. Iterate the stream for
+    :class:`kws.infer.Detection` and Failure records.
 
     Raises
     ------
@@ -333,30 +330,52 @@ def spot_phones(
     spotted = keyword_pronunciation(keyword, phones, words)
     name, prons = spotted.word, spotted.phones
     ids = [phone_ids(pron) for pron in prons]
-    group = calibration.group_for(prons) if calibration is not None else None
     if announce is not None:
         announce(spotted)
-    if threshold is None and group is None:
-        threshold = DEFAULT_SPOT_THRESHOLD[Task.PHONES]
-    elif threshold is None:
-        target = DEFAULT_FA_PER_HOUR if fa_per_hour is None else fa_per_hour
-        threshold = group.threshold_for(target)
-        if warn is not None and group.fa_per_hour[-1] > target:
-            warn(f"{name}: words of {group.name} false-accept {group.fa_per_hour[-1]:.2g} "
-                 f"times an hour even at confidence 1, more than {target:g}: only "
-                 "detections of confidence 1 are reported")
+    thresholds = pronunciation_thresholds(name, prons, calibration, threshold, fa_per_hour,
+                                          warn)
     recognizer = PhoneRecognizer(model, words)
 
     def convert(scored: Scored, posteriors: np.ndarray) -> list[Detection]:
         duration = len(scored.waveform) / recognizer.sample_rate
         found = spot_in(ctc.log_posteriors(posteriors), scored.path, name, prons, ids,
-                        threshold, recognizer.frame_seconds, duration)
-        if group is None:
+                        thresholds, recognizer.frame_seconds, duration)
+        if calibration is None:
             return found
-        return [dataclasses.replace(d, fa_per_hour=round(group.fa_per_hour_at(d.probability),
-                                                         4)) for d in found]
+        return [dataclasses.replace(d, fa_per_hour=round(calibration.group(
+            len(d.pronunciation)).fa_per_hour_at(d.probability), 4)) for d in found]
 
     return recognizer.stream(inputs, stdin, convert, batch_size)
+
+
+def pronunciation_thresholds(
+    name: str,
+    prons: Sequence[Sequence[str]],
+    calibration: FaCalibration | None,
+    threshold: float | None = None,
+    fa_per_hour: float | None = None,
+    warn: Callable[[str], None] | None = None,
+) -> list[float]:
+    """The confidence each pronunciation of a keyword needs to be a detection.
+
+    ``threshold`` if given; else, on a model calibrated by ``kws phones calibrate``, the
+    confidence at which words as long as that pronunciation (in phones) false-accept
+    ``fa_per_hour`` times an hour (default :data:`kws.modelfolder.DEFAULT_FA_PER_HOUR`):
+    "enter" said "eh n t er" needs less than said "eh n er"; else the phone task's
+    :data:`kws.infer.DEFAULT_SPOT_THRESHOLD`. ``warn(message)`` is told of each length
+    that false-accepts more often than the rate even at confidence 1.
+    """
+    if threshold is not None or calibration is None:
+        chosen = DEFAULT_SPOT_THRESHOLD[Task.PHONES] if threshold is None else threshold
+        return [float(chosen)] * len(prons)
+    target = DEFAULT_FA_PER_HOUR if fa_per_hour is None else fa_per_hour
+    groups = [calibration.group(len(pron)) for pron in prons]
+    for group in {group.name: group for group in groups}.values():
+        if warn is not None and group.fa_per_hour[-1] > target:
+            warn(f"{name}: words of {group.name} false-accept {group.fa_per_hour[-1]:.2g} "
+                 f"times an hour even at confidence 1, more than {target:g}: only "
+                 "detections of confidence 1 are reported")
+    return [group.threshold_for(target) for group in groups]
 
 
 def keyword_seconds(phones: int) -> float:
@@ -374,12 +393,13 @@ def spot_in(
     name: str,
     prons: Sequence[tuple[str, ...]],
     ids: Sequence[list[int]],
-    threshold: float,
+    threshold: float | Sequence[float],
     frame_seconds: float,
     duration: float,
     search: Callable[..., list[ctc.KeywordHit]] = ctc.keyword_search,
 ) -> list[Detection]:
-    """Detections of a keyword (any of its pronunciations) in one file's log posteriors.
+    """Detections of a keyword (any of its pronunciations) in one file's log posteriors:
+    places scoring at least ``threshold`` (one for every pronunciation, or one each).
 
     ``search(log_probs, labels, threshold, max_frames)`` finds each pronunciation's hits
     (:func:`kws.phones.ctc.keyword_search`; calibration passes one reading alignments it
@@ -387,13 +407,15 @@ def spot_in(
     (:func:`kws.phones.lexicon.rival_pronunciations`: "three" for "tree") aligns better
     (:func:`rival_confidence`) is dropped: the recogniser heard that word there.
     """
+    limits = ([float(threshold)] * len(prons) if isinstance(threshold, (int, float))
+              else list(threshold))
+    pad = int(round(RIVAL_PAD_SECONDS / frame_seconds))
     hits = []
-    for pron, labels in zip(prons, ids, strict=True):
+    for pron, labels, limit in zip(prons, ids, limits, strict=True):
         longest = int(round(keyword_seconds(len(labels)) / frame_seconds))
         rivals = [phone_ids(r) for r in rival_pronunciations(tuple(pron), name)
                   if r not in prons]
-        pad = int(round(RIVAL_PAD_SECONDS / frame_seconds))
-        hits += [(hit, pron) for hit in search(log_probs, labels, threshold, longest)
+        hits += [(hit, pron) for hit in search(log_probs, labels, limit, longest)
                  if rival_confidence(log_probs, hit, rivals, pad) <= hit.confidence]
     kept: list[tuple[ctc.KeywordHit, tuple[str, ...]]] = []
     for hit, pron in sorted(hits, key=lambda item: -item[0].confidence):
