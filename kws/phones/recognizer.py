@@ -403,9 +403,10 @@ def spot_in(
 
     ``search(log_probs, labels, threshold, max_frames)`` finds each pronunciation's hits
     (:func:`kws.phones.ctc.keyword_search`; calibration passes one reading alignments it
-    scored for many words at once). A hit where a rival word one phone away
-    (:func:`kws.phones.lexicon.rival_pronunciations`: "three" for "tree") aligns better
-    (:func:`rival_confidence`) is dropped: the recogniser heard that word there.
+    scored for many words at once). A hit where a rival word, one phone different or
+    longer (:func:`kws.phones.lexicon.rival_pronunciations`: "three" or "trees" for
+    "tree"), aligns better (:func:`rival_confidence`) is dropped: the recogniser heard
+    that word there.
     """
     limits = ([float(threshold)] * len(prons) if isinstance(threshold, (int, float))
               else list(threshold))
