@@ -39,15 +39,15 @@ from __future__ import annotations
 
 import argparse
 import json
-import sys
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+from stream import DATA, SC_WORDS, say
 
 from kws import audio
-from kws.dataset import TESTING, V1_WORDS
+from kws.dataset import TESTING
 from kws.infer import NOT_WORDS, open_runner
 from kws.infer.detector import DetectorSettings
 from kws.infer.spotting import sliding_windows
@@ -58,10 +58,6 @@ from kws.phones.recognizer import PhoneRecognizer, keyword_pronunciation, spot_i
 from kws.recordings import Recording, read_recordings, split_of
 from kws.stream_eval import SWEEP_THRESHOLDS, Curve, Spot, Tally, Truth, spot_and_sweep
 
-DATA = Path(__file__).resolve().parent.parent.parent / "shared" / "data"
-#: The 35 words of Speech Commands v0.02: ARCTIC utterances with none of them are
-#: non-keyword speech.
-SC_WORDS = frozenset(V1_WORDS) | {"backward", "follow", "forward", "learn", "visual"}
 #: Thresholds swept for the phone confidence and the fused score.
 SCORE_SWEEP = tuple(round(t, 2) for t in np.arange(0.98, 0.0, -0.02))
 #: ARCTIC false accepts allowed in the matched rows.
@@ -128,10 +124,6 @@ def parse_args() -> argparse.Namespace:
     return parser.parse_args()
 
 
-def say(message: str) -> None:
-    print(f"bench: {message}", file=sys.stderr, flush=True)
-
-
 class Scorer:
     """Runs both models on a recording and scores every system's detections."""
 
@@ -145,6 +137,7 @@ class Scorer:
         self.recognizer = PhoneRecognizer(phones_folder)
         lexicon = self.recognizer.lexicon
         self.prons = {k: keyword_pronunciation(k, None, lexicon).phones for k in keywords}
+        self.ids = {k: [phone_ids(p) for p in prons] for k, prons in self.prons.items()}
         self.floor, self.margin, self.hop = args.floor, args.margin, args.hop
 
     def __call__(self, recording: Recording) -> Scored:
@@ -169,9 +162,9 @@ class Scorer:
         log_probs = ctc.log_posteriors(rec.posteriors([samples])[0])
         found = []
         for keyword, prons in self.prons.items():
-            ids = [phone_ids(p) for p in prons]
-            found += [Spot.of(d) for d in spot_in(log_probs, "", keyword, prons, ids,
-                                                   self.floor, rec.frame_seconds, seconds)]
+            found += [Spot.of(d) for d in spot_in(log_probs, "", keyword, prons,
+                                                   self.ids[keyword], self.floor,
+                                                   rec.frame_seconds, seconds)]
         return found
 
     def window_posteriors(self, waveform: np.ndarray) -> np.ndarray:

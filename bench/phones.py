@@ -1013,12 +1013,15 @@ def at_card_thresholds(calibration, keywords: Mapping[str, Keyword],
     parts = ("continuous", "continuous_held_out")
     rows: dict[str, Any] = {}
     pooled: dict[str, list] = {part: [] for part in parts}
+    log_probs: dict[str, np.ndarray] = {}  # each file's, made once for every keyword
     for word, keyword in keywords.items():
         thresholds = pronunciation_thresholds(word, keyword.phones, calibration)
         scores: Scores = {}
         for item in sets.cont_pos + sets.negatives(word):
             if item.key in posteriors and (item.key, word) not in scores:
-                found = spot_in(ctc.log_posteriors(posteriors[item.key]), item.key, word,
+                if item.key not in log_probs:
+                    log_probs[item.key] = ctc.log_posteriors(posteriors[item.key])
+                found = spot_in(log_probs[item.key], item.key, word,
                                 keyword.phones, keyword.ids, thresholds, frame_seconds,
                                 seconds[item.key])
                 scores[(item.key, word)] = np.sort([d.probability for d in found])[::-1]

@@ -414,8 +414,7 @@ def spot_in(
     hits = []
     for pron, labels, limit in zip(prons, ids, limits, strict=True):
         longest = int(round(keyword_seconds(len(labels)) / frame_seconds))
-        rivals = [phone_ids(r) for r in rival_pronunciations(tuple(pron), name)
-                  if r not in prons]
+        rivals = [ids for rival, ids in _rival_ids(tuple(pron), name) if rival not in prons]
         hits += [(hit, pron) for hit in search(log_probs, labels, limit, longest)
                  if rival_confidence(log_probs, hit, rivals, pad) <= hit.confidence]
     kept: list[tuple[ctc.KeywordHit, tuple[str, ...]]] = []
@@ -430,6 +429,13 @@ def spot_in(
                   path=path, pronunciation=pron)
         for hit, pron in sorted(kept, key=lambda item: item[0].first)
     ]
+
+
+@functools.lru_cache(maxsize=4096)
+def _rival_ids(pron: tuple[str, ...], name: str) -> tuple[tuple[tuple[str, ...], list[int]], ...]:
+    """``(rival, its phone ids)`` of a pronunciation, converted once: calibration spots
+    hundreds of words in every recording."""
+    return tuple((rival, phone_ids(rival)) for rival in rival_pronunciations(pron, name))
 
 
 def rival_confidence(log_probs: np.ndarray, hit: ctc.KeywordHit,
