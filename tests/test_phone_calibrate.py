@@ -376,4 +376,5 @@ def test_spot_on_a_calibrated_model_reports_fa_per_hour(calibrated, monkeypatch)
     for options in ({}, {"fa_per_hour": 5.0}, {"fa_per_hour": 5.0, "threshold": 0.3}):
         list(recognizer.spot_phones([str(recording)], out, "stop", **options))
     # One threshold per pronunciation ("stop" has one, of 4 phones).
-    assert used == [[group.threshold_for(2.0)], [group.threshold_for(5.0)], [0.3]]
+    assert [list(t) for t in used] == [[group.threshold_for(2.0)], [group.threshold_for(5.0)],
+                                       [0.3]]

@@ -550,11 +550,39 @@ def test_cli_spot(trained, tmp_path, capsys):
     assert all(json.loads(line)["keyword"] == "kubernetes" for line in stdout.splitlines())
 
 
+def test_cli_spot_searches_several_keywords_in_one_pass(trained, capsys, monkeypatch):
+    from kws.phones.recognizer import PhoneRecognizer
+
+    data, out, _ = trained
+    good = data / "up" / "aaaa0001_nohash_0.wav"
+    passes = []
+    stitch = PhoneRecognizer.stitch
+    monkeypatch.setattr(PhoneRecognizer, "stitch",
+                        lambda self, *args: passes.append(1) or stitch(self, *args))
+
+    def spot(*keywords):
+        passes.clear()
+        code, stdout, stderr = run(["phones", "spot", "-m", out, *keywords, "-t", "0.001",
+                                    "-f", "jsonl", good], capsys)
+        assert code == 0 and len(passes) == 1
+        return [json.loads(line) for line in stdout.splitlines()], stderr
+
+    # Words no dictionary word is one phone from (see test_cli_spot).
+    alone = [d for word in ("boyhood", "kubernetes", "visual") for d in spot("-k", word)[0]]
+    together, stderr = spot("-k", "boyhood,kubernetes", "-k", " visual ,boyhood")
+    assert ([line.split(":")[0] for line in stderr.splitlines()]
+            == ["boyhood", "kubernetes", "visual"])
+    assert len({d["keyword"] for d in alone}) > 1
+    assert together == sorted(alone, key=lambda d: (d["start"], d["keyword"]))
+
+
 @pytest.mark.parametrize(("args", "code", "message"), [
     (["spot", "-m", "{out}", "x.wav"], 2, "give --keyword"),
     (["spot", "-m", "{out}", "--phones", "m qq", "x.wav"], 2, "unknown phone 'qq'"),
     (["spot", "-m", "{out}", "-k", "b4nana", "x.wav"], 1, "cannot pronounce 'b4nana'"),
     (["spot", "-m", "{out}", "-k", "yes", "-t", "2", "x.wav"], 2, "--threshold"),
+    (["spot", "-m", "{out}", "-k", "yes,no", "--phones", "y eh s", "x.wav"], 2,
+     "--phones is one keyword's pronunciation"),
     (["predict", "-m", "{out}"], 2, "give audio files"),
     (["predict", "-m", "{data}", "x.wav"], 1, "not a kws model folder"),
     (["train", "--out", "{tmp}/m"], 2, "give --data"),

@@ -96,11 +96,14 @@ def runner_option(help: str = "auto runs the folder's exported model.tflite (els
                         show_default=True, help=help)
 
 
-def _keyword_tuple(ctx: click.Context, param: click.Parameter, text: str | None
-                   ) -> tuple[str, ...] | None:
-    """``yes,no`` as ``("yes", "no")`` (duplicates dropped); None when not given."""
-    if text is None:
+def _keyword_tuple(ctx: click.Context, param: click.Parameter,
+                   text: str | tuple[str, ...] | None) -> tuple[str, ...] | None:
+    """``yes,no`` (or the values of a repeated option, each possibly comma-separated) as
+    ``("yes", "no")``, duplicates dropped; None when not given."""
+    if text is None or text == ():
         return None
+    if not isinstance(text, str):
+        text = ",".join(text)
     words = tuple(dict.fromkeys(word.strip() for word in text.split(",") if word.strip()))
     if not words:
         raise click.BadParameter("give at least one keyword (comma-separated)")
@@ -112,6 +115,13 @@ def keywords_option(help: str, short: bool = False) -> Decorator:
     words are checked against the model's labels by the detector's settings."""
     names = ("--keywords", "-w") if short else ("--keywords",)
     return click.option(*names, "keywords", default=None, metavar="WORD,...",
+                        callback=_keyword_tuple, help=help)
+
+
+def spoken_keywords_option(help: str) -> Decorator:
+    """``--keyword/-k WORD``, repeatable and comma-separated (``-k rubout,enter``), parsed
+    into a tuple of keywords; None when not given."""
+    return click.option("--keyword", "-k", "keywords", multiple=True, metavar="WORD",
                         callback=_keyword_tuple, help=help)
 
 

@@ -16,6 +16,7 @@ from kws.cli._options import (
     model_option,
     split_option,
     split_percent_options,
+    spoken_keywords_option,
 )
 from kws.dataset import TESTING, TRAINING, VALIDATION, parse_words
 from kws.errors import UsageError
@@ -263,12 +264,13 @@ def _evaluation_tables(report: dict) -> list:
 @command.command("spot")
 @click.argument("inputs", nargs=-1, metavar="FILE|DIR|- ...")
 @_model_option
-@click.option("--keyword", "-k", default=None,
-              help="Word (or words) to find, any English word: pronounced from the "
-                   "lexicon, else CMUdict, else guessed from its spelling (G2P).")
+@spoken_keywords_option(
+    "Word to find, any English word (or a few said together: \"turn off\"): pronounced "
+    "from the lexicon, else CMUdict, else guessed from its spelling (G2P). Repeatable or "
+    "comma-separated (-k rubout,enter): the words are searched in one pass.")
 @click.option("--phones", default=None,
               help="The word's phones instead, e.g. \"m aa r v ih n\" (ARPAbet, 39-phone "
-                   "set); names the detections after --keyword if given.")
+                   "set); names the detections after the one --keyword if given.")
 @click.option("--threshold", "-t", type=float, default=None,
               help="Confidence a detection needs, in (0, 1]; wins over --fa-per-hour "
                    f"[default: that of {DEFAULT_FA_PER_HOUR:g} false accepts per hour on a "
@@ -284,23 +286,23 @@ def _evaluation_tables(report: dict) -> list:
               help="Lexicon for --keyword, looked up before CMUdict [default: the model "
                    "folder's].")
 @_format_option
-def spot(inputs, model, keyword, phones, threshold, fa_per_hour, lexicon, fmt) -> int:
-    """Find a word in audio FILEs of any length from its pronunciation alone.
+def spot(inputs, model, keywords, phones, threshold, fa_per_hour, lexicon, fmt) -> int:
+    """Find words in audio FILEs of any length from their pronunciation alone.
 
-    The word need not have been in the training data: its phones are aligned anywhere in
+    A word need not have been in the training data: its phones are aligned anywhere in
     the recording's phone posteriors and the alignment is scored by the posteriors its
     phones get (confidence 1 when the recogniser heard exactly those phones, sure of each);
     places where a dictionary word one phone different or longer fits better are not
-    reported. The phones of a --keyword, and where they came from, are noted on stderr.
-    Each detection is reported with start and end times (seconds) and, on a calibrated
-    model, fa_per_hour: how many false accepts an hour words as long as its pronunciation
-    make at that confidence on speech that does not say them (a calibrated confidence:
-    lower is surer). Unreadable files are reported on stderr and skipped; the exit status is 1
-    when any failed.
+    reported. The phones of each --keyword, and where they came from, are noted on stderr.
+    Detections come in order of time within a file, each with start and end times
+    (seconds) and, on a calibrated model, fa_per_hour: how many false accepts an hour
+    words as long as its pronunciation make at that confidence on speech that does not
+    say them (a calibrated confidence: lower is surer). Unreadable files are reported on
+    stderr and skipped; the exit status is 1 when any failed.
     """
     if not inputs:
         raise UsageError("give audio files, folders, or - to read paths from stdin")
-    stream = spot_phones(inputs, model, keyword, phones, threshold, lexicon,
+    stream = spot_phones(inputs, model, keywords, phones, threshold, lexicon,
                          announce=None if phones is not None else _announce,
                          fa_per_hour=fa_per_hour, warn=_console.warn)
     writers = {"table": _SpotTable, "jsonl": _SpotJson, "tsv": _SpotTsv}

@@ -244,15 +244,6 @@ def predict_phones(
     return recognizer.stream(inputs, stdin, convert, batch_size)
 
 
-def keyword_pronunciations(
-    keyword: str | None, phones: str | None, lexicon: Lexicon
-) -> tuple[str, tuple[tuple[str, ...], ...]]:
-    """The name and pronunciations to spot (:func:`keyword_pronunciation` without the
-    source)."""
-    found = keyword_pronunciation(keyword, phones, lexicon)
-    return found.word, found.phones
-
-
 def keyword_pronunciation(
     keyword: str | None, phones: str | None, lexicon: Lexicon | None
 ) -> Pronunciation:
@@ -282,10 +273,19 @@ def keyword_pronunciation(
     return Pronunciation(keyword, found.phones, found.source)
 
 
+@dataclass(frozen=True)
+class _Target:
+    """A keyword being spotted: its pronunciations, their phone ids and thresholds."""
+
+    spotted: Pronunciation
+    ids: tuple[list[int], ...]
+    thresholds: tuple[float, ...]
+
+
 def spot_phones(
     inputs: Iterable[str],
     model: str | os.PathLike | None,
-    keyword: str | None = None,
+    keywords: str | Sequence[str] | None = None,
     phones: str | None = None,
     threshold: float | None = None,
     lexicon: str | os.PathLike | None = None,
@@ -295,30 +295,37 @@ def spot_phones(
     fa_per_hour: float | None = None,
     warn: Callable[[str], None] | None = None,
 ) -> Stream:
-    """Find a word, given only its pronunciation, in audio files of any length.
+    """Find words, given only their pronunciations, in audio files of any length.
 
-    The keyword is any English word (:func:`keyword_pronunciation`: the lexicon given,
-    else the model folder's, else the shipped one, then CMUdict, then G2P);
-    ``announce(pronunciation)`` is called with what will be spotted before the model loads.
+    Each keyword (one, or several searched in the same posteriors: the model runs once
+    per file) is any English word (:func:`keyword_pronunciation`: the lexicon given, else
+    the model folder's, else the shipped one, then CMUdict, then G2P);
+    ``announce(pronunciation)`` is called with each before the model loads. ``phones``
+    spots one pronunciation instead, named after the one keyword if given.
 
     For each pronunciation, :func:`kws.phones.ctc.keyword_search` aligns its phones
     anywhere in the file's posteriors; places scoring at least that pronunciation's
     threshold (:func:`pronunciation_thresholds`) where no rival word aligns better are
-    detections (overlaps keep the best: :func:`spot_in`). On a calibrated model each
-    detection carries its ``fa_per_hour``; ``warn(message)`` is told when even confidence 1
-    false-accepts more often than the rate asked. Iterate the stream for
-    :class:`kws.infer.Detection` and Failure records.
+    detections (overlaps of one keyword keep the best: :func:`spot_in`), in order of start.
+    On a calibrated model each detection carries its ``fa_per_hour``; ``warn(message)`` is
+    told when even confidence 1 false-accepts more often than the rate asked. Iterate the
+    stream for :class:`kws.infer.Detection` and Failure records.
 
     Raises
     ------
     UsageError
-        A threshold out of (0, 1], a rate that is not positive, or ``fa_per_hour`` without
-        ``threshold`` on a model that is not calibrated (before the model loads).
+        A threshold out of (0, 1], a rate that is not positive, ``phones`` with several
+        keywords, or ``fa_per_hour`` without ``threshold`` on a model that is not
+        calibrated (before the model loads).
     """
     if threshold is not None and not 0.0 < threshold <= 1.0:
         raise UsageError("--threshold must be in (0, 1]")
     if fa_per_hour is not None and not (0.0 < fa_per_hour < float("inf")):
         raise UsageError("--fa-per-hour must be a positive number")
+    names = [keywords] if isinstance(keywords, str) else list(dict.fromkeys(keywords or ()))
+    if phones is not None and len(names) > 1:
+        raise UsageError("--phones is one keyword's pronunciation: give at most one --keyword "
+                         "with it")
     # Everything the arguments decide is checked before the model (and TensorFlow) loads.
     model = resolve_model_dir(model, Task.PHONES)
     calibration = phone_card(model).fa_calibration
@@ -327,19 +334,23 @@ def spot_phones(
                          f"`kws phones calibrate --model {model} --negatives FOLDER` first, "
                          "or give --threshold")
     words = model_lexicon(model, lexicon)
-    spotted = keyword_pronunciation(keyword, phones, words)
-    name, prons = spotted.word, spotted.phones
-    ids = [phone_ids(pron) for pron in prons]
-    if announce is not None:
-        announce(spotted)
-    thresholds = pronunciation_thresholds(name, prons, calibration, threshold, fa_per_hour,
-                                          warn)
+    targets = []
+    for name in names or [None]:
+        spotted = keyword_pronunciation(name, phones, words)
+        if announce is not None:
+            announce(spotted)
+        targets.append(_Target(spotted, tuple(phone_ids(pron) for pron in spotted.phones),
+                               tuple(pronunciation_thresholds(
+                                   spotted.word, spotted.phones, calibration, threshold,
+                                   fa_per_hour, warn))))
     recognizer = PhoneRecognizer(model, words)
 
     def convert(scored: Scored, posteriors: np.ndarray) -> list[Detection]:
         duration = len(scored.waveform) / recognizer.sample_rate
-        found = spot_in(ctc.log_posteriors(posteriors), scored.path, name, prons, ids,
-                        thresholds, recognizer.frame_seconds, duration)
+        log_probs = ctc.log_posteriors(posteriors)
+        found = sorted((d for t in targets for d in spot_in(
+            log_probs, scored.path, t.spotted.word, t.spotted.phones, t.ids, t.thresholds,
+            recognizer.frame_seconds, duration)), key=lambda d: (d.start, d.label))
         if calibration is None:
             return found
         return [dataclasses.replace(d, fa_per_hour=round(calibration.group(
