@@ -97,14 +97,14 @@ def read(path: str | os.PathLike) -> tuple[np.ndarray, int]:
     import soundfile
 
     path = Path(path)
-    size = _check_file(path)
+    size = check_file(path)
     try:
         with soundfile.SoundFile(os.fsencode(path)) as handle:
             _check_header(path, handle, size)
             data = _read_blocks(handle)
             file_rate = handle.samplerate
     except soundfile.LibsndfileError as error:
-        raise AudioError(path, _describe_libsndfile_error(error)) from None
+        raise AudioError(path, describe_libsndfile_error(error)) from None
     except MemoryError:
         raise AudioError(path, "too large to decode in memory") from None
     except OSError as error:
@@ -230,8 +230,9 @@ def _describe_write_failure(error: Exception, errno_after: int, path: Path,
     return str(getattr(error, "error_string", "") or error).strip().rstrip(".")
 
 
-def _check_file(path: Path) -> int:
-    """Raise AudioError for problems visible before decoding; return the size in bytes."""
+def check_file(path: Path) -> int:
+    """Raise AudioError for problems visible before decoding (a directory, a pipe, an empty
+    file, a WAV cut short); return the size in bytes."""
     try:
         info = path.stat()
         size = info.st_size
@@ -323,8 +324,9 @@ def _check_wav_chunks(path: Path, handle, size: int) -> None:
     raise AudioError(path, "corrupt WAV: no data chunk")
 
 
-def _describe_libsndfile_error(error: Exception) -> str:
-    message = str(getattr(error, "error_string", "") or error).strip().rstrip(".")
+def describe_libsndfile_error(error: Exception) -> str:
+    """A short phrase, on one line, for libsndfile's refusal of a file."""
+    message = " ".join(str(getattr(error, "error_string", "") or error).split()).rstrip(".")
     lowered = message.lower()
     if "format not recognised" in lowered or "unknown format" in lowered:
         return "not an audio file soundfile can read (format not recognised)"

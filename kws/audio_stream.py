@@ -38,7 +38,15 @@ from pathlib import Path
 
 import numpy as np
 
-from kws.audio import MAX_ABS_SAMPLE, MAX_CHANNELS, MAX_RATE, MIN_RATE, RESAMPLE_QUALITY
+from kws.audio import (
+    MAX_ABS_SAMPLE,
+    MAX_CHANNELS,
+    MAX_RATE,
+    MIN_RATE,
+    RESAMPLE_QUALITY,
+    check_file,
+    describe_libsndfile_error,
+)
 from kws.errors import AudioError, KwsError, MissingInputError, UsageError
 
 #: The name of standard input on the command line.
@@ -439,10 +447,11 @@ class FileSource(AudioSource):
     def _open(self, rate: int) -> tuple[int, int]:
         import soundfile
 
+        check_file(self._path)
         try:
             self._handle = soundfile.SoundFile(os.fsencode(self._path))
         except soundfile.LibsndfileError as error:
-            raise AudioError(self.name, _libsndfile_problem(error)) from None
+            raise AudioError(self.name, describe_libsndfile_error(error)) from None
         except OSError as error:
             raise AudioError(self.name, error.strerror or str(error)) from None
         return int(self._handle.samplerate), int(self._handle.channels)
@@ -456,7 +465,7 @@ class FileSource(AudioSource):
             try:
                 block = self._handle.read(frames, dtype="float32", always_2d=True)
             except soundfile.LibsndfileError as error:
-                raise AudioError(self.name, _libsndfile_problem(error)) from None
+                raise AudioError(self.name, describe_libsndfile_error(error)) from None
             except (RuntimeError, ValueError) as error:
                 raise AudioError(self.name, f"corrupt audio ({error})") from None
             if not len(block):
@@ -467,11 +476,6 @@ class FileSource(AudioSource):
         if self._handle is not None:
             self._handle.close()
             self._handle = None
-
-
-def _libsndfile_problem(error: Exception) -> str:
-    message = " ".join(str(getattr(error, "error_string", "") or error).split()).rstrip(".")
-    return f"cannot read audio ({message})"
 
 
 class MicrophoneSource(AudioSource):

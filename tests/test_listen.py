@@ -598,9 +598,17 @@ def test_arrival_times_map_stream_time_to_wall_time(tmp_path):
     assert source.arrival(99.0) == source.arrival(1.0)
 
 
-def test_open_source_refuses_a_regular_file_that_is_not_audio(tmp_path):
-    path = tmp_path / "notes.txt"
-    path.write_text("hello")
+@pytest.mark.parametrize(("content", "problem"), [
+    (b"hello", "not an audio file soundfile can read"),
+    (b"", "empty file (0 bytes)"),
+    (_wav_bytes(np.zeros(RATE, np.float32))[:1000], "truncated WAV: header declares"),
+])
+def test_open_source_refuses_a_regular_file_as_kws_predict_does(tmp_path, content, problem):
+    path = tmp_path / "notes.wav"
+    path.write_bytes(content)
+    with pytest.raises(AudioError) as read:
+        audio.read(path)
     with open_source(str(path), SourceOptions()) as source, \
-            pytest.raises(AudioError, match="notes.txt: cannot read audio"):
+            pytest.raises(AudioError) as listened:
         list(source.chunks(RATE))
+    assert problem in str(listened.value) and str(listened.value) == str(read.value)
