@@ -15,7 +15,12 @@ Prints ONE table, a row per system and operating point:
   seconds of it (windows every ``--hop`` seconds; half a window of silence before and
   after the recording, so words at its edges have a centred window);
 * ``classifier at proposals``: the same proposals scored by that classifier posterior
-  alone (what the phone model adds beyond saying where to look).
+  alone (what the phone model adds beyond saying where to look);
+* ``detector verified``: the other way round, the detector proposes (its detections at
+  threshold ``CANDIDATE_THRESHOLD``) and each is scored by the geometric mean of its
+  probability and the phone confidence of its keyword aligned within ``VERIFY_PAD``
+  seconds of it (rival words checked): a second stage that would wait only for the
+  phone model's look-ahead after the detector's decision.
 
 Files: AN4 utterances of speakers in the testing split of both models
 (:func:`kws.recordings.split_of` with the classifier's default shares and with the phone
@@ -64,6 +69,10 @@ SCORE_SWEEP = tuple(round(t, 2) for t in np.arange(0.98, 0.0, -0.02))
 MATCHED_FALSE_ACCEPTS = (0, 1, 2, 4)
 #: Windows scored at once.
 BATCH = 256
+#: The detector's threshold for the candidates a second stage verifies (a swept one).
+CANDIDATE_THRESHOLD = 0.3
+#: Seconds either side of a candidate where its keyword's phones are aligned.
+VERIFY_PAD = 0.3
 
 
 @dataclass
@@ -75,6 +84,7 @@ class Scored:
     phones: list[Spot]
     fused: list[Spot]
     at_proposals: list[Spot]
+    verified: list[Spot]
 
 
 def main() -> None:
@@ -146,26 +156,42 @@ class Scorer:
         counts = recording.keyword_counts(self.keywords)
         truth = Truth(str(recording.path), seconds, {k: n for k, n in counts.items() if n})
         detector = spot_and_sweep(self.runner, waveform, self.settings, SWEEP_THRESHOLDS)
-        proposals = self.search(waveform, seconds)
+        rec = self.recognizer
+        log_probs = ctc.log_posteriors(rec.posteriors(
+            [audio.resample(waveform, self.rate, rec.sample_rate)])[0])
+        proposals = self.search(log_probs, 0.0, seconds, self.prons, self.floor)
         best = self.window_posteriors(waveform)
         classifier = [self.classifier_score(best, s) for s in proposals]
         fused = [Spot(s.keyword, float(np.sqrt(s.score * c)), s.start, s.end)
                  for s, c in zip(proposals, classifier, strict=True)]
         at_proposals = [Spot(s.keyword, c, s.start, s.end)
                         for s, c in zip(proposals, classifier, strict=True)]
-        return Scored(truth, detector, proposals, fused, at_proposals)
+        verified = [Spot(s.keyword, float(np.sqrt(s.score * self.verify(log_probs, s))),
+                         s.start, s.end) for s in detector[1][CANDIDATE_THRESHOLD]]
+        return Scored(truth, detector, proposals, fused, at_proposals, verified)
 
-    def search(self, waveform: np.ndarray, seconds: float) -> list[Spot]:
-        """The keyword search's places scoring at least the floor, every keyword."""
-        rec = self.recognizer
-        samples = audio.resample(waveform, self.rate, rec.sample_rate)
-        log_probs = ctc.log_posteriors(rec.posteriors([samples])[0])
+    def search(self, log_probs: np.ndarray, start: float, end: float,
+               prons: dict[str, tuple], floor: float) -> list[Spot]:
+        """The keyword search's places scoring at least ``floor`` between ``start`` and
+        ``end`` seconds, every keyword of ``prons``."""
+        frame_s = self.recognizer.frame_seconds
+        first = max(0, int(start / frame_s))
+        part = log_probs[first : int(np.ceil(end / frame_s))]
         found = []
-        for keyword, prons in self.prons.items():
-            found += [Spot.of(d) for d in spot_in(log_probs, "", keyword, prons,
-                                                   self.ids[keyword], self.floor,
-                                                   rec.frame_seconds, seconds)]
+        for keyword, readings in prons.items():
+            found += [Spot(d.label, float(d.probability), d.start + first * frame_s,
+                           d.end + first * frame_s)
+                      for d in spot_in(part, "", keyword, readings, self.ids[keyword], floor,
+                                       frame_s, min(end - first * frame_s,
+                                                    len(part) * frame_s))]
         return found
+
+    def verify(self, log_probs: np.ndarray, candidate: Spot) -> float:
+        """The phone confidence of a detector candidate's keyword near it (0: none)."""
+        near = self.search(log_probs, candidate.start - VERIFY_PAD,
+                           candidate.end + VERIFY_PAD,
+                           {candidate.keyword: self.prons[candidate.keyword]}, 1e-3)
+        return max((s.score for s in near), default=0.0)
 
     def window_posteriors(self, waveform: np.ndarray) -> np.ndarray:
         """The classifier's outputs on windows centred every hop (row i at i * hop s)."""
@@ -195,7 +221,7 @@ def table(scored: dict[str, list[Scored]], keywords: list[str],
     rows.append(row("detector", "card thresholds", detector, None))
     rows += matched("detector", detector)
     for system, name in (("phones", "phones"), ("at_proposals", "classifier at proposals"),
-                         ("fused", "fused")):
+                         ("fused", "fused"), ("verified", "detector verified")):
         curves = {name: tally(items, keywords, SCORE_SWEEP, None,
                               lambda s, t, system=system: [
                                   x for x in getattr(s, system) if x.score >= t])
