@@ -78,7 +78,8 @@ DEFAULT_FA_PER_HOUR = 2.0
 class FaGroup:
     """False accepts per keyword per hour of open-vocabulary spotting, as a function of the
     spotting confidence, for keywords of ``min_phones``..``max_phones`` phones (``None``:
-    no upper bound), measured on ``words`` random words (``kws phones calibrate``).
+    no upper bound), measured on ``words`` random words with a pronunciation that long
+    (``kws phones calibrate``).
 
     ``confidence`` ascends and ``fa_per_hour`` (false accepts per keyword-hour at and above
     each confidence) does not rise; between points the rate is interpolated linearly, so

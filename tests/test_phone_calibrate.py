@@ -378,3 +378,30 @@ def test_spot_on_a_calibrated_model_reports_fa_per_hour(calibrated, monkeypatch)
     # One threshold per pronunciation ("stop" has one, of 4 phones).
     assert [list(t) for t in used] == [[group.threshold_for(2.0)], [group.threshold_for(5.0)],
                                        [0.3]]
+
+
+def test_a_false_accept_counts_in_the_group_of_the_reading_that_made_it(calibrated,
+                                                                         monkeypatch):
+    # As `kws phones spot` holds each pronunciation to its own length's threshold, a word
+    # said in 2 or in 5 phones is searched for in both groups' hours, and a detection of
+    # its long reading is a false accept of 4-5-phone words.
+    import kws.phones.calibrate as calibrate
+    from kws.infer import Detection
+
+    out, base, _ = calibrated
+    mixed = calibrate.CalibrationWord("mixed", (("ah", "p"), ("ah", "p", "s", "ay", "d")))
+    longest = calibrate.CalibrationWord("longest", (tuple("s t r eh ng k th s".split()),))
+    monkeypatch.setattr(calibrate, "calibration_words",
+                        lambda count, seed, avoid: [mixed, longest])
+
+    def long_reading_hits(log_probs, path, name, prons, ids, threshold, *rest, **options):
+        return [Detection(name, 0.9, 0.0, 0.5, path=path, pronunciation=prons[-1])]
+
+    monkeypatch.setattr(calibrate, "spot_in", long_reading_hits)
+    groups = calibrate.calibrate_phones(out, [base / "negs"], words=4).calibration.groups
+    assert [g.words for g in groups] == [1, 1, 0, 1]
+    short, five, six, eight = groups
+    assert short.hours == five.hours == eight.hours > 0 and six.hours == 0
+    assert short.fa_per_hour_at(0.5) == 0.0
+    assert five.fa_per_hour_at(0.9) > 0
+    assert five.fa_per_hour_at(0.9) == pytest.approx(eight.fa_per_hour_at(0.9))

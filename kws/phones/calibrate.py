@@ -10,10 +10,12 @@ computed once, and the alignments of every word are scored in one pass over its 
 detections are those of ``kws phones spot`` (:func:`kws.phones.recognizer.spot_in`), down
 to :data:`SEARCH_FLOOR`.
 
-Short words false-accept more than long ones, so the words are grouped by length
-(:data:`PHONE_GROUPS`). For each group, the false accepts per keyword per hour at each
-threshold (all the group's false accepts over the keyword-hours searched: each word's
-hours summed) form a :class:`kws.stream_eval.Curve`, fitted on the training and
+Short words false-accept more than long ones, so pronunciations are grouped by length
+(:data:`PHONE_GROUPS`), as ``kws phones spot`` holds each pronunciation to its own
+length's threshold: a detection counts in the group of the pronunciation that made it, and
+a word's hours in the group of each of its pronunciations. For each group, the false
+accepts per keyword per hour at each threshold (all the group's false accepts over its
+keyword-hours) form a :class:`kws.stream_eval.Curve`, fitted on the training and
 validation recordings (:func:`kws.recordings.split_of`, as ``kws calibrate``); the
 thresholds at :data:`FA_TARGETS` are then checked on the held-out recordings. In a folder
 the model was trained on, its training recordings are left out and its own validation
@@ -83,6 +85,11 @@ class CalibrationWord:
     @property
     def phones(self) -> int:
         return min(len(p) for p in self.pronunciations)
+
+    @property
+    def groups(self) -> tuple[int, ...]:
+        """The groups (:data:`PHONE_GROUPS` indices) of its pronunciations' lengths."""
+        return tuple(sorted({group_index(len(p)) for p in self.pronunciations}))
 
 
 def group_index(phones: int) -> int:
@@ -230,11 +237,11 @@ def calibrate_phones(model: str | os.PathLike | None, negatives: Sequence[str | 
             if word.word in said:
                 skipped += 1
                 continue
-            side = sides[(group_index(word.phones), held)]
-            side.seconds += seconds
-            side.scores += [d.probability for d in spot_in(
-                log_probs, scored.path, word.word, word.pronunciations, ids, SEARCH_FLOOR,
-                recognizer.frame_seconds, seconds, search=searcher)]
+            for group in word.groups:
+                sides[(group, held)].seconds += seconds
+            for d in spot_in(log_probs, scored.path, word.word, word.pronunciations, ids,
+                             SEARCH_FLOOR, recognizer.frame_seconds, seconds, search=searcher):
+                sides[(group_index(len(d.pronunciation)), held)].scores.append(d.probability)
         return [(scored.path, 1)]
 
     failures = []
@@ -248,7 +255,7 @@ def calibrate_phones(model: str | os.PathLike | None, negatives: Sequence[str | 
         raise KwsError("calibration needs readable recordings on both sides of the split "
                        f"(fitted {seen[False][0]}, held out {seen[True][0]}); give more "
                        "recordings or speakers")
-    groups = [fa_group(low, high, sum(group_index(w.phones) == g for w in chosen),
+    groups = [fa_group(low, high, sum(g in w.groups for w in chosen),
                        sides[(g, False)], sides[(g, True)], targets)
               for g, (low, high) in enumerate(PHONE_GROUPS)]
     calibration = FaCalibration(
