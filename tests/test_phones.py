@@ -576,6 +576,86 @@ def test_cli_spot_searches_several_keywords_in_one_pass(trained, capsys, monkeyp
     assert together == sorted(alone, key=lambda d: (d["start"], d["keyword"]))
 
 
+def transcribed(folder, rate: int = 8000):
+    """Four 1.5 s recordings of two speakers; the first says 'hello' once, the last twice."""
+    lines = ["file\tspeaker\ttranscript"]
+    for index, (speaker, text) in enumerate([("ann", "hello there"), ("ann", "nothing"),
+                                             ("bob", "nothing here"), ("bob", "hello hello")]):
+        write_wav(folder / speaker / f"{index}.wav", tone(200 + 50 * index, 1.5, rate, 0.3),
+                  rate)
+        lines.append(f"{speaker}/{index}.wav\t{speaker}\t{text}")
+    (folder / "transcripts.tsv").write_text("\n".join(lines) + "\n")
+    return folder
+
+
+def test_times_said_counts_words_and_phrases():
+    from kws.phones.spot_eval import times_said
+
+    words = "turn off the light and turn it off turn off".split()
+    assert times_said(words, "turn off") == 2
+    assert times_said(words, "off") == 3 and times_said(words, "Light") == 1
+    assert times_said(words, "lamp") == 0 and times_said([], "off") == 0
+
+
+def test_spot_evaluation_counts_hits_and_false_accepts(trained, tmp_path, monkeypatch):
+    # Two detections in every recording, of confidence 0.9 and 0.2: at the operating
+    # threshold 0.5 one each (hits where 'hello' is said, else false accepts); swept at
+    # 0.1, both.
+    import kws.phones.spot_eval as spot_eval
+    from kws.infer import Detection
+
+    _, out, _ = trained
+    folder = transcribed(tmp_path / "said")
+
+    def two_places(log_probs, path, name, prons, ids, threshold, *rest, **options):
+        lowest = min(threshold) if isinstance(threshold, tuple) else threshold
+        return [Detection(name, p, at, at + 0.4, path=path, pronunciation=prons[0])
+                for p, at in ((0.9, 0.1), (0.2, 0.8)) if p >= lowest]
+
+    monkeypatch.setattr(spot_eval, "spot_in", two_places)
+    result = spot_eval.evaluate_spotting(out, [folder], ["hello"], threshold=0.5, split="all")
+    counts = result.score.counts["hello"]
+    assert (counts.occurrences, counts.hits, counts.false_accepts) == (3, 2, 2)
+    assert result.score.thresholds == {"hello": 0.5} and result.score.recordings == 4
+    curve = result.score.curves["hello"]
+    at = {float(t): (int(h), int(f)) for t, h, f in zip(curve.thresholds, curve.hits,
+                                                        curve.false_accepts, strict=True)}
+    assert at[0.9] == (2, 2) and at[0.1] == (3, 5)
+    assert [s.speakers for s in result.sources] == [2]
+
+
+def test_cli_phones_evaluate_spot(trained, tmp_path, capsys):
+    _, out, _ = trained
+    folder = transcribed(tmp_path / "said")
+    code, stdout, _ = run(["phones", "evaluate", "-m", out, "--data", folder, "--spot",
+                           "-k", "hello,there", "--split", "all", "-t", "0.001", "--json",
+                           "--det-png", tmp_path / "det.png"], capsys)
+    report = json.loads(stdout)
+    assert code == 0 and (tmp_path / "det.png").is_file()
+    assert set(report["per_keyword"]) == {"hello", "there", "overall"}
+    assert report["per_keyword"]["hello"]["occurrences"] == 3
+    assert report["thresholds"] == {"hello": 0.001, "there": 0.001}
+    assert report["recordings"] == 4 and "overall" in report["det"]
+
+
+@pytest.mark.parametrize(("args", "message"), [
+    (["--spot"], "--spot: give the words to find with --keyword WORD"),
+    (["-k", "hello"], "--keyword applies to --spot only"),
+    (["--det-png", "x.png"], "--det-png applies to --spot only"),
+    (["--spot", "-k", "hello", "--decoder", "beam"], "--decoder does not apply to --spot"),
+    (["--spot", "-k", "hello", "-t", "0"], "--threshold must be in (0, 1]"),
+    (["--spot", "-k", "hello", "--fa-per-hour", "2"], "no false-accept calibration"),
+])
+def test_cli_phones_evaluate_spot_refuses_in_one_line(trained, tmp_path, capsys, args,
+                                                      message):
+    _, out, _ = trained
+    folder = transcribed(tmp_path / "said")
+    code, stdout, stderr = run(["phones", "evaluate", "-m", out, "--data", folder, *args],
+                               capsys)
+    assert code == 2 and stdout == "" and message in stderr
+    assert len(stderr.strip().splitlines()) == 1
+
+
 @pytest.mark.parametrize(("args", "code", "message"), [
     (["spot", "-m", "{out}", "x.wav"], 2, "give --keyword"),
     (["spot", "-m", "{out}", "--phones", "m qq", "x.wav"], 2, "unknown phone 'qq'"),

@@ -20,16 +20,13 @@ from kws.cli._options import (
     split_option,
     split_percent_options,
 )
-from kws.dataset import group_problems
+from kws.cli._stream_report import draw_det, render_stream, warn_notes_and_failures
 from kws.errors import UsageError
 from kws.evaluate import Evaluation, evaluate
 from kws.modelfolder import resolve_model_dir
-from kws.report import confusion_table, metrics_table, plot_confusion, plot_det
+from kws.report import confusion_table, metrics_table, plot_confusion
 from kws.stream_eval import (
     DEFAULT_SNRS,
-    FA_TARGETS,
-    OVERALL,
-    StreamEvaluation,
     StreamSettings,
     evaluate_stream,
 )
@@ -130,22 +127,9 @@ def command(model, data, split, as_json, confusion_png, batch_size, validation_p
         click.get_current_context().exit(1)
 
 
-def _warn_notes_and_failures(notes, failed) -> None:
-    """The data layer's notes and the unreadable files (grouped), as warnings on stderr."""
-    from rich.markup import escape
-
-    for note in notes:
-        _console.warn(escape(note))
-    if failed:
-        lines = group_problems([(Path(path), why) for path, why in failed])
-        more = f"; and {len(lines) - 3} more" if len(lines) > 3 else ""
-        _console.warn(escape(f"skipped {len(failed)} unreadable file(s): "
-                             f"{'; '.join(lines[:3])}{more}"))
-
-
 def _remarks(result: Evaluation) -> None:
     """Warnings and notes about the run on stderr."""
-    _warn_notes_and_failures(result.notes, result.failed)
+    warn_notes_and_failures(result.notes, result.failed)
     if result.folded:
         _console.stderr().print(
             f"model labels not in the dataset, counted as _unknown_: "
@@ -196,70 +180,14 @@ def _stream(model, data, split, as_json, confusion_png, batch_size, validation_p
     with _console.progress("scoring recordings") as progress:
         result = evaluate_stream(folder, data, synthetic_from, settings, runner,
                                  progress=progress)
-    _stream_remarks(result)
+    warn_notes_and_failures(result.notes, result.failed)
     if det_png:
-        _draw_det(result, det_png)
+        draw_det(result, det_png)
     if as_json:
         click.echo(json.dumps(result.to_json()))
     else:
-        _render_stream(result)
+        render_stream(result)
     if result.failed:
         click.get_current_context().exit(1)
 
 
-def _stream_remarks(result: StreamEvaluation) -> None:
-    _warn_notes_and_failures(result.notes, result.failed)
-
-
-def _draw_det(result: StreamEvaluation, path: str) -> None:
-    score = result.score
-    lines = {name: tuple(values[1:] for values in curve.det())
-             for name, curve in score.curves.items() if curve.occurrences}
-    title = (f"{result.model}: {score.recordings} recordings, {score.hours:.2f} h "
-             f"({result.split})")
-    plot_det(lines, path, title=title, targets=FA_TARGETS, emphasise=OVERALL)
-    _console.stderr().print(f"DET curve drawn to {path}", markup=False)
-
-
-def _cell(value: float | None, digits: int = 3) -> str:
-    return "-" if value is None else f"{value:.{digits}f}"
-
-
-def _render_stream(result: StreamEvaluation) -> None:
-    from rich.table import Table
-
-    score = result.score
-    rates = score.miss_rates()
-    table = Table(title=f"{result.model}: keyword spotting on {score.recordings} recordings, "
-                        f"{score.hours:.2f} h ({result.split})", title_justify="left")
-    for header in ("keyword", "threshold", "said", "hits", "misses", "false accepts", "FA/h",
-                   "recall", "precision", *(f"miss @ {t:g} FA/h" for t in FA_TARGETS)):
-        table.add_column(header, justify="left" if header == "keyword" else "right")
-    for name, counts in score.counts.items():
-        if name != OVERALL and not counts.occurrences and not counts.false_accepts:
-            continue
-        if name == OVERALL:
-            table.add_section()
-        misses = [_cell(point.miss_rate) for point in rates.get(name, {}).values()]
-        table.add_row(name, _cell(score.thresholds.get(name), 2) if name != OVERALL else "",
-                      str(counts.occurrences), str(counts.hits), str(counts.misses),
-                      str(counts.false_accepts), f"{counts.fa_per_hour:.1f}",
-                      _cell(counts.recall), _cell(counts.precision),
-                      *(misses or ["-"] * len(FA_TARGETS)),
-                      style="bold" if name == OVERALL else None)
-    _console.print_table(table)
-    sources = Table(title="per source (at the operating thresholds)", title_justify="left")
-    for header in ("source", "recordings", "speakers", "hours", "said", "hits",
-                   "false accepts", "FA/h", "recall", "precision"):
-        sources.add_column(header, justify="left" if header == "source" else "right")
-    for source in result.sources:
-        row = source.to_json()
-        sources.add_row(source.path, str(row["recordings"]), str(row["speakers"]),
-                        f"{row['hours']:.2f}", str(row["occurrences"]), str(row["hits"]),
-                        str(row["false_accepts"]), _cell(row["fa_per_hour"], 1),
-                        _cell(row["recall"]), _cell(row["precision"]))
-    _console.print_table(sources)
-    step = 1 / score.hours if score.hours > 0 else float("inf")
-    click.echo(f"miss @ N FA/h: the best swept threshold meeting N false accepts per hour "
-               f"(no interpolation); one false accept here is {step:.2f} FA/h "
-               f"[{result.runner} runner]")

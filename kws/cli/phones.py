@@ -9,6 +9,7 @@ from pathlib import Path
 
 import click
 
+from kws import files
 from kws.cli import _console, _training
 from kws.cli._options import (
     data_option,
@@ -18,14 +19,16 @@ from kws.cli._options import (
     split_percent_options,
     spoken_keywords_option,
 )
+from kws.cli._stream_report import draw_det, render_stream, warn_notes_and_failures
 from kws.dataset import TESTING, TRAINING, VALIDATION, parse_words
 from kws.errors import UsageError
 from kws.infer import DEFAULT_SPOT_THRESHOLD, Failure
-from kws.modelfolder import DEFAULT_FA_PER_HOUR, Task
+from kws.modelfolder import DEFAULT_FA_PER_HOUR, Task, resolve_model_dir
 from kws.phones.align import DEFAULT_MIN_SCORE, cut_word_clips
 from kws.phones.calibrate import DEFAULT_WORDS, calibrate_phones, record_phone_calibration
 from kws.phones.config import PhoneTrainConfig
 from kws.phones.recognizer import evaluate_phones, predict_phones, spot_phones
+from kws.phones.spot_eval import evaluate_spotting
 from kws.phones.train import PhonesTask
 
 FORMATS = ("auto", "table", "jsonl", "tsv")
@@ -76,6 +79,23 @@ def _train_table(summary: dict):
 
 _model_option = model_option("Phone model folder (from `kws phones train`) [default: the "
                              "shipped phone model].")
+
+
+_keywords_option = spoken_keywords_option(
+    "Word to find, any English word (or a few said together: \"turn off\"): pronounced "
+    "from the lexicon, else CMUdict, else guessed from its spelling (G2P). Repeatable or "
+    "comma-separated (-k rubout,enter): the words are searched in one pass.")
+_threshold_option = click.option(
+    "--threshold", "-t", type=float, default=None,
+    help="Confidence a detection needs, in (0, 1]; wins over --fa-per-hour [default: that "
+         f"of {DEFAULT_FA_PER_HOUR:g} false accepts per hour on a model calibrated by `kws "
+         f"phones calibrate`, else {DEFAULT_SPOT_THRESHOLD[Task.PHONES]}].")
+_fa_per_hour_option = click.option(
+    "--fa-per-hour", type=float, default=None,
+    help="Detect at the confidence at which words as long as each of the keyword's "
+         "pronunciations (in phones) false-accept this many times an hour, from the model's "
+         f"calibration (`kws phones calibrate`) [default: {DEFAULT_FA_PER_HOUR:g} on a "
+         "calibrated model].")
 
 
 def _format_option(function):
@@ -189,25 +209,55 @@ class _PhoneTable:
 
 @command.command("evaluate")
 @_model_option
-@data_option("Dataset folder (repeatable): Speech Commands or TIMIT layout.", required=True)
-@split_option(help="Which clips to score.")
+@data_option("Dataset folder (repeatable): Speech Commands layout, transcribed speech "
+             "(audio files and a transcripts.tsv, as an4/) or TIMIT layout. With --spot: "
+             "folders of transcribed recordings.", required=True)
+@split_option(help="Which clips or recordings to score (a folder the model trained on is "
+                   "split as training split it).")
 @click.option("--lexicon", type=click.Path(dir_okay=False), default=None,
-              help="Pronunciations to score against [default: the model folder's].")
+              help="Pronunciations to score against, and of the --keyword words, looked up "
+                   "before CMUdict [default: the model folder's].")
 @click.option("--decoder", type=click.Choice(("greedy", "beam")), default="greedy",
               show_default=True)
 @split_percent_options
 @json_option
+@click.option("--spot", is_flag=True,
+              help="Measure spotting the --keyword words (as `kws phones spot` finds them) "
+                   "instead of the PER: hits, misses and false accepts per hour against the "
+                   "transcripts, and the miss rate at 0.5, 1 and 5 false accepts per hour.")
+@_keywords_option
+@_threshold_option
+@_fa_per_hour_option
+@click.option("--det-png", type=click.Path(dir_okay=False), default=None,
+              help="With --spot: draw the DET curve (miss rate against false accepts per "
+                   "hour, one line per word) to this PNG file.")
 def evaluate(model, data, split, lexicon, decoder, validation_percent, testing_percent,
-             as_json) -> None:
-    """Phone error rate of a phone model on a dataset split.
+             as_json, spot, keywords, threshold, fa_per_hour, det_png) -> None:
+    """Phone error rate of a phone model on a dataset split, or, with --spot, how well it
+    finds words in transcribed recordings.
 
     PER is substitutions + deletions + insertions over reference phones; a word with
     several pronunciations is scored against the closest. On Speech Commands data, word
     accuracy matches each clip's decoded phones to the nearest lexicon entry.
+
+    With --spot, each --keyword (any English word) is searched as `kws phones spot`
+    searches it and scored as `kws evaluate --stream` scores the classifier: in a
+    recording whose transcript says a word N times, up to N of its detections are hits,
+    the rest false accepts. The operating point is the model card's (one threshold per
+    pronunciation, the lowest shown) or --threshold; the miss rates and the DET curve
+    sweep one threshold for every word.
     """
     for root in data:
-        if not Path(root).is_dir():
+        if not (Path(root).exists() if spot else Path(root).is_dir()):
             raise UsageError(f"--data {root}: no such dataset folder")
+    if spot:
+        _evaluate_spotting(model, data, split, lexicon, decoder, validation_percent,
+                           testing_percent, as_json, keywords, threshold, fa_per_hour, det_png)
+        return
+    for value, option in ((keywords, "--keyword"), (threshold, "--threshold"),
+                          (fa_per_hour, "--fa-per-hour"), (det_png, "--det-png")):
+        if value is not None:
+            raise UsageError(f"{option} applies to --spot only")
     result = evaluate_phones(model, data, split, decoder, lexicon, validation_percent,
                              testing_percent)
     if result.failed:
@@ -218,6 +268,32 @@ def evaluate(model, data, split, lexicon, decoder, validation_percent, testing_p
         return
     for table in _evaluation_tables(report):
         _console.print_table(table)
+
+
+def _evaluate_spotting(model, data, split, lexicon, decoder, validation_percent,
+                       testing_percent, as_json, keywords, threshold, fa_per_hour,
+                       det_png) -> None:
+    """``kws phones evaluate --spot``: check the arguments, measure, report."""
+    if decoder != "greedy":
+        raise UsageError("--decoder does not apply to --spot")
+    if not keywords:
+        raise UsageError("--spot: give the words to find with --keyword WORD")
+    if det_png:
+        files.check_not_input(det_png, [*data, resolve_model_dir(model, Task.PHONES)],
+                              "--det-png")
+    with _console.progress("spotting in recordings") as progress:
+        result = evaluate_spotting(model, data, keywords, threshold, fa_per_hour, split,
+                                   (validation_percent, testing_percent), lexicon,
+                                   warn=_console.warn, progress=progress)
+    warn_notes_and_failures(result.notes, result.failed)
+    if det_png:
+        draw_det(result, det_png)
+    if as_json:
+        click.echo(json.dumps(result.to_json()))
+    else:
+        render_stream(result)
+    if result.failed:
+        click.get_current_context().exit(1)
 
 
 def _evaluation_tables(report: dict) -> list:
@@ -264,24 +340,12 @@ def _evaluation_tables(report: dict) -> list:
 @command.command("spot")
 @click.argument("inputs", nargs=-1, metavar="FILE|DIR|- ...")
 @_model_option
-@spoken_keywords_option(
-    "Word to find, any English word (or a few said together: \"turn off\"): pronounced "
-    "from the lexicon, else CMUdict, else guessed from its spelling (G2P). Repeatable or "
-    "comma-separated (-k rubout,enter): the words are searched in one pass.")
+@_keywords_option
 @click.option("--phones", default=None,
               help="The word's phones instead, e.g. \"m aa r v ih n\" (ARPAbet, 39-phone "
                    "set); names the detections after the one --keyword if given.")
-@click.option("--threshold", "-t", type=float, default=None,
-              help="Confidence a detection needs, in (0, 1]; wins over --fa-per-hour "
-                   f"[default: that of {DEFAULT_FA_PER_HOUR:g} false accepts per hour on a "
-                   "model calibrated by `kws phones calibrate`, else "
-                   f"{DEFAULT_SPOT_THRESHOLD[Task.PHONES]}].")
-@click.option("--fa-per-hour", type=float, default=None,
-              help="Detect at the confidence at which words as long as each of the "
-                   "keyword's pronunciations (in phones) false-accept this many times an "
-                   "hour, from the model's "
-                   f"calibration (`kws phones calibrate`) [default: {DEFAULT_FA_PER_HOUR:g} "
-                   "on a calibrated model].")
+@_threshold_option
+@_fa_per_hour_option
 @click.option("--lexicon", type=click.Path(dir_okay=False), default=None,
               help="Lexicon for --keyword, looked up before CMUdict [default: the model "
                    "folder's].")

@@ -274,12 +274,69 @@ def keyword_pronunciation(
 
 
 @dataclass(frozen=True)
-class _Target:
-    """A keyword being spotted: its pronunciations, their phone ids and thresholds."""
+class SpotTarget:
+    """A keyword to spot: its pronunciations (and their source), their phone ids, and the
+    confidence each needs."""
 
     spotted: Pronunciation
     ids: tuple[list[int], ...]
     thresholds: tuple[float, ...]
+
+
+def check_spot_options(threshold: float | None, fa_per_hour: float | None) -> None:
+    """Raise UsageError for a threshold out of (0, 1] or a rate that is not positive."""
+    if threshold is not None and not 0.0 < threshold <= 1.0:
+        raise UsageError("--threshold must be in (0, 1]")
+    if fa_per_hour is not None and not (0.0 < fa_per_hour < float("inf")):
+        raise UsageError("--fa-per-hour must be a positive number")
+
+
+def check_rate_calibrated(model: Path, calibration: FaCalibration | None,
+                          threshold: float | None, fa_per_hour: float | None) -> None:
+    """Raise UsageError when a rate is asked (without a threshold, which wins) of a model
+    that ``kws phones calibrate`` has not calibrated."""
+    if calibration is None and fa_per_hour is not None and threshold is None:
+        raise UsageError(f"{model}: no false-accept calibration for --fa-per-hour; run "
+                         f"`kws phones calibrate --model {model} --negatives FOLDER` first, "
+                         "or give --threshold")
+
+
+def spot_targets(
+    keywords: str | Sequence[str] | None,
+    phones: str | None,
+    lexicon: Lexicon,
+    calibration: FaCalibration | None,
+    threshold: float | None = None,
+    fa_per_hour: float | None = None,
+    announce: Callable[[Pronunciation], None] | None = None,
+    warn: Callable[[str], None] | None = None,
+) -> list[SpotTarget]:
+    """What to spot: each keyword (duplicates dropped) pronounced by
+    :func:`keyword_pronunciation`, or ``phones`` (named after the one keyword if given),
+    with the thresholds of :func:`pronunciation_thresholds`. ``announce(pronunciation)``
+    is called with each. No TensorFlow.
+
+    Raises
+    ------
+    UsageError
+        ``phones`` with several keywords, or neither keywords nor phones.
+    LexiconError
+        A keyword that cannot be pronounced.
+    """
+    names = [keywords] if isinstance(keywords, str) else list(dict.fromkeys(keywords or ()))
+    if phones is not None and len(names) > 1:
+        raise UsageError("--phones is one keyword's pronunciation: give at most one --keyword "
+                         "with it")
+    targets = []
+    for name in names or [None]:
+        spotted = keyword_pronunciation(name, phones, lexicon)
+        if announce is not None:
+            announce(spotted)
+        targets.append(SpotTarget(spotted, tuple(phone_ids(p) for p in spotted.phones),
+                                  tuple(pronunciation_thresholds(
+                                      spotted.word, spotted.phones, calibration, threshold,
+                                      fa_per_hour, warn))))
+    return targets
 
 
 def spot_phones(
@@ -314,35 +371,17 @@ def spot_phones(
     Raises
     ------
     UsageError
-        A threshold out of (0, 1], a rate that is not positive, ``phones`` with several
-        keywords, or ``fa_per_hour`` without ``threshold`` on a model that is not
-        calibrated (before the model loads).
+        What :func:`check_spot_options`, :func:`check_rate_calibrated` and
+        :func:`spot_targets` refuse (before the model loads).
     """
-    if threshold is not None and not 0.0 < threshold <= 1.0:
-        raise UsageError("--threshold must be in (0, 1]")
-    if fa_per_hour is not None and not (0.0 < fa_per_hour < float("inf")):
-        raise UsageError("--fa-per-hour must be a positive number")
-    names = [keywords] if isinstance(keywords, str) else list(dict.fromkeys(keywords or ()))
-    if phones is not None and len(names) > 1:
-        raise UsageError("--phones is one keyword's pronunciation: give at most one --keyword "
-                         "with it")
     # Everything the arguments decide is checked before the model (and TensorFlow) loads.
+    check_spot_options(threshold, fa_per_hour)
     model = resolve_model_dir(model, Task.PHONES)
     calibration = phone_card(model).fa_calibration
-    if calibration is None and fa_per_hour is not None and threshold is None:
-        raise UsageError(f"{model}: no false-accept calibration for --fa-per-hour; run "
-                         f"`kws phones calibrate --model {model} --negatives FOLDER` first, "
-                         "or give --threshold")
+    check_rate_calibrated(model, calibration, threshold, fa_per_hour)
     words = model_lexicon(model, lexicon)
-    targets = []
-    for name in names or [None]:
-        spotted = keyword_pronunciation(name, phones, words)
-        if announce is not None:
-            announce(spotted)
-        targets.append(_Target(spotted, tuple(phone_ids(pron) for pron in spotted.phones),
-                               tuple(pronunciation_thresholds(
-                                   spotted.word, spotted.phones, calibration, threshold,
-                                   fa_per_hour, warn))))
+    targets = spot_targets(keywords, phones, words, calibration, threshold, fa_per_hour,
+                           announce, warn)
     recognizer = PhoneRecognizer(model, words)
 
     def convert(scored: Scored, posteriors: np.ndarray) -> list[Detection]:
