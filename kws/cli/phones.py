@@ -212,8 +212,8 @@ class _PhoneTable:
 @data_option("Dataset folder (repeatable): Speech Commands layout, transcribed speech "
              "(audio files and a transcripts.tsv, as an4/) or TIMIT layout. With --spot: "
              "folders of transcribed recordings.", required=True)
-@split_option(help="Which clips or recordings to score (a folder the model trained on is "
-                   "split as training split it).")
+@split_option(help="Which clips or recordings to score (with --spot, a folder the model "
+                   "trained on is split as training split it).")
 @click.option("--lexicon", type=click.Path(dir_okay=False), default=None,
               help="Pronunciations to score against, and of the --keyword words, looked up "
                    "before CMUdict [default: the model folder's].")
