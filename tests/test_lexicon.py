@@ -173,11 +173,12 @@ def phone_folder(tmp_path, monkeypatch):
                                  arch="test", task=Task.PHONES))
     (folder / "lexicon.txt").write_text("yes y eh s\nno n ow\n")
 
-    class Stop:
-        def __init__(self, *args, **kwargs):
-            raise KwsError("test: the model would load here")
+    def stop(self, *args, **kwargs):
+        raise KwsError("test: the model would load here")
 
-    monkeypatch.setattr("kws.phones.recognizer.PhoneRecognizer", Stop)
+    # The constructor, not the class: a module importing the class while this runs would
+    # keep the stand-in after the test.
+    monkeypatch.setattr("kws.phones.recognizer.PhoneRecognizer.__init__", stop)
     return folder
 
 
