@@ -39,7 +39,7 @@ Usage::
 
     .venv/bin/python bench/stream.py [--model models/default] [--an4-files 100]
         [--arctic-files 60] [--synthetic-clips 600] [--workers 2] [--seed 0] [--json PATH]
-        [--max-delay S] [--no-peer]
+        [--max-delay S] [--no-peer] [--verify]
 
 ``--max-delay`` runs kws's detector with another maximum decision delay (the README's
 latency table compares them); ``--no-peer`` leaves PocketSphinx out (its figures do not
@@ -67,6 +67,7 @@ from kws.dataset import TESTING, V1_WORDS, open_datasets
 from kws.infer import NOT_WORDS, open_runner
 from kws.infer.detector import DetectorSettings, detect
 from kws.modelfolder import read_card, resolve_model_dir
+from kws.phones.verify import detector_verifier
 from kws.recordings import Recording, read_recordings, split_of
 from kws.stream_eval import (
     OVERALL,
@@ -119,9 +120,14 @@ def main() -> None:
         f"{'held-out ' if arctic_trained else ''}files: {len(held_arctic)} "
         f"({len(sub_arctic)} in the subsample)")
     results: dict[str, dict] = {}
-    settings = DetectorSettings.from_card(card, keywords=keywords, max_delay=args.max_delay)
+    verifier = detector_verifier(folder, args.verify)
+    verify = verifier is not None
+    say("kws: the detector verified by the phone model" if verify else "kws: the detector")
+    settings = DetectorSettings.from_card(card, keywords=keywords, max_delay=args.max_delay,
+                                          verify=verify)
     results["kws"], results["kws, all files"] = run_kws(
-        folder, settings, keywords, (sub_an4, sub_arctic), (held_an4, held_arctic), args)
+        folder, settings, keywords, (sub_an4, sub_arctic), (held_an4, held_arctic), args,
+        verifier)
     say(f"kws done ({time.perf_counter() - started:.0f} s)")
     if not args.peer:
         say("--no-peer: PocketSphinx's columns are empty")
@@ -157,6 +163,9 @@ def parse_args() -> argparse.Namespace:
                              "detector's]")
     parser.add_argument("--no-peer", dest="peer", action="store_false",
                         help="leave PocketSphinx out")
+    parser.add_argument("--verify", action="store_true",
+                        help="kws's detections verified by the phone model (kws listen "
+                             "--verify)")
     return parser.parse_args()
 
 
@@ -169,31 +178,32 @@ def say(message: str) -> None:
 def run_kws(folder: Path, settings: DetectorSettings, keywords: list[str],
             subsample: tuple[list[Recording], list[Recording]],
             everything: tuple[list[Recording], list[Recording]],
-            args: argparse.Namespace) -> tuple[dict, dict]:
+            args: argparse.Namespace, verifier=None) -> tuple[dict, dict]:
     """kws on the subsample (with its one-core speed) and on every held-out file."""
     one_core = sorted(os.sched_getaffinity(0))[:1]
     previous = os.sched_getaffinity(0)
     os.sched_setaffinity(0, one_core)
     try:
         runner = open_runner(folder, "auto", threads=1)
-        speed = time_kws(runner, settings, [r for part in subsample for r in part])
+        speed = time_kws(runner, settings, [r for part in subsample for r in part], verifier)
     finally:
         os.sched_setaffinity(0, previous)
     runner = open_runner(folder, "auto")
-    sub = score_kws(runner, settings, keywords, subsample)
-    full = score_kws(runner, settings, keywords, everything)
-    full["synthetic"] = score_synthetic(runner, settings, keywords, args)
+    sub = score_kws(runner, settings, keywords, subsample, verifier)
+    full = score_kws(runner, settings, keywords, everything, verifier)
+    full["synthetic"] = score_synthetic(runner, settings, keywords, args, verifier)
     return {**sub, **speed}, full
 
 
 def score_kws(runner, settings: DetectorSettings, keywords: list[str],
-              parts: tuple[list[Recording], list[Recording]]) -> dict:
+              parts: tuple[list[Recording], list[Recording]], verifier=None) -> dict:
     """kws's figures on (AN4, ARCTIC) recordings: each part and both pooled."""
     tallies = {name: Tally(keywords, SWEEP_THRESHOLDS) for name in ("an4", "arctic", "real")}
     for name, recordings in zip(("an4", "arctic"), parts, strict=True):
         for recording in recordings:
             waveform = audio.load(recording.path, runner.sample_rate)
-            operating, swept = spot_and_sweep(runner, waveform, settings, SWEEP_THRESHOLDS)
+            operating, swept = spot_and_sweep(runner, waveform, settings, SWEEP_THRESHOLDS,
+                                              verifier)
             truth = transcript_truth(recording, keywords, len(waveform) / runner.sample_rate)
             tallies[name].add(truth, operating, swept)
             tallies["real"].add(truth, operating, swept)
@@ -202,7 +212,7 @@ def score_kws(runner, settings: DetectorSettings, keywords: list[str],
 
 
 def score_synthetic(runner, settings: DetectorSettings, keywords: list[str],
-                    args: argparse.Namespace) -> StreamScore:
+                    args: argparse.Namespace, verifier=None) -> StreamScore:
     """kws on synthetic streams of the v0.02 test clips in background noise."""
     dataset = open_datasets([args.data / "sc_v2_test_half"],
                             backgrounds=[args.data / "sc_background_noise"])
@@ -213,7 +223,8 @@ def score_synthetic(runner, settings: DetectorSettings, keywords: list[str],
     tally, noises = Tally(keywords, SWEEP_THRESHOLDS), NoiseBank(runner.sample_rate)
     for plan in plans:
         waveform, placed, _ = render_stream(plan, runner.sample_rate, noises)
-        operating, swept = spot_and_sweep(runner, waveform, settings, SWEEP_THRESHOLDS)
+        operating, swept = spot_and_sweep(runner, waveform, settings, SWEEP_THRESHOLDS,
+                                          verifier)
         tally.add(synthetic_truth(plan, placed, keywords), operating, swept)
     speakers = len({c.speaker for c in clips})
     say(f"synthetic streams: {len(clips)} clips of {speakers} speakers, "
@@ -221,11 +232,13 @@ def score_synthetic(runner, settings: DetectorSettings, keywords: list[str],
     return tally.result(thresholds(settings, keywords))
 
 
-def time_kws(runner, settings: DetectorSettings, recordings: Sequence[Recording]) -> dict:
-    """Real-time factor of model + detector on one core, and the median decision delay."""
+def time_kws(runner, settings: DetectorSettings, recordings: Sequence[Recording],
+             verifier=None) -> dict:
+    """Real-time factor of model + detector (+ verifier) on one core, and the median
+    decision delay."""
     waveforms = [audio.load(r.path, runner.sample_rate) for r in recordings]
     started = time.process_time()
-    found = [d for w in waveforms for d in detect(runner, w, settings)]
+    found = [d for w in waveforms for d in detect(runner, w, settings, verifier=verifier)]
     spent = time.process_time() - started
     seconds = sum(len(w) for w in waveforms) / runner.sample_rate
     delays = [d.decided_at - d.end for d in found if d.decided_at is not None]

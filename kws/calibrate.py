@@ -15,6 +15,13 @@ cooldown), raised one grid step for any keyword still above the target, and fina
 measured the same way on the held-out half. :func:`record_calibration` writes them into
 the model card (``thresholds``, and ``metrics["calibration"]``), which ``kws predict
 --spot`` and ``kws listen`` then use by default.
+
+With a verifier (``kws calibrate --verify``), what is calibrated is the combined score of
+the verified detector (:class:`kws.modelfolder.Verification`): the detector's candidates
+in each recording are verified once, and each keyword's threshold is the lowest on the
+grid that at most ``target x hours`` of its candidates reach (reporting a candidate does
+not change the detector's decisions, so no replay is needed). They go into the card's
+``verification`` (and ``metrics["verified_calibration"]``).
 """
 
 from __future__ import annotations
@@ -37,10 +44,12 @@ from kws.infer import (
     Failure,
     Pipeline,
     Runner,
+    detect,
     open_runner,
     replay,
     sliding_windows,
 )
+from kws.infer.detector import DEFAULT_VERIFIED_THRESHOLD, Verifier
 from kws.infer.runners import check_runner
 from kws.infer.spotting import DEFAULT_SPOT_THRESHOLD
 from kws.modelfolder import Task, read_card, resolve_model_dir, write_card
@@ -85,6 +94,11 @@ class Calibration:
     failures: list[Failure] = field(default_factory=list)
     folders: list[str] = field(default_factory=list)
 
+    @property
+    def verified(self) -> bool:
+        """Whether the thresholds are those of the verified detector's combined score."""
+        return self.settings.verification is not None
+
     def to_json(self) -> dict:
         """The result as plain JSON values (``--json``, and the card's metrics entry)."""
         return {
@@ -99,6 +113,9 @@ class Calibration:
                          "max_delay": self.settings.max_delay,
                          "cooldown": self.settings.cooldown,
                          "holdoff": self.settings.holdoff},
+            "verification": (None if self.settings.verification is None else {
+                k: v for k, v in asdict(self.settings.verification).items()
+                if k != "thresholds"}),
             "keywords": [asdict(k) for k in self.keywords],
             "held_out_fa_per_hour": _rate(sum(k.held_out_false_accepts for k in self.keywords),
                                           self.held_out_hours),
@@ -108,18 +125,21 @@ class Calibration:
 
 @dataclass
 class _Scores:
-    """One recording's outputs, its length in samples, and whether it is held out."""
+    """One recording's outputs, its length in samples, whether it is held out, and (with
+    a verifier) its candidates' ``(keyword, combined score)``."""
 
     outputs: np.ndarray
     samples: int
     held_out: bool
+    verified: list[tuple[str, float]] = field(default_factory=list)
 
 
 def calibrate(model: str | os.PathLike | None, negatives: Sequence[str | os.PathLike],
               target_fa_per_hour: float, keywords: Sequence[str] | None = None,
               runner: str = "auto", threads: int | None = None,
               progress: Progress | None = None,
-              min_threshold: float | None = None) -> Calibration:
+              min_threshold: float | None = None,
+              verifier: Verifier | None = None) -> Calibration:
     """Choose a threshold per keyword so that false accepts per hour stay within the target.
 
     Parameters
@@ -138,7 +158,11 @@ def calibrate(model: str | os.PathLike | None, negatives: Sequence[str | os.Path
         No threshold is set below this (default: the detector's default threshold).
         Negative audio shows where false accepts happen, not what a lower threshold would
         gain in recall, and a model scores low on the negatives it was trained on: without
-        a floor, little negative audio would pull thresholds far down.
+        a floor, little negative audio would pull thresholds far down. With a verifier:
+        :data:`~kws.infer.detector.DEFAULT_VERIFIED_THRESHOLD`.
+    verifier
+        Calibrate the verified detector of the card's verification (its defaults when it
+        has none) with this second opinion.
 
     Returns
     -------
@@ -146,12 +170,13 @@ def calibrate(model: str | os.PathLike | None, negatives: Sequence[str | os.Path
         Thresholds and false-accept rates on the chosen and held-out halves; nothing is
         written (see :func:`record_calibration`).
     """
-    settings, folder = _settings(model, target_fa_per_hour, keywords, runner)
+    settings, folder = _settings(model, target_fa_per_hour, keywords, runner,
+                                 verifier is not None)
     if not negatives:
         raise UsageError("give at least one --negatives folder")
     recordings, with_keywords = _negative_recordings(negatives, read_card(folder).labels)
     loaded = open_runner(folder, runner, threads)
-    scores, failures = _score(loaded, recordings, settings, progress)
+    scores, failures = _score(loaded, recordings, settings, progress, verifier)
     chosen = [s for s in scores if not s.held_out]
     held_out = [s for s in scores if s.held_out]
     if not chosen or not held_out:
@@ -160,14 +185,20 @@ def calibrate(model: str | os.PathLike | None, negatives: Sequence[str | os.Path
                        "recordings or speakers")
     hours, held_hours = _hours(chosen, loaded), _hours(held_out, loaded)
     words = list(settings.keywords or [w for w in loaded.labels if w not in NOT_WORDS])
-    floor = _on_grid(DEFAULT_SPOT_THRESHOLD[Task.CLASSIFIER] if min_threshold is None
-                     else min_threshold)
-    thresholds = {w: max(floor, _lowest_threshold(loaded, chosen, settings, w,
-                                                  target_fa_per_hour * hours))
-                  for w in words}
-    thresholds, counts = _check(loaded, chosen, settings, thresholds, target_fa_per_hour * hours)
-    final = replace(settings, thresholds=thresholds)
-    held_counts = _false_accepts(loaded, held_out, final)
+    default = (DEFAULT_SPOT_THRESHOLD[Task.CLASSIFIER] if verifier is None
+               else DEFAULT_VERIFIED_THRESHOLD)
+    floor = _on_grid(default if min_threshold is None else min_threshold)
+    allowed = target_fa_per_hour * hours
+    if verifier is None:
+        thresholds = {w: max(floor, _lowest_threshold(loaded, chosen, settings, w, allowed))
+                      for w in words}
+        thresholds, counts = _check(loaded, chosen, settings, thresholds, allowed)
+        final = replace(settings, thresholds=thresholds)
+        held_counts = _false_accepts(loaded, held_out, final)
+    else:
+        thresholds = {w: max(floor, _lowest_verified(chosen, w, allowed)) for w in words}
+        counts, held_counts = (_verified_accepts(part, thresholds) for part in (chosen, held_out))
+        final = replace(settings, thresholds=thresholds)
     rows = [KeywordCalibration(w, thresholds[w], counts[w], _rate(counts[w], hours),
                                held_counts[w], _rate(held_counts[w], held_hours),
                                counts[w] <= target_fa_per_hour * hours) for w in words]
@@ -182,27 +213,35 @@ def record_calibration(calibration: Calibration, command: str = "") -> None:
     the folder's lock (:func:`kws.files.locked_folder`), atomically.
     """
     folder = calibration.model
+    chosen = {k.keyword: k.threshold for k in calibration.keywords}
     with files.locked_folder(folder, option="MODEL"):
         card = read_card(folder)
-        card.thresholds = {**card.thresholds,
-                           **{k.keyword: k.threshold for k in calibration.keywords}}
         entry = calibration.to_json()
         entry["command"] = command
-        card.metrics["calibration"] = entry
+        if calibration.verified:
+            kept = card.verification.thresholds if card.verification else {}
+            card.verification = replace(calibration.settings.verification,
+                                        thresholds={**kept, **chosen})
+            card.metrics["verified_calibration"] = entry
+        else:
+            card.thresholds = {**card.thresholds, **chosen}
+            card.metrics["calibration"] = entry
         try:
             write_card(folder, card)
         except OSError as error:
             raise KwsError(f"{folder}: cannot write card.json ({error.strerror})") from None
 
 
-def _settings(model, target: float, keywords, runner: str) -> tuple[DetectorSettings, Path]:
+def _settings(model, target: float, keywords, runner: str, verify: bool
+              ) -> tuple[DetectorSettings, Path]:
     """Check the arguments against the card, before any model is loaded."""
     if not (target > 0 and math.isfinite(target)):
         raise UsageError("--target-fa-per-hour must be a positive number")
     check_runner(runner)
     folder = resolve_model_dir(model)
     card = read_card(folder)
-    return DetectorSettings.from_card(card, threshold=_LOWEST, keywords=keywords), folder
+    return DetectorSettings.from_card(card, threshold=_LOWEST, keywords=keywords,
+                                      verify=verify), folder
 
 
 def _negative_recordings(negatives: Sequence[str | os.PathLike],
@@ -221,8 +260,11 @@ def _negative_recordings(negatives: Sequence[str | os.PathLike],
 
 
 def _score(runner: Runner, recordings: list[Recording], settings: DetectorSettings,
-           progress: Progress | None) -> tuple[list[_Scores], list[Failure]]:
-    """Every recording's window outputs, scored once through the pipeline."""
+           progress: Progress | None, verifier: Verifier | None = None
+           ) -> tuple[list[_Scores], list[Failure]]:
+    """Every recording's window outputs, scored once through the pipeline, and with a
+    verifier its candidates' combined scores (every candidate reported)."""
+    everything = replace(settings, thresholds={}, default_threshold=0.0)
     hop = max(1, int(round(settings.hop * runner.sample_rate)))
     cut = functools.partial(sliding_windows, length=runner.input_length, hop=hop)
     pipeline = Pipeline(runner, cut, ahead=4)
@@ -232,7 +274,11 @@ def _score(runner: Runner, recordings: list[Recording], settings: DetectorSettin
         if isinstance(result, Failure):
             failures.append(result)
         else:
-            scores.append(_Scores(result.outputs, len(result.waveform), held[result.item]))
+            verified = [] if verifier is None else [
+                (d.label, d.probability) for d in detect(
+                    runner, result.waveform, everything, result.outputs, verifier)]
+            scores.append(_Scores(result.outputs, len(result.waveform), held[result.item],
+                                  verified))
         if progress:
             progress(len(scores) + len(failures), len(recordings))
     return scores, failures
@@ -276,6 +322,26 @@ def _lowest_threshold(runner: Runner, scores: list[_Scores], settings: DetectorS
     bad = np.flatnonzero(~fine)
     first = 0 if not len(bad) else int(bad[-1]) + 1
     return float(grid[min(first, len(grid) - 1)])
+
+
+def _lowest_verified(scores: list[_Scores], keyword: str, allowed: float) -> float:
+    """The lowest grid threshold that at most ``allowed`` of the keyword's verified
+    candidates reach (1.0 when more reach every one)."""
+    combined = np.sort([c for s in scores for w, c in s.verified if w == keyword])
+    grid = _grid()
+    reaching = len(combined) - np.searchsorted(combined, grid - 1e-9)
+    fine = np.flatnonzero(reaching <= allowed)
+    return float(grid[fine[0]]) if len(fine) else 1.0
+
+
+def _verified_accepts(scores: list[_Scores], thresholds: dict[str, float]) -> dict[str, int]:
+    """The verified detector's false accepts per keyword at the thresholds."""
+    counts = dict.fromkeys(thresholds, 0)
+    for score in scores:
+        for word, combined in score.verified:
+            if word in counts and combined >= thresholds[word]:
+                counts[word] += 1
+    return counts
 
 
 def _running_mean(values: np.ndarray, width: int) -> np.ndarray:

@@ -18,6 +18,7 @@ from datetime import datetime, timezone
 from kws.audio_stream import AudioSource
 from kws.errors import AudioError
 from kws.infer import Detection, DetectorSettings, Hop, Runner, StreamDetector
+from kws.infer.detector import Verifier
 
 
 @dataclass(frozen=True)
@@ -63,16 +64,18 @@ class ListenReport:
 
 def listen(source: AudioSource, runner: Runner, settings: DetectorSettings,
            on_heard: Callable[[Heard], None],
-           on_hop: Callable[[Hop], None] | None = None) -> ListenReport:
+           on_hop: Callable[[Hop], None] | None = None,
+           verifier: Verifier | None = None) -> ListenReport:
     """Spot keywords in ``source`` until it ends or Ctrl-C; return a :class:`ListenReport`.
 
     ``on_heard`` gets each detection as soon as it is decided; ``on_hop`` (optional,
     called from inside the detector, keep it cheap) what the detector saw at each hop,
     for a level meter. A Ctrl-C sets ``interrupted``; an :class:`AudioError` from the
     source (cut mid-sample, stalled, ...) is raised after the detections it allowed have
-    been reported. The source is closed on return.
+    been reported. The source is closed on return. ``verifier``: the second opinion of
+    settings with a verification.
     """
-    detector = StreamDetector(runner, settings, on_hop=on_hop)
+    detector = StreamDetector(runner, settings, on_hop=on_hop, verifier=verifier)
     report = ListenReport()
     cpu, wall = time.process_time(), time.monotonic()
 

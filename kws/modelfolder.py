@@ -171,6 +171,24 @@ class FaCalibration:
 
 
 @dataclass
+class Verification:
+    """A second opinion on a classifier's detections (``kws calibrate --verify``).
+
+    The detector proposes candidates at ``candidate_threshold``; the phone model (folder
+    ``phones``, None: the shipped one) hears ``context`` seconds before each and
+    ``lookahead`` seconds after it and scores how surely the keyword's phones are there;
+    a candidate is reported when the geometric mean of both scores reaches its keyword's
+    threshold in ``thresholds`` (chosen by calibration).
+    """
+
+    phones: str | None = None
+    candidate_threshold: float = 0.5
+    context: float = 1.0
+    lookahead: float = 0.1
+    thresholds: dict[str, float] = field(default_factory=dict)
+
+
+@dataclass
 class ModelCard:
     """What a model folder says about its model (the contents of ``card.json``)."""
 
@@ -192,6 +210,8 @@ class ModelCard:
     #: A phone model's false accepts per hour by spotting confidence (``kws phones
     #: calibrate``); absent from the JSON when None.
     fa_calibration: FaCalibration | None = None
+    #: A classifier's second opinion from the phone model; absent from the JSON when None.
+    verification: Verification | None = None
     parameters: int | None = None
     multiply_adds: int | None = None
     version: int = CARD_VERSION
@@ -200,8 +220,9 @@ class ModelCard:
         values = asdict(self)
         values["task"] = self.task.value
         values["version"] = CARD_VERSION
-        if self.fa_calibration is None:
-            del values["fa_calibration"]
+        for name in ("fa_calibration", "verification"):
+            if values[name] is None:
+                del values[name]
         return json.dumps(values, indent=2, sort_keys=False, allow_nan=False) + "\n"
 
     @classmethod
@@ -351,6 +372,26 @@ def _parse_fa_calibration(source: str, raw: Any) -> FaCalibration | None:
     )
 
 
+def _parse_verification(source: str, raw: Any) -> Verification | None:
+    if raw is None:
+        return None
+    name = "verification"
+    _check_mapping(source, name, raw)
+    phones = raw.get("phones")
+    if phones is not None and (not isinstance(phones, str) or not phones):
+        raise _bad(source, f"{name}.phones", "must be a folder name or null")
+    return Verification(
+        phones=phones,
+        candidate_threshold=_number(source, f"{name}.candidate_threshold",
+                                    raw.get("candidate_threshold", 0.5), 0.0, 1.0),
+        context=_number(source, f"{name}.context", raw.get("context", 1.0), 0.0, 10.0),
+        lookahead=_number(source, f"{name}.lookahead", raw.get("lookahead", 0.1), 0.0, 10.0),
+        thresholds={word: _number(source, f"{name}.thresholds.{word}", value, 0.0, 1.0)
+                    for word, value in _check_mapping(
+                        source, f"{name}.thresholds", raw.get("thresholds") or {}).items()},
+    )
+
+
 def _parse_card(raw: Any, source: str) -> ModelCard:
     if not isinstance(raw, dict):
         raise KwsError(f"{source}: not a model card (a JSON object is expected, not "
@@ -388,6 +429,7 @@ def _parse_card(raw: Any, source: str) -> ModelCard:
         thresholds=_parse_thresholds(source, {} if raw.get("thresholds") is None
                                      else raw["thresholds"]),
         fa_calibration=_parse_fa_calibration(source, raw.get("fa_calibration")),
+        verification=_parse_verification(source, raw.get("verification")),
         **optional,
     )
 

@@ -34,6 +34,7 @@ from kws.infer import (
     open_runner,
     sliding_windows,
 )
+from kws.infer.detector import Verifier
 from kws.infer.runners import check_runner
 from kws.modelfolder import read_card, resolve_model_dir
 
@@ -103,6 +104,7 @@ def predict(
     runner: str = "auto",
     options: PredictOptions | None = None,
     stdin: IO | None = None,
+    verifier: Verifier | None = None,
 ) -> Stream:
     """Classify audio files (or spot keywords in them) with a model folder.
 
@@ -116,6 +118,9 @@ def predict(
         ``auto``, ``keras``, ``tflite`` or ``tflite-int8`` (see :func:`open_runner`).
     options
         Batch size, top-k, threshold and spotting settings.
+    verifier
+        Spotting: the second opinion of the card's verification (None: the detector
+        alone).
 
     Returns
     -------
@@ -127,7 +132,7 @@ def predict(
     options = options or PredictOptions()
     options.check()
     check_runner(runner)
-    settings = spot_settings(model, options) if options.spot else None
+    settings = spot_settings(model, options, verifier is not None) if options.spot else None
     loaded = open_runner(model, runner, options.threads)
     hop = max(1, int(round(options.hop * loaded.sample_rate)))
     cut = functools.partial(sliding_windows, length=loaded.input_length, hop=hop) \
@@ -137,24 +142,27 @@ def predict(
     pipeline = Pipeline(loaded, cut, batch_size=options.batch_size, workers=options.threads,
                         ahead=ahead)
     return Stream(pipeline, expand_inputs(inputs, stdin),
-                  lambda scored: _predictions(scored, loaded, options, settings))
+                  lambda scored: _predictions(scored, loaded, options, settings, verifier))
 
 
-def spot_settings(model: str | os.PathLike | None, options: PredictOptions) -> DetectorSettings:
-    """The detector settings of ``--spot``: the card's thresholds unless ``--threshold``;
-    checked against the card's labels before any model is loaded."""
+def spot_settings(model: str | os.PathLike | None, options: PredictOptions,
+                  verify: bool = False) -> DetectorSettings:
+    """The detector settings of ``--spot``: the card's thresholds unless ``--threshold``
+    (with ``verify``, its verification's); checked against the card's labels before any
+    model is loaded."""
     card = read_card(resolve_model_dir(model))
-    return DetectorSettings.from_card(card, options.threshold, options.keywords,
+    return DetectorSettings.from_card(card, options.threshold, options.keywords, verify,
                                       hop=options.hop, cooldown=options.cooldown,
                                       max_delay=options.max_delay)
 
 
 def _predictions(scored: Scored, runner: Runner, options: PredictOptions,
-                 settings: DetectorSettings | None) -> list[Prediction]:
+                 settings: DetectorSettings | None, verifier: Verifier | None
+                 ) -> list[Prediction]:
     """The predictions of one scored file."""
     labels = runner.labels
     if settings is not None:
-        found = detect(runner, scored.waveform, settings, scored.outputs)
+        found = detect(runner, scored.waveform, settings, scored.outputs, verifier)
         return [Prediction(scored.path, d.label, d.probability, start=d.start, end=d.end)
                 for d in found]
     row = scored.outputs[0]

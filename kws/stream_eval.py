@@ -35,7 +35,7 @@ import math
 import os
 from collections import Counter
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -46,7 +46,7 @@ from kws.dataset import open_datasets
 from kws.errors import AudioError, DatasetError, UsageError
 from kws.infer import NOT_WORDS, Detection, Runner, open_runner
 from kws.infer.clips import SPLIT_CHOICES
-from kws.infer.detector import DetectorSettings, StreamDetector, detect
+from kws.infer.detector import DetectorSettings, StreamDetector, Verifier, detect
 from kws.modelfolder import Task, read_card, resolve_model_dir
 from kws.recordings import TRANSCRIPTS, Recording, RecordingFolder, read_recordings, split_of
 
@@ -613,6 +613,7 @@ def evaluate_stream(
     runner: str = "auto",
     threads: int | None = None,
     progress: StreamProgress | None = None,
+    verifier: Verifier | None = None,
 ) -> StreamEvaluation:
     """Run a model's streaming detector over long recordings and synthetic streams; score it.
 
@@ -632,6 +633,8 @@ def evaluate_stream(
     runner, threads
         The runner (:func:`kws.infer.open_runner`; ``auto`` takes a current TFLite
         export) and its threads.
+    verifier
+        The second opinion of the verified detector (the card's verification), or None.
     """
     settings.check()
     if not recordings and not synthetic_from:
@@ -639,7 +642,8 @@ def evaluate_stream(
     folders = [read_recordings(folder) for folder in recordings]
     model_folder = resolve_model_dir(model_dir)
     card = read_card(model_folder, Task.CLASSIFIER)
-    detector_settings = DetectorSettings.from_card(card, settings.threshold, settings.keywords)
+    detector_settings = DetectorSettings.from_card(card, settings.threshold, settings.keywords,
+                                                   verify=verifier is not None)
     keywords = [k for k in card.labels if k not in NOT_WORDS
                 and (settings.keywords is None or k in settings.keywords)]
     notes = [note for folder in folders for note in folder.notes]
@@ -658,7 +662,7 @@ def evaluate_stream(
             if read is not None:
                 truth, waveform = read
                 operating, swept = spot_and_sweep(loaded, waveform, detector_settings,
-                                                  settings.sweep)
+                                                  settings.sweep, verifier)
                 source.tally.add(truth, operating, swept)
                 pooled.add(truth, operating, swept)
             done += 1
@@ -671,11 +675,18 @@ def evaluate_stream(
 
 
 def spot_and_sweep(runner: Runner, waveform: np.ndarray, operating: DetectorSettings,
-                   sweep: Sequence[float] = SWEEP_THRESHOLDS
+                   sweep: Sequence[float] = SWEEP_THRESHOLDS, verifier: Verifier | None = None
                    ) -> tuple[list[Spot], dict[float, list[Spot]]]:
     """The detector's detections in a recording at the operating thresholds and at every
     threshold of ``sweep`` (one threshold for every keyword); the model runs once (its
-    outputs are recorded, then replayed through the detector at each threshold)."""
+    outputs are recorded, then replayed through the detector at each threshold). A
+    verified detector's candidates are verified once and thresholded on their combined
+    score (verifying decides nothing about the candidates themselves)."""
+    if verifier is not None:
+        everything = replace(operating, thresholds={}, default_threshold=0.0)
+        found = [Spot.of(d) for d in detect(runner, waveform, everything, verifier=verifier)]
+        return ([s for s in found if s.score >= operating.threshold(s.keyword)],
+                {t: [s for s in found if s.score >= t] for t in sweep})
     recorder = _Recorder(runner)
     detector = StreamDetector(runner, operating, score=recorder)
     found = detector.feed(waveform) + detector.finish()

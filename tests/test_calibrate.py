@@ -194,3 +194,88 @@ def test_cli_warns_when_the_audio_is_too_short_for_the_target(model, negatives, 
                             "--target-fa-per-hour", "0.5", "--dry-run"], capsys)
     assert code == 0
     assert "allow no false accept" in err and "more negative audio" in err
+
+
+class FixedVerifier:
+    """A second opinion of a fixed confidence per keyword."""
+
+    opinions = {"yes": 1.0, "no": 0.5}
+
+    def __call__(self, keyword, samples, rate, start, end) -> float:
+        return self.opinions[keyword]
+
+
+def count_verified(negatives, thresholds: dict[str, float], held_out: bool):
+    """The verified detector's detections per keyword on one half, by the detector."""
+    from kws.modelfolder import Verification
+
+    recordings = [r for r in read_recordings(negatives).recordings
+                  if r.speaker != "said" and (split_of(r) == "testing") == held_out]
+    settings = DetectorSettings(thresholds=thresholds, verification=Verification())
+    counts = {"yes": 0, "no": 0}
+    for recording in recordings:
+        wave = audio.load(recording.path, RATE)
+        for detection in detect(BurstRunner(), wave, settings, verifier=FixedVerifier()):
+            counts[detection.label] += 1
+    return counts
+
+
+def test_verified_thresholds_are_of_the_combined_score(model, negatives):
+    target = 20.0
+    result = calibrate(model, [negatives], target, min_threshold=0.0,
+                       verifier=FixedVerifier())
+    assert result.verified and result.settings.verification.candidate_threshold == 0.5
+    thresholds = {k.keyword: k.threshold for k in result.keywords}
+    counts = count_verified(negatives, thresholds, held_out=False)
+    for row in result.keywords:
+        assert row.reached and counts[row.keyword] == row.false_accepts
+        assert counts[row.keyword] / result.hours <= target
+        lower = {**thresholds, row.keyword: row.threshold - 0.0025}
+        assert count_verified(negatives, lower, held_out=False)[row.keyword] \
+            / result.hours > target
+    # 'no' is believed half as much: its combined scores, and threshold, are lower
+    assert thresholds["no"] < thresholds["yes"]
+    held = count_verified(negatives, thresholds, held_out=True)
+    assert [k.held_out_false_accepts for k in result.keywords] == [held["yes"], held["no"]]
+    floored = calibrate(model, [negatives], target, verifier=FixedVerifier())
+    assert all(k.threshold >= 0.6 for k in floored.keywords)
+
+
+def test_verified_calibration_is_recorded_in_the_cards_verification(model, negatives):
+    card = read_card(model)
+    card.thresholds = {"yes": 0.33}
+    write_card(model, card)
+    record_calibration(calibrate(model, [negatives], 10.0, verifier=FixedVerifier()),
+                       "kws calibrate --verify test")
+    card = read_card(model)
+    assert card.thresholds == {"yes": 0.33}
+    assert set(card.verification.thresholds) == {"yes", "no"}
+    assert card.verification.candidate_threshold == 0.5
+    entry = card.metrics["verified_calibration"]
+    assert entry["command"] == "kws calibrate --verify test"
+    assert entry["verification"]["lookahead"] == 0.1 and "calibration" not in card.metrics
+    settings = DetectorSettings.from_card(card, verify=True)
+    assert settings.threshold("no") == card.verification.thresholds["no"]
+
+
+def test_cli_verify_calibrates_with_the_shipped_phone_model(model, negatives, capsys,
+                                                            monkeypatch):
+    # The bursts are no words: the phone model rarely hears "yes" in them, so the
+    # combined scores, and the thresholds, sit at the floor.
+    heard = []
+    import kws.phones.verify as verify
+
+    real = verify.PhoneVerifier.__call__
+    monkeypatch.setattr(verify.PhoneVerifier, "__call__",
+                        lambda self, *args: heard.append(args[0]) or real(self, *args))
+    code, out, err = run_kws(["calibrate", str(model), "--negatives", str(negatives),
+                              "--target-fa-per-hour", "20", "--keywords", "yes", "--verify",
+                              "--json"], capsys)
+    assert code == 0, err
+    record = json.loads(out)
+    assert record["verification"]["candidate_threshold"] == 0.5
+    assert heard and set(heard) == {"yes"}
+    card = read_card(model)
+    assert card.thresholds == {} and card.verification.thresholds == {
+        "yes": record["keywords"][0]["threshold"]}
+    assert record["keywords"][0]["threshold"] >= 0.6

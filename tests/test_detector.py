@@ -245,6 +245,116 @@ def test_recorded_outputs_replay_to_the_same_detections():
         detect(runner, wave, settings, outputs[:-3])
 
 
+# ----------------------------------------------------------------------------- verified
+
+
+class LoudVerifier:
+    """A second opinion from the audio it is given: the detection's own stretch must be
+    louder than the rest (``opinions[label]`` scales the answer); records what it heard."""
+
+    def __init__(self, opinions: dict[str, float]) -> None:
+        self.opinions = opinions
+        self.heard: list[tuple[str, int, float, float]] = []
+
+    def __call__(self, keyword, samples, rate, start, end) -> float:
+        self.heard.append((keyword, len(samples), round(start, 3), round(end, 3)))
+        inside = samples[int(start * rate) : int(end * rate)]
+        louder = np.sqrt(np.mean(inside ** 2)) > np.sqrt(np.mean(samples ** 2))
+        return self.opinions.get(keyword, 0.0) if louder else 0.0
+
+
+def verified(candidate: float = 0.3, lookahead: float = 0.1, **values) -> DetectorSettings:
+    from kws.modelfolder import Verification
+
+    return DetectorSettings(verification=Verification(candidate_threshold=candidate,
+                                                      context=1.0, lookahead=lookahead),
+                            **values)
+
+
+def test_a_verified_detector_reports_what_the_second_opinion_confirms():
+    wave = two_tones()
+    plain = detect(ToneRunner(), wave, DetectorSettings(default_threshold=0.3))
+    verifier = LoudVerifier({"low": 1.0, "high": 0.25})
+    found = detect(ToneRunner(), wave, verified(default_threshold=0.6), verifier=verifier)
+    # 'high' is combined to sqrt(p * 0.25) < 0.6; 'low' keeps sqrt(p * 1) = sqrt(p)
+    assert labels_of(plain) == ["low", "high"] and labels_of(found) == ["low"]
+    assert found[0].probability == pytest.approx(np.sqrt(plain[0].probability), abs=1e-4)
+    assert (found[0].start, found[0].end) == (plain[0].start, plain[0].end)
+    # it heard 1 s before each candidate to 0.1 s after it
+    for (label, samples, start, end), candidate in zip(verifier.heard, plain, strict=True):
+        assert label == candidate.label and start == pytest.approx(1.0, abs=1e-3)
+        assert end == pytest.approx(start + candidate.end - candidate.start, abs=1e-3)
+        assert samples == pytest.approx((candidate.end - candidate.start + 1.1) * TONE_RATE,
+                                        abs=2)
+    # a candidate is decided once its lookahead has been heard
+    assert found[0].decided_at >= round(found[0].end + 0.1, 3)
+    assert found[0].decided_at == max(plain[0].decided_at, found[0].decided_at)
+
+
+@pytest.mark.parametrize("chunk", [1, 37, TONE_RATE, 3 * TONE_RATE + 5])
+def test_verified_detections_do_not_depend_on_chunk_size(chunk):
+    wave = two_tones()
+    settings = verified(default_threshold=0.0)
+    whole = detect(ToneRunner(), wave, settings, verifier=LoudVerifier({"low": 1, "high": 1}))
+    detector = StreamDetector(ToneRunner(), settings,
+                              verifier=LoudVerifier({"low": 1, "high": 1}))
+    found = []
+    for start in range(0, len(wave), chunk):
+        found += detector.feed(wave[start : start + chunk])
+    found += detector.finish()
+    assert found == whole and labels_of(whole) == ["low", "high"]
+
+
+def test_a_verified_candidate_waits_for_its_lookahead():
+    wave = two_tones()
+    verifier = LoudVerifier({"low": 1.0, "high": 1.0})
+    detector = StreamDetector(ToneRunner(), verified(lookahead=0.5, default_threshold=0.0),
+                              verifier=verifier)
+    whole = detect(ToneRunner(), wave, verified(lookahead=0.5, default_threshold=0.0),
+                   verifier=LoudVerifier({"low": 1.0, "high": 1.0}))
+    low = whole[0]
+    early = detector.feed(wave[: int((low.end + 0.45) * TONE_RATE)])
+    assert early == [] and verifier.heard == []
+    assert detector.feed(wave[int((low.end + 0.45) * TONE_RATE):])[0] == low
+
+
+def test_spot_and_sweep_verifies_each_candidate_once_and_sweeps_the_combined_score():
+    from kws.stream_eval import spot_and_sweep
+
+    verifier = LoudVerifier({"low": 1.0, "high": 0.25})
+    operating, swept = spot_and_sweep(ToneRunner(), two_tones(), verified(default_threshold=0.6),
+                                      (0.9, 0.3), verifier)
+    assert [s.keyword for s in operating] == ["low"] and len(verifier.heard) == 2
+    assert [s.keyword for s in swept[0.3]] == ["low", "high"]
+    assert [s.keyword for s in swept[0.9]] == [s.keyword for s in operating
+                                               if s.score >= 0.9]
+    assert swept[0.3][1].score < 0.6 <= swept[0.3][0].score
+
+
+def test_verification_needs_both_settings_and_a_verifier():
+    with pytest.raises(KwsError, match="needs both"):
+        StreamDetector(ToneRunner(), verified())
+    with pytest.raises(KwsError, match="needs both"):
+        StreamDetector(ToneRunner(), DetectorSettings(), verifier=LoudVerifier({}))
+
+
+def test_verified_settings_from_card_use_its_verification():
+    from kws.infer.detector import DEFAULT_VERIFIED_THRESHOLD
+    from kws.modelfolder import Verification
+
+    card = ModelCard(labels=LABELS, sample_rate=RATE, input_length=RATE, arch="test",
+                     thresholds={"yes": 0.42})
+    assert DetectorSettings.from_card(card, verify=True).verification == Verification()
+    bare = DetectorSettings.from_card(card, verify=True)
+    assert bare.threshold("yes") == bare.threshold("no") == DEFAULT_VERIFIED_THRESHOLD
+    card.verification = Verification(candidate_threshold=0.4, thresholds={"no": 0.66})
+    settings = DetectorSettings.from_card(card, verify=True)
+    assert settings.verification.candidate_threshold == 0.4
+    assert settings.threshold("no") == 0.66 and settings.threshold("yes") == 0.6
+    assert DetectorSettings.from_card(card, threshold=0.8, verify=True).threshold("no") == 0.8
+    assert DetectorSettings.from_card(card).threshold("yes") == 0.42
+
+
 # ----------------------------------------------------------------------------- settings
 
 

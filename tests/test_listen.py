@@ -338,6 +338,36 @@ def test_listen_never_imports_tensorflow(wav_file, expected):
     assert _events(result.stdout) == expected
 
 
+def test_verified_listening_is_the_verified_detector_without_tensorflow(wav_file, clips,
+                                                                         runner):
+    # --verify: the phone model (the shipped one, LiteRT) confirms each detection; fed a
+    # sample at a time, the same events as the verified detector on the whole recording.
+    from kws.phones.verify import PhoneVerifier
+
+    settings = DetectorSettings.from_card(runner.card, verify=True)
+    found = detect(runner, clips.astype(np.float32), settings, verifier=PhoneVerifier())
+    want = [(d.label, round(float(d.probability), 4), round(d.start, 3), round(d.end, 3))
+            for d in found]
+    assert want and set(label for label, *_ in want) <= set(WORDS)
+    code = textwrap.dedent(f"""
+        import json, sys
+        from kws.cli import main
+        try:
+            main(["listen", "--model", {str(MODEL)!r}, "--verify", "-"])
+        except SystemExit as done:
+            assert done.code == 0, done.code
+        heavy = sorted(m for m in ("tensorflow", "keras", "librosa") if m in sys.modules)
+        print(json.dumps(heavy), file=sys.stderr)
+    """)
+    with open(wav_file, "rb") as stdin:
+        result = subprocess.run([sys.executable, "-c", code], stdin=stdin, capture_output=True,
+                                text=True, timeout=60)
+    assert result.returncode == 0, result.stderr
+    assert json.loads(result.stderr.strip().splitlines()[-1]) == []
+    assert _events(result.stdout) == want
+    assert _events(_through_writer(wav_file, ["-", "--verify"], 2).stdout) == want
+
+
 def test_keywords_cooldown_threshold_and_table(wav_file, expected):
     result = subprocess.run(_kws(str(wav_file), "--keywords", "stop,left"), capture_output=True,
                             text=True, timeout=60)

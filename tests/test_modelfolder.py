@@ -49,6 +49,11 @@ def test_the_shipped_card_reads_as_a_typed_card():
     ({**_valid(), "labels": ["a", "a"]}, "has a label twice"),
     ({**_valid(), "task": "regression"}, "field 'task' must be one of"),
     ({**_valid(), "thresholds": {"yes": 2}}, "field 'thresholds.yes'"),
+    ({**_valid(), "verification": []}, "field 'verification' must be an object"),
+    ({**_valid(), "verification": {"thresholds": {"yes": -1}}},
+     "field 'verification.thresholds.yes'"),
+    ({**_valid(), "verification": {"lookahead": "soon"}}, "field 'verification.lookahead'"),
+    ({**_valid(), "verification": {"phones": 3}}, "field 'verification.phones'"),
     ({**_valid(), "exports": {"model.tflite": {"bytes": 3}}}, "keras_sha256"),
     ({k: v for k, v in _valid().items() if k != "arch"}, "field 'arch' is missing"),
     ('{"labels": ["a"], "sample_rate": NaN}', "unreadable model card"),
@@ -73,6 +78,11 @@ def test_cards_round_trip_and_refuse_non_finite_metrics(tmp_path):
     card = ModelCard(labels=["a", "b"], sample_rate=8000, input_length=8000, arch="x",
                      task=Task.PHONES, thresholds={"a": 0.5},
                      exports={"model.tflite": ExportRecord("0" * 64, "float32", 10)})
+    modelfolder.write_card(tmp_path, card)
+    assert modelfolder.read_card(tmp_path) == card
+    assert "verification" not in (tmp_path / CARD_FILE).read_text()
+    card.verification = modelfolder.Verification(phones="../phones", lookahead=0.2,
+                                                 thresholds={"a": 0.65})
     modelfolder.write_card(tmp_path, card)
     assert modelfolder.read_card(tmp_path) == card
     card.metrics["accuracy"] = float("nan")

@@ -429,9 +429,27 @@ def test_spotting_uses_the_cards_calibrated_thresholds(model_dir, clips, tmp_pat
     assert [r["label"] for r in jsonl(out)] == ["high"]
 
 
+def test_spotting_with_verify_rescores_the_detectors_candidates(model_dir, clips, capsys):
+    # At --threshold 0 every candidate is reported, with the geometric mean of its
+    # probability and the shipped phone model's confidence in "low" / "high" there: the
+    # same detections as the detector alone at the candidate threshold, lower scores.
+    import math
+
+    args = ["predict", "-m", str(model_dir), "--spot", "--max-delay", "1", str(clips["long"])]
+    _, alone, _ = run_kws([*args, "-t", "0.5"], capsys)
+    code, verified, err = run_kws([*args, "--verify", "-t", "0"], capsys)
+    assert code == 0, err
+    alone, verified = jsonl(alone), jsonl(verified)
+    assert [(r["label"], r["start"], r["end"]) for r in verified] == [
+        (r["label"], r["start"], r["end"]) for r in alone] and len(alone) == 2
+    for mine, theirs in zip(verified, alone, strict=True):
+        assert mine["probability"] <= math.sqrt(theirs["probability"]) + 1e-4
+
+
 @pytest.mark.parametrize("args,message", [
     (["--spot", "--keywords", "banana"], "not a keyword"),
     (["--keywords", "high"], "--spot only"),
+    (["--verify"], "--verify applies to --spot only"),
     (["--spot", "--cooldown", "-1"], "--cooldown"),
     (["--spot", "--max-delay", "-1"], "--max-delay"),
 ])

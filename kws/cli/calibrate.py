@@ -10,6 +10,7 @@ import click
 from kws.calibrate import Calibration, calibrate, record_calibration
 from kws.cli import _console
 from kws.cli._options import json_option, keywords_option, runner_option
+from kws.cli._verifier import detector_verifier
 from kws.errors import UsageError
 
 
@@ -25,15 +26,20 @@ from kws.errors import UsageError
                  "others keep their thresholds.")
 @click.option("--min-threshold", type=float, default=None,
               help="Never set a threshold below this [default: the detector's default, "
-                   "0.7]: negative audio cannot tell what a lower one would gain.")
+                   "0.7; with --verify 0.6]: negative audio cannot tell what a lower one "
+                   "would gain.")
 @click.option("--dry-run", is_flag=True, help="Print the thresholds; do not write card.json.")
 @runner_option()
 @click.option("--threads", type=int, default=None,
               help="Threads for LiteRT inference [default: the number of CPUs].")
 @json_option
+@click.option("--verify", is_flag=True,
+              help="Calibrate the detector the phone model verifies (`--verify` of listen, "
+                   "predict --spot and evaluate --stream): thresholds of the combined score, "
+                   "written to the card's verification, instead of the detector's own.")
 @click.pass_context
 def command(ctx, model, negatives, target_fa_per_hour, keywords, min_threshold, dry_run, runner,
-            threads, as_json) -> int:
+            threads, as_json, verify) -> int:
     """Choose a detection threshold per keyword of MODEL so that the streaming detector
     (kws predict --spot, kws listen) false-accepts at most --target-fa-per-hour times an
     hour on speech and noise that say no keyword.
@@ -52,7 +58,9 @@ def command(ctx, model, negatives, target_fa_per_hour, keywords, min_threshold, 
     words = None if keywords is None else list(keywords)
     if min_threshold is not None and not 0.0 <= min_threshold <= 1.0:
         raise UsageError("--min-threshold must be in 0..1")
-    result = _run(model, negatives, target_fa_per_hour, words, runner, threads, min_threshold)
+    verifier = detector_verifier(model, True) if verify else None
+    result = _run(model, negatives, target_fa_per_hour, words, runner, threads, min_threshold,
+                  verifier)
     for failure in result.failures:
         _console.error(failure.message)
     if not dry_run:
@@ -74,18 +82,19 @@ def command(ctx, model, negatives, target_fa_per_hour, keywords, min_threshold, 
     return 1 if result.failures else 0
 
 
-def _run(model, negatives, target, words, runner, threads, floor) -> Calibration:
+def _run(model, negatives, target, words, runner, threads, floor, verifier) -> Calibration:
     """Calibrate, with a progress bar on a terminal."""
     with _console.progress("scoring negative recordings") as progress:
         return calibrate(model, negatives, target, words, runner, threads, min_threshold=floor,
-                         progress=progress)
+                         progress=progress, verifier=verifier)
 
 
 def _table(result: Calibration, written: bool) -> None:
     from rich.table import Table
 
     where = f"written to {result.model / 'card.json'}" if written else "not written (--dry-run)"
-    table = Table(title=f"thresholds for ≤ {result.target_fa_per_hour:g} false accepts/hour, "
+    kind = "combined-score thresholds (verified)" if result.verified else "thresholds"
+    table = Table(title=f"{kind} for ≤ {result.target_fa_per_hour:g} false accepts/hour, "
                         f"{where}; chosen on {result.hours:.2f} h ({result.recordings} "
                         f"recordings), checked on {result.held_out_hours:.2f} h held out "
                         f"({result.held_out_recordings})", title_justify="left")

@@ -21,6 +21,7 @@ from kws.cli._options import (
     split_percent_options,
 )
 from kws.cli._stream_report import draw_det, render_stream, warn_notes_and_failures
+from kws.cli._verifier import detector_verifier, verify_option
 from kws.errors import UsageError
 from kws.evaluate import Evaluation, evaluate
 from kws.modelfolder import resolve_model_dir
@@ -35,7 +36,7 @@ from kws.train.config import DEFAULT_DATA
 #: Options that only apply with --stream: (parameter, option name).
 _STREAM_ONLY = (("synthetic_from", "--synthetic-from"), ("det_png", "--det-png"),
                 ("threshold", "--threshold"), ("keywords", "--keywords"), ("snr", "--snr"),
-                ("max_clips", "--max-clips"))
+                ("max_clips", "--max-clips"), ("verify", "--verify"))
 
 
 @click.command("evaluate")
@@ -75,9 +76,10 @@ _STREAM_ONLY = (("synthetic_from", "--synthetic-from"), ("det_png", "--det-png")
 @click.option("--max-clips", type=int, default=None,
               help="With --synthetic-from: use at most this many clips, drawn with --seed.")
 @seed_option
+@verify_option
 def command(model, data, split, as_json, confusion_png, batch_size, validation_percent,
             testing_percent, background, resplit, runner, stream, synthetic_from, det_png,
-            threshold, keywords, snr, max_clips, seed) -> None:
+            threshold, keywords, snr, max_clips, seed, verify) -> None:
     """Score MODEL (a model folder; default: the shipped model) on dataset clips.
 
     Prints accuracy, precision/recall/F1 per label and the confusion matrix (rows: true
@@ -96,10 +98,10 @@ def command(model, data, split, as_json, confusion_png, batch_size, validation_p
     if stream:
         _stream(model, data, split, as_json, confusion_png, batch_size, validation_percent,
                 testing_percent, background, resplit, runner, synthetic_from, det_png,
-                threshold, keywords, snr, max_clips, seed)
+                threshold, keywords, snr, max_clips, seed, verify)
         return
     for name, option in _STREAM_ONLY:
-        if params[name] not in (None, ()):
+        if params[name] not in (None, (), False):
             raise UsageError(f"{option} applies to --stream only")
     data = list(data) or [DEFAULT_DATA]
     folder = resolve_model_dir(model)
@@ -151,7 +153,7 @@ def _render(result: Evaluation) -> None:
 
 def _stream(model, data, split, as_json, confusion_png, batch_size, validation_percent,
             testing_percent, background, resplit, runner, synthetic_from, det_png, threshold,
-            keywords, snr, max_clips, seed) -> None:
+            keywords, snr, max_clips, seed, verify) -> None:
     """``kws evaluate --stream``: check every argument, measure, report."""
     if confusion_png or batch_size is not None:
         option = "--confusion-png" if confusion_png else "--batch-size"
@@ -177,9 +179,10 @@ def _stream(model, data, split, as_json, confusion_png, batch_size, validation_p
         validation_percent=validation_percent, testing_percent=testing_percent,
         backgrounds=tuple(background), resplit=tuple(resplit))
     settings.check()
+    verifier = detector_verifier(folder, verify)
     with _console.progress("scoring recordings") as progress:
         result = evaluate_stream(folder, data, synthetic_from, settings, runner,
-                                 progress=progress)
+                                 progress=progress, verifier=verifier)
     warn_notes_and_failures(result.notes, result.failed)
     if det_png:
         draw_det(result, det_png)

@@ -18,6 +18,7 @@ from kws.audio_stream import (
 )
 from kws.cli import _console
 from kws.cli._options import cooldown_option, keywords_option, max_delay_option, model_option
+from kws.cli._verifier import detector_verifier, verify_option
 from kws.errors import UsageError
 from kws.infer import DetectorSettings, Hop, open_runner
 from kws.listen import Heard, ListenReport, listen
@@ -61,8 +62,9 @@ _METER_WIDTH = 30
                    "seconds (0: wait for ever).")
 @click.option("--threads", type=int, default=1, show_default=True,
               help="Threads of the LiteRT interpreter.")
+@verify_option
 def command(source, model, keywords, threshold, cooldown, max_delay, fmt, raw, rate, channels,
-            sample_format, realtime, stall_timeout, threads) -> int:
+            sample_format, realtime, stall_timeout, threads, verify) -> int:
     """Spot keywords in a live stream and print each one the moment it is decided.
 
     SOURCE: nothing = the default microphone (pip install "kws[mic]"); - = standard
@@ -80,8 +82,10 @@ def command(source, model, keywords, threshold, cooldown, max_delay, fmt, raw, r
     if threads < 1:
         raise UsageError("--threads must be at least 1")
     card = read_card(resolve_model_dir(model))
+    verifier = detector_verifier(model, verify)
     settings = DetectorSettings.from_card(card, threshold=threshold, keywords=keywords,
-                                          cooldown=cooldown, max_delay=max_delay)
+                                          verify=verifier is not None, cooldown=cooldown,
+                                          max_delay=max_delay)
     runner = open_runner(model, "tflite", threads)
     for note in runner.notes:
         _console.warn(note)
@@ -94,7 +98,7 @@ def command(source, model, keywords, threshold, cooldown, max_delay, fmt, raw, r
         if display:
             display.start(redirect_stdout=sys.stdout.isatty())
         report = listen(opened, runner, settings, _both(writer.write, display),
-                        display.hop if display else None)
+                        display.hop if display else None, verifier)
     finally:
         if display:
             display.stop()

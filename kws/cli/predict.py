@@ -19,6 +19,7 @@ from kws.cli._options import (
     model_option,
     runner_option,
 )
+from kws.cli._verifier import detector_verifier, verify_option
 from kws.errors import UsageError
 from kws.infer import DEFAULT_SPOT_THRESHOLD, NOT_WORDS, DetectorSettings, Failure
 from kws.modelfolder import Task
@@ -57,8 +58,9 @@ FORMATS = ("auto", "table", "jsonl", "csv", "tsv")
 @click.option("--threads", type=int, default=None,
               help="Threads for LiteRT inference and for decoding files [default: the "
                    "number of CPUs for inference, one fewer (at most 4) for decoding].")
+@verify_option
 def command(inputs, model, fmt, top_k, threshold, spot, hop, cooldown, max_delay, keywords,
-            batch_size, runner, threads) -> int:
+            batch_size, runner, threads, verify) -> int:
     """Label audio FILEs, every audio file in DIRs, or the paths listed on stdin (-).
 
     Audio is read at the model's sample rate and cut to its input length (a longer
@@ -75,8 +77,11 @@ def command(inputs, model, fmt, top_k, threshold, spot, hop, cooldown, max_delay
     started = time.perf_counter()
     loading = _console.stderr().status("loading the model") if _console.interactive() \
         else contextlib.nullcontext()
+    if verify and not spot:
+        raise UsageError("--verify applies to --spot only")
     with loading:
-        stream = predict(inputs, model, runner, options)
+        verifier = detector_verifier(model, verify) if spot else None
+        stream = predict(inputs, model, runner, options, verifier=verifier)
     for note in stream.runner.notes:
         _console.warn(_escape(note))
     if fmt == "auto":

@@ -19,6 +19,13 @@ second word ("up"). The detection's start and end are the loud stretch around th
 of the windows that voted for it, found in the audio heard so far (nothing after the
 decision is used).
 
+With a :class:`Verifier` (settings with a :class:`~kws.modelfolder.Verification`), the
+detector's decisions at the verification's candidate threshold are candidates: each waits
+until ``lookahead`` seconds of audio after it have arrived, the verifier (the phone model)
+scores how surely its keyword is said there from ``context`` seconds before it to that
+point, and it is reported when the geometric mean of its probability and that score
+reaches its keyword's threshold; the detection carries the combined score.
+
 Sliding windows rather than a streaming (stateful) model: on one core the shipped
 model costs 0.35 ms per one-second window with LiteRT (10.8 M multiply-adds), i.e. a
 real-time factor of 0.007 at a 50 ms hop, well under the 0.05 target, so a stateful
@@ -28,9 +35,11 @@ windows and not a streaming model").
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from types import MappingProxyType
+from typing import Protocol
 
 import numpy as np
 
@@ -43,10 +52,22 @@ from kws.infer.spotting import (
     loud_extent,
     window_starts,
 )
-from kws.modelfolder import ModelCard, Task
+from kws.modelfolder import ModelCard, Task, Verification
 
 #: Scores a ``(windows, input_length)`` batch: the runner, or recorded outputs.
 Scorer = Callable[[np.ndarray], np.ndarray]
+#: The combined score a verified detection needs when its keyword has no calibrated
+#: threshold.
+DEFAULT_VERIFIED_THRESHOLD = 0.6
+
+
+class Verifier(Protocol):
+    """A second opinion on a detection (:class:`kws.phones.verify.PhoneVerifier`)."""
+
+    def __call__(self, keyword: str, audio: np.ndarray, rate: int, start: float,
+                 end: float) -> float:
+        """How surely (0 to 1) ``keyword`` is said between ``start`` and ``end`` seconds
+        of ``audio`` (mono float32 at ``rate`` Hz)."""
 
 
 @dataclass(frozen=True)
@@ -55,7 +76,8 @@ class DetectorSettings:
 
     ``thresholds`` holds a threshold per keyword (a calibrated card's); a keyword not in
     it uses ``default_threshold``. ``keywords=None`` watches every label but
-    ``_silence_``/``_unknown_``.
+    ``_silence_``/``_unknown_``. With ``verification`` the thresholds are those of the
+    combined score and candidates open at its ``candidate_threshold``.
     """
 
     hop: float = 0.05
@@ -68,19 +90,28 @@ class DetectorSettings:
     default_threshold: float = DEFAULT_SPOT_THRESHOLD[Task.CLASSIFIER]
     thresholds: Mapping[str, float] = field(default_factory=dict)
     keywords: tuple[str, ...] | None = None
+    verification: Verification | None = None
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "thresholds", MappingProxyType(dict(self.thresholds)))
 
     @classmethod
     def from_card(cls, card: ModelCard, threshold: float | None = None,
-                  keywords: Sequence[str] | None = None, **values) -> DetectorSettings:
+                  keywords: Sequence[str] | None = None, verify: bool = False,
+                  **values) -> DetectorSettings:
         """Settings for a model: the card's calibrated thresholds, unless ``threshold``
-        (``--threshold``) overrides every keyword; other fields from ``values``."""
+        (``--threshold``) overrides every keyword; other fields from ``values``. With
+        ``verify``, the card's verification (its defaults when the card has none) and its
+        thresholds of the combined score."""
+        calibrated = dict(card.thresholds)
+        if verify:
+            values["verification"] = card.verification or Verification()
+            calibrated = dict(values["verification"].thresholds)
+            values.setdefault("default_threshold", DEFAULT_VERIFIED_THRESHOLD)
         if threshold is not None:
             values.update(default_threshold=threshold, thresholds={})
         else:
-            values.setdefault("thresholds", dict(card.thresholds))
+            values.setdefault("thresholds", calibrated)
         if keywords is not None:
             values["keywords"] = tuple(keywords)
         settings = cls(**values)
@@ -149,13 +180,22 @@ class StreamDetector:
     score
         Scores a batch of windows; default: the runner (``detect`` replays outputs
         computed elsewhere through it).
+    verifier
+        The second opinion the settings' ``verification`` asks for (both or neither).
     """
 
     def __init__(self, runner: Runner, settings: DetectorSettings | None = None,
                  on_hop: Callable[[Hop], None] | None = None,
-                 score: Scorer | None = None) -> None:
+                 score: Scorer | None = None, verifier: Verifier | None = None) -> None:
         self.settings = settings or DetectorSettings()
         self.settings.check(runner.labels)
+        self.verification = self.settings.verification
+        if (self.verification is None) != (verifier is None):
+            raise KwsError("a verified detector needs both the settings' verification and "
+                           "a verifier")
+        self._verifier = verifier
+        self._pending: list[Detection] = []
+        self._audio_end: int | None = None  # the stream's last sample, once finished
         self.labels = list(runner.labels)
         self.rate = int(runner.sample_rate)
         self.length = int(runner.input_length)
@@ -166,6 +206,8 @@ class StreamDetector:
         self.keywords = tuple(words)
         self._index = np.array([self.labels.index(w) for w in words], dtype=np.int64)
         self._threshold = np.array([self.settings.threshold(w) for w in words])
+        self._open = (self._threshold if self.verification is None else
+                      np.full(len(words), self.verification.candidate_threshold))
         self._smooth_hops = max(1, int(round(self.settings.smoothing * self.rate / self.hop)))
         self._max_hops = max(0, int(round(self.settings.max_delay * self.rate / self.hop)))
         self._cooldown_hops = int(round(self.settings.cooldown * self.rate / self.hop))
@@ -173,6 +215,9 @@ class StreamDetector:
         self._quiet_until = 0  # first hop index at which a new candidate may open
         self._holding: int | None = None  # the last detected keyword, holding others off
         keep = 3 * self.length + (self._max_hops + self._smooth_hops + 2) * self.hop
+        if self.verification is not None:  # a candidate's audio until it is verified
+            keep += self.length + self.batch_size * self.hop + int(math.ceil(
+                (self.verification.context + self.verification.lookahead) * self.rate))
         self._ring = _Ring(keep)
         self._recent: list[np.ndarray] = []
         self._next = 0  # index of the next window to score
@@ -209,7 +254,7 @@ class StreamDetector:
         step = self.batch_size * self.hop
         for start in range(0, len(samples), step):
             self._ring.append(samples[start : start + step])
-            found += self._score_ready(self._ring.end)
+            found += self._verified(self._score_ready(self._ring.end))
         return found
 
     def finish(self) -> list[Detection]:
@@ -220,6 +265,7 @@ class StreamDetector:
         total = self._ring.end
         due = len(window_starts(total, self.length, self.hop)) if total else 0
         found: list[Detection] = []
+        self._audio_end = total
         if due > self._next:
             last_end = (due - 1) * self.hop + self.length
             self._ring.append(np.zeros(last_end - total, dtype=np.float32))
@@ -227,7 +273,7 @@ class StreamDetector:
         if self._candidate is not None:
             found += self._decide(self._next - 1, min(total, self._ring.end))
         self._finished = True
-        return found
+        return self._verified(found)
 
     def _score_ready(self, available: int, audio_end: int | None = None) -> list[Detection]:
         """Score every window that ends within ``available`` samples, in batches."""
@@ -260,7 +306,7 @@ class StreamDetector:
         if self._on_hop is not None:
             self._on_hop(Hop(end / self.rate, self._level(end), posteriors, smoothed))
         scores = smoothed[self._index]
-        above = scores >= self._threshold
+        above = scores >= self._open
         self._armed |= ~above & (index - self._last >= self._cooldown_hops)
         if self._holding is not None and above[self._holding]:
             self._quiet_until = index + 1 + self._holdoff_hops
@@ -329,6 +375,34 @@ class StreamDetector:
                           score=round(float(weights.sum()), 4),
                           decided_at=round(limit / self.rate, 3))]
 
+    def _verified(self, decided: list[Detection]) -> list[Detection]:
+        """Without a verifier, the decisions; with one, the candidates whose audio up to
+        ``lookahead`` after them has arrived (all once the stream is finished) that its
+        combined score accepts, in order."""
+        if self._verifier is None:
+            return decided
+        self._pending += decided
+        found: list[Detection] = []
+        ahead, before = self.verification.lookahead, self.verification.context
+        while self._pending:
+            candidate = self._pending[0]
+            last = int(math.ceil((candidate.end + ahead) * self.rate))
+            if self._audio_end is None and self._ring.end < last:
+                break
+            self._pending.pop(0)
+            if self._audio_end is not None:
+                last = min(last, self._audio_end)
+            first = max(self._ring.start, int((candidate.start - before) * self.rate))
+            opinion = self._verifier(candidate.label, self._ring.view(first, last), self.rate,
+                                     candidate.start - first / self.rate,
+                                     candidate.end - first / self.rate)
+            combined = math.sqrt(candidate.probability * min(1.0, max(0.0, opinion)))
+            if combined >= self.threshold(candidate.label):
+                found.append(replace(candidate, probability=round(combined, 4),
+                                     decided_at=round(max(candidate.decided_at or 0.0,
+                                                          last / self.rate), 3)))
+        return found
+
     def _level(self, end: int) -> float:
         chunk = self._ring.view(max(self._ring.start, end - self.hop), end)
         energy = float(np.mean(np.square(chunk, dtype=np.float64))) if len(chunk) else 0.0
@@ -371,15 +445,17 @@ class _Ring:
 
 
 def detect(runner: Runner, waveform: np.ndarray, settings: DetectorSettings | None = None,
-           outputs: np.ndarray | None = None) -> list[Detection]:
+           outputs: np.ndarray | None = None, verifier: Verifier | None = None
+           ) -> list[Detection]:
     """Keywords in a whole recording: the stream detector fed everything, then finished.
 
     ``outputs``, when given, are the runner's outputs for the recording's windows at the
     settings' hop (:func:`~kws.infer.spotting.sliding_windows`), already computed (by the
     threaded pipeline of ``kws predict``); they are replayed instead of running the model.
+    ``verifier``: the second opinion of settings with a verification.
     """
     score = None if outputs is None else _Replay(np.asarray(outputs, dtype=np.float32))
-    detector = StreamDetector(runner, settings, score=score)
+    detector = StreamDetector(runner, settings, score=score, verifier=verifier)
     return detector.feed(waveform) + detector.finish()
 
 
