@@ -16,13 +16,10 @@ Prints ONE table, a row per system and operating point:
   after the recording, so words at its edges have a centred window);
 * ``classifier at proposals``: the same proposals scored by that classifier posterior
   alone (what the phone model adds beyond saying where to look);
-* ``detector verified``: the other way round, the detector proposes (its detections at
-  threshold ``CANDIDATE_THRESHOLD``) and each is scored by the geometric mean of its
-  probability and the phone confidence of its keyword aligned within ``VERIFY_PAD``
-  seconds of it (rival words checked), the phone model run on the audio from
-  ``VERIFY_CONTEXT`` seconds before the detection to ``VERIFY_PAD`` after it only: a
-  second stage a stream could run as soon as the detector decides (it decides about
-  0.27 s after a keyword ends).
+* ``detector verified``: the other way round, ``kws listen --verify``'s detector (its
+  candidates, each scored by the geometric mean of its probability and the phone model's
+  confidence in its keyword from 1 s before it to 0.1 s after it; the card's
+  verification), its combined score swept.
 
 Files: AN4 utterances of speakers in the testing split of both models
 (:func:`kws.recordings.split_of` with the classifier's default shares and with the phone
@@ -56,12 +53,13 @@ from stream import DATA, SC_WORDS, say
 from kws import audio
 from kws.dataset import TESTING
 from kws.infer import NOT_WORDS, open_runner
-from kws.infer.detector import DetectorSettings
+from kws.infer.detector import DetectorSettings, detect
 from kws.infer.spotting import sliding_windows
 from kws.modelfolder import Task, read_card, resolve_model_dir
 from kws.phones import ctc
 from kws.phones.data import phone_ids
-from kws.phones.recognizer import PhoneRecognizer, keyword_pronunciation, spot_in
+from kws.phones.recognizer import keyword_pronunciation, spot_in
+from kws.phones.verify import PhoneVerifier
 from kws.recordings import Recording, read_recordings, split_of
 from kws.stream_eval import SWEEP_THRESHOLDS, Curve, Spot, Tally, Truth, spot_and_sweep
 
@@ -71,12 +69,6 @@ SCORE_SWEEP = tuple(round(t, 2) for t in np.arange(0.98, 0.0, -0.02))
 MATCHED_FALSE_ACCEPTS = (0, 1, 2, 4)
 #: Windows scored at once.
 BATCH = 256
-#: The detector's threshold for the candidates a second stage verifies (a swept one).
-CANDIDATE_THRESHOLD = 0.5
-#: Seconds either side of a candidate where its keyword's phones are aligned.
-VERIFY_PAD = 0.1
-#: Seconds of audio before a candidate that the phone model hears when verifying it.
-VERIFY_CONTEXT = 1.0
 
 
 @dataclass
@@ -148,7 +140,10 @@ class Scorer:
         self.labels = list(self.runner.labels)
         self.keywords = keywords
         self.settings = DetectorSettings.from_card(card, keywords=keywords)
-        self.recognizer = PhoneRecognizer(phones_folder)
+        self.every_candidate = DetectorSettings.from_card(card, threshold=0.0,
+                                                          keywords=keywords, verify=True)
+        self.verifier = PhoneVerifier(phones_folder)
+        self.recognizer = self.verifier.recognizer
         lexicon = self.recognizer.lexicon
         self.prons = {k: keyword_pronunciation(k, None, lexicon).phones for k in keywords}
         self.ids = {k: [phone_ids(p) for p in prons] for k, prons in self.prons.items()}
@@ -160,48 +155,28 @@ class Scorer:
         counts = recording.keyword_counts(self.keywords)
         truth = Truth(str(recording.path), seconds, {k: n for k, n in counts.items() if n})
         detector = spot_and_sweep(self.runner, waveform, self.settings, SWEEP_THRESHOLDS)
-        rec = self.recognizer
-        log_probs = ctc.log_posteriors(rec.posteriors(
-            [audio.resample(waveform, self.rate, rec.sample_rate)])[0])
-        proposals = self.search(log_probs, 0.0, seconds, self.prons, self.floor)
+        proposals = self.search(waveform, seconds)
         best = self.window_posteriors(waveform)
         classifier = [self.classifier_score(best, s) for s in proposals]
         fused = [Spot(s.keyword, float(np.sqrt(s.score * c)), s.start, s.end)
                  for s, c in zip(proposals, classifier, strict=True)]
         at_proposals = [Spot(s.keyword, c, s.start, s.end)
                         for s, c in zip(proposals, classifier, strict=True)]
-        samples = audio.resample(waveform, self.rate, rec.sample_rate)
-        verified = [Spot(s.keyword, float(np.sqrt(s.score * self.verify(samples, s))),
-                         s.start, s.end) for s in detector[1][CANDIDATE_THRESHOLD]]
+        verified = [Spot.of(d) for d in detect(self.runner, waveform, self.every_candidate,
+                                                verifier=self.verifier)]
         return Scored(truth, detector, proposals, fused, at_proposals, verified)
 
-    def search(self, log_probs: np.ndarray, start: float, end: float,
-               prons: dict[str, tuple], floor: float) -> list[Spot]:
-        """The keyword search's places scoring at least ``floor`` between ``start`` and
-        ``end`` seconds, every keyword of ``prons``."""
-        frame_s = self.recognizer.frame_seconds
-        first = max(0, int(start / frame_s))
-        part = log_probs[first : int(np.ceil(end / frame_s))]
+    def search(self, waveform: np.ndarray, seconds: float) -> list[Spot]:
+        """The keyword search's places scoring at least the floor, every keyword."""
+        rec = self.recognizer
+        samples = audio.resample(waveform, self.rate, rec.sample_rate)
+        log_probs = ctc.log_posteriors(rec.posteriors([samples])[0])
         found = []
-        for keyword, readings in prons.items():
-            found += [Spot(d.label, float(d.probability), d.start + first * frame_s,
-                           d.end + first * frame_s)
-                      for d in spot_in(part, "", keyword, readings, self.ids[keyword], floor,
-                                       frame_s, min(end - first * frame_s,
-                                                    len(part) * frame_s))]
+        for keyword, prons in self.prons.items():
+            found += [Spot.of(d) for d in spot_in(log_probs, "", keyword, prons,
+                                                   self.ids[keyword], self.floor,
+                                                   rec.frame_seconds, seconds)]
         return found
-
-    def verify(self, samples: np.ndarray, candidate: Spot) -> float:
-        """The phone confidence of a detector candidate's keyword near it (0: none), from
-        the audio up to ``VERIFY_PAD`` after it only."""
-        rate = self.recognizer.sample_rate
-        first = max(0, int((candidate.start - VERIFY_CONTEXT) * rate))
-        last = min(len(samples), int(np.ceil((candidate.end + VERIFY_PAD) * rate)))
-        log_probs = ctc.log_posteriors(self.recognizer.posteriors([samples[first:last]])[0])
-        near = self.search(log_probs, candidate.start - VERIFY_PAD - first / rate,
-                           (last - first) / rate,
-                           {candidate.keyword: self.prons[candidate.keyword]}, 1e-3)
-        return max((s.score for s in near), default=0.0)
 
     def window_posteriors(self, waveform: np.ndarray) -> np.ndarray:
         """The classifier's outputs on windows centred every hop (row i at i * hop s)."""
