@@ -319,12 +319,15 @@ def test_a_stalled_source_is_an_error(wav_file, tmp_path):
     _one_line_error(result.stderr, "stdin", "no data for 0.5 s", "stalled")
 
 
-def test_listen_never_imports_tensorflow(wav_file, expected):
+def _listen_and_list_heavy_modules(wav_file: Path, *args: str
+                                   ) -> subprocess.CompletedProcess:
+    """``kws listen --model MODEL ARGS -`` on the file in a fresh Python, whose stderr ends
+    with the JSON list of the heavy modules it imported."""
     code = textwrap.dedent(f"""
         import json, sys
         from kws.cli import main
         try:
-            main(["listen", "--model", {str(MODEL)!r}, "-"])
+            main(["listen", "--model", {str(MODEL)!r}, *{list(args)!r}, "-"])
         except SystemExit as done:
             assert done.code == 0, done.code
         heavy = sorted(m for m in ("tensorflow", "keras", "librosa") if m in sys.modules)
@@ -335,7 +338,11 @@ def test_listen_never_imports_tensorflow(wav_file, expected):
                                 text=True, timeout=60)
     assert result.returncode == 0, result.stderr
     assert json.loads(result.stderr.strip().splitlines()[-1]) == []
-    assert _events(result.stdout) == expected
+    return result
+
+
+def test_listen_never_imports_tensorflow(wav_file, expected):
+    assert _events(_listen_and_list_heavy_modules(wav_file).stdout) == expected
 
 
 def test_verified_listening_is_the_verified_detector_without_tensorflow(wav_file, clips,
@@ -349,22 +356,7 @@ def test_verified_listening_is_the_verified_detector_without_tensorflow(wav_file
     want = [(d.label, round(float(d.probability), 4), round(d.start, 3), round(d.end, 3))
             for d in found]
     assert want and set(label for label, *_ in want) <= set(WORDS)
-    code = textwrap.dedent(f"""
-        import json, sys
-        from kws.cli import main
-        try:
-            main(["listen", "--model", {str(MODEL)!r}, "--verify", "-"])
-        except SystemExit as done:
-            assert done.code == 0, done.code
-        heavy = sorted(m for m in ("tensorflow", "keras", "librosa") if m in sys.modules)
-        print(json.dumps(heavy), file=sys.stderr)
-    """)
-    with open(wav_file, "rb") as stdin:
-        result = subprocess.run([sys.executable, "-c", code], stdin=stdin, capture_output=True,
-                                text=True, timeout=60)
-    assert result.returncode == 0, result.stderr
-    assert json.loads(result.stderr.strip().splitlines()[-1]) == []
-    assert _events(result.stdout) == want
+    assert _events(_listen_and_list_heavy_modules(wav_file, "--verify").stdout) == want
     assert _events(_through_writer(wav_file, ["-", "--verify"], 2).stdout) == want
 
 

@@ -3,6 +3,7 @@ notes and unreadable files, the per-keyword and per-source tables, the DET curve
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import click
@@ -80,3 +81,17 @@ def render_stream(result: StreamEvaluation) -> None:
     click.echo(f"miss @ N FA/h: the best swept threshold meeting N false accepts per hour "
                f"(no interpolation); one false accept here is {step:.2f} FA/h "
                f"[{result.runner} runner]")
+
+
+def report_stream(result: StreamEvaluation, det_png: str | None, as_json: bool) -> None:
+    """Everything a stream evaluation tells: warnings on stderr, the DET curve if asked,
+    JSON or the tables on stdout; exit status 1 when some recordings could not be read."""
+    warn_notes_and_failures(result.notes, result.failed)
+    if det_png:
+        draw_det(result, det_png)
+    if as_json:
+        click.echo(json.dumps(result.to_json()))
+    else:
+        render_stream(result)
+    if result.failed:
+        click.get_current_context().exit(1)

@@ -20,7 +20,7 @@ from kws.cli._options import (
     split_option,
     split_percent_options,
 )
-from kws.cli._stream_report import draw_det, render_stream, warn_notes_and_failures
+from kws.cli._stream_report import report_stream, warn_notes_and_failures
 from kws.cli._verifier import detector_verifier, verify_option
 from kws.errors import UsageError
 from kws.evaluate import Evaluation, evaluate
@@ -183,14 +183,6 @@ def _stream(model, data, split, as_json, confusion_png, batch_size, validation_p
     with _console.progress("scoring recordings") as progress:
         result = evaluate_stream(folder, data, synthetic_from, settings, runner,
                                  progress=progress, verifier=verifier)
-    warn_notes_and_failures(result.notes, result.failed)
-    if det_png:
-        draw_det(result, det_png)
-    if as_json:
-        click.echo(json.dumps(result.to_json()))
-    else:
-        render_stream(result)
-    if result.failed:
-        click.get_current_context().exit(1)
+    report_stream(result, det_png, as_json)
 
 

@@ -19,7 +19,7 @@ from kws.cli._options import (
     split_percent_options,
     spoken_keywords_option,
 )
-from kws.cli._stream_report import draw_det, render_stream, warn_notes_and_failures
+from kws.cli._stream_report import report_stream
 from kws.dataset import TESTING, TRAINING, VALIDATION, parse_words
 from kws.errors import UsageError
 from kws.infer import DEFAULT_SPOT_THRESHOLD, Failure
@@ -285,15 +285,7 @@ def _evaluate_spotting(model, data, split, lexicon, decoder, validation_percent,
         result = evaluate_spotting(model, data, keywords, threshold, fa_per_hour, split,
                                    (validation_percent, testing_percent), lexicon,
                                    warn=_console.warn, progress=progress)
-    warn_notes_and_failures(result.notes, result.failed)
-    if det_png:
-        draw_det(result, det_png)
-    if as_json:
-        click.echo(json.dumps(result.to_json()))
-    else:
-        render_stream(result)
-    if result.failed:
-        click.get_current_context().exit(1)
+    report_stream(result, det_png, as_json)
 
 
 def _evaluation_tables(report: dict) -> list:
