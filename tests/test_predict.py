@@ -446,6 +446,18 @@ def test_spotting_with_verify_rescores_the_detectors_candidates(model_dir, clips
         assert mine["probability"] <= math.sqrt(theirs["probability"]) + 1e-4
 
 
+def test_verify_refuses_a_model_with_a_word_it_cannot_pronounce_before_listening(tmp_path):
+    from kws.errors import KwsError
+    from kws.modelfolder import ModelCard, write_card
+    from kws.phones.verify import detector_verifier
+
+    write_card(tmp_path, ModelCard(labels=["_silence_", "_unknown_", "yes", "r2d2"],
+                                   sample_rate=16000, input_length=16000, arch="test"))
+    assert detector_verifier(tmp_path, verify=False) is None
+    with pytest.raises(KwsError, match=r"^--verify: cannot pronounce 'r2d2'"):
+        detector_verifier(tmp_path)
+
+
 @pytest.mark.parametrize("args,message", [
     (["--spot", "--keywords", "banana"], "not a keyword"),
     (["--keywords", "high"], "--spot only"),

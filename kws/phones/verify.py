@@ -19,6 +19,8 @@ from pathlib import Path
 import numpy as np
 
 from kws import audio
+from kws.errors import KwsError, LexiconError
+from kws.infer import NOT_WORDS
 from kws.modelfolder import read_card, resolve_model_dir
 from kws.phones import ctc
 from kws.phones.data import phone_ids
@@ -40,7 +42,10 @@ class PhoneVerifier:
         self.rate = self.recognizer.sample_rate
 
     @functools.cache  # noqa: B019 - one verifier a process, a few keywords
-    def _readings(self, keyword: str) -> tuple[tuple[tuple[str, ...], ...], list[list[int]]]:
+    def pronunciations(self, keyword: str
+                       ) -> tuple[tuple[tuple[str, ...], ...], list[list[int]]]:
+        """The keyword's pronunciations and their phone ids (LexiconError when it cannot
+        be pronounced)."""
         phones = keyword_pronunciation(keyword, None, self.recognizer.lexicon).phones
         return phones, [phone_ids(p) for p in phones]
 
@@ -54,7 +59,7 @@ class PhoneVerifier:
         if not len(samples):
             return 0.0
         log_probs = ctc.log_posteriors(self.recognizer.posteriors([samples])[0])
-        prons, ids = self._readings(keyword)
+        prons, ids = self.pronunciations(keyword)
         hits = spot_in(log_probs, "", keyword, prons, ids, FLOOR,
                        self.recognizer.frame_seconds, len(samples) / self.rate)
         return max((hit.probability for hit in hits), default=0.0)
@@ -68,6 +73,13 @@ def detector_verifier(model: str | os.PathLike | None, verify: bool = True
     if not verify:
         return None
     folder = resolve_model_dir(model)
-    verification = read_card(folder).verification
-    phones = verification.phones if verification is not None else None
-    return PhoneVerifier(None if phones is None else folder / Path(phones))
+    card = read_card(folder)
+    phones = card.verification.phones if card.verification is not None else None
+    verifier = PhoneVerifier(None if phones is None else folder / Path(phones))
+    for word in card.labels:
+        if word not in NOT_WORDS:
+            try:
+                verifier.pronunciations(word)
+            except LexiconError as error:
+                raise KwsError(f"--verify: {error}") from None
+    return verifier
