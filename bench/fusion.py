@@ -140,8 +140,8 @@ class Scorer:
         self.labels = list(self.runner.labels)
         self.keywords = keywords
         self.settings = DetectorSettings.from_card(card, keywords=keywords)
-        self.every_candidate = DetectorSettings.from_card(card, threshold=0.0,
-                                                          keywords=keywords, verify=True)
+        self.every_candidate = DetectorSettings.from_card(
+            card, keywords=keywords, verify=True).reporting_everything()
         self.verifier = PhoneVerifier(phones_folder)
         self.recognizer = self.verifier.recognizer
         lexicon = self.recognizer.lexicon

@@ -264,7 +264,7 @@ def _score(runner: Runner, recordings: list[Recording], settings: DetectorSettin
            ) -> tuple[list[_Scores], list[Failure]]:
     """Every recording's window outputs, scored once through the pipeline, and with a
     verifier its candidates' combined scores (every candidate reported)."""
-    everything = replace(settings, thresholds={}, default_threshold=0.0)
+    everything = settings.reporting_everything()
     hop = max(1, int(round(settings.hop * runner.sample_rate)))
     cut = functools.partial(sliding_windows, length=runner.input_length, hop=hop)
     pipeline = Pipeline(runner, cut, ahead=4)

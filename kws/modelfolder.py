@@ -380,12 +380,15 @@ def _parse_verification(source: str, raw: Any) -> Verification | None:
     phones = raw.get("phones")
     if phones is not None and (not isinstance(phones, str) or not phones):
         raise _bad(source, f"{name}.phones", "must be a folder name or null")
+    default = Verification()
     return Verification(
         phones=phones,
-        candidate_threshold=_number(source, f"{name}.candidate_threshold",
-                                    raw.get("candidate_threshold", 0.5), 0.0, 1.0),
-        context=_number(source, f"{name}.context", raw.get("context", 1.0), 0.0, 10.0),
-        lookahead=_number(source, f"{name}.lookahead", raw.get("lookahead", 0.1), 0.0, 10.0),
+        candidate_threshold=_number(source, f"{name}.candidate_threshold", raw.get(
+            "candidate_threshold", default.candidate_threshold), 0.0, 1.0),
+        context=_number(source, f"{name}.context", raw.get("context", default.context),
+                        0.0, 10.0),
+        lookahead=_number(source, f"{name}.lookahead",
+                          raw.get("lookahead", default.lookahead), 0.0, 10.0),
         thresholds={word: _number(source, f"{name}.thresholds.{word}", value, 0.0, 1.0)
                     for word, value in _check_mapping(
                         source, f"{name}.thresholds", raw.get("thresholds") or {}).items()},

@@ -35,7 +35,7 @@ import math
 import os
 from collections import Counter
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -683,7 +683,7 @@ def spot_and_sweep(runner: Runner, waveform: np.ndarray, operating: DetectorSett
     verified detector's candidates are verified once and thresholded on their combined
     score (verifying decides nothing about the candidates themselves)."""
     if verifier is not None:
-        everything = replace(operating, thresholds={}, default_threshold=0.0)
+        everything = operating.reporting_everything()
         found = [Spot.of(d) for d in detect(runner, waveform, everything, verifier=verifier)]
         return ([s for s in found if s.score >= operating.threshold(s.keyword)],
                 {t: [s for s in found if s.score >= t] for t in sweep})

@@ -118,6 +118,13 @@ class DetectorSettings:
         settings.check(card.labels)
         return settings
 
+    def reporting_everything(self) -> DetectorSettings:
+        """These settings with every threshold 0: every decision is reported (verified:
+        every candidate, with its combined score), for callers that threshold the scores
+        themselves. Reporting does not change the decisions, so thresholding these
+        detections is the same as detecting at those thresholds."""
+        return replace(self, thresholds={}, default_threshold=0.0)
+
     def check(self, labels: Sequence[str]) -> None:
         """Raise UsageError for values that cannot work with a model of ``labels``."""
         if not self.hop > 0:

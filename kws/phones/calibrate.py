@@ -51,7 +51,13 @@ from kws.modelfolder import (
 from kws.phones import ctc
 from kws.phones.data import phone_ids
 from kws.phones.lexicon import cmudict_lexicon
-from kws.phones.recognizer import PhoneRecognizer, model_lexicon, phone_card, spot_in
+from kws.phones.recognizer import (
+    PhoneRecognizer,
+    model_lexicon,
+    phone_card,
+    spot_in,
+    training_split,
+)
 from kws.recordings import Recording, read_recordings, split_of
 from kws.stream_eval import Counts, Curve
 
@@ -289,21 +295,18 @@ def negative_recordings(negatives: Sequence[str | os.PathLike], card
     what the model learnt from would promise fewer false accepts than new speech gives.
     Other folders split as ``kws calibrate`` splits them.
     """
-    recipe = card.recipe
-    trained = {_resolved(f) for f in recipe.get("data", ()) or ()}
-    percent = (recipe.get("validation_percent", 10.0), recipe.get("testing_percent", 10.0))
     recordings: dict[Path, Recording] = {}
     held_out: dict[Path, bool] = {}
     notes: list[str] = []
     for source in negatives:
         folder = read_recordings(source)
         notes += folder.notes
-        seen_in_training = _resolved(source) in trained
+        percent = training_split(card.recipe, source)
         left = 0
         for recording in folder.recordings:
             if recording.path in recordings:
                 continue
-            split = split_of(recording, *percent) if seen_in_training else None
+            split = split_of(recording, *percent) if percent else None
             if split == TRAINING:
                 left += 1
                 continue
@@ -313,10 +316,6 @@ def negative_recordings(negatives: Sequence[str | os.PathLike], card
             notes.append(f"{source}: {left} recording(s) the model was trained on left out; "
                          "its validation recordings fit, its testing recordings check")
     return list(recordings.values()), held_out, notes
-
-
-def _resolved(path: str | os.PathLike) -> str:
-    return str(Path(path).resolve())
 
 
 # ----------------------------------------------------------------------------- curves

@@ -109,6 +109,17 @@ def model_lexicon(folder: str | os.PathLike, lexicon: str | os.PathLike | None =
     return default_lexicon()
 
 
+def training_split(recipe: dict[str, Any], folder: str | os.PathLike
+                   ) -> tuple[float, float] | None:
+    """The validation and testing percent a phone model's training split ``folder`` with
+    (from its card's recipe), or None when it did not train on that folder."""
+    trained = {str(Path(f).resolve()) for f in recipe.get("data", ()) or ()}
+    if str(Path(folder).resolve()) not in trained:
+        return None
+    return (float(recipe.get("validation_percent", 10.0)),
+            float(recipe.get("testing_percent", 10.0)))
+
+
 class PhoneRecognizer:
     """A phone model folder loaded for inference: its LiteRT file when it is current
     (no TensorFlow), else Keras (``runner`` as ``kws predict --runner``).

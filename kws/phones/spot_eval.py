@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import os
 from collections.abc import Callable, Sequence
-from pathlib import Path
 
 import numpy as np
 
@@ -36,6 +35,7 @@ from kws.phones.recognizer import (
     phone_card,
     spot_in,
     spot_targets,
+    training_split,
 )
 from kws.recordings import TRANSCRIPTS, Recording, read_recordings, split_of, words_of
 from kws.stream_eval import (
@@ -120,9 +120,6 @@ def _chosen(recordings: Sequence[str | os.PathLike], recipe: dict, split: str,
             shares: tuple[float, float], names: Sequence[str]
             ) -> tuple[list[tuple[Recording, SourceScore]], list[SourceScore], list[str]]:
     """The recordings of ``split`` with the source each counts in, the sources, notes."""
-    trained = {str(Path(f).resolve()) for f in recipe.get("data", ()) or ()}
-    own = (float(recipe.get("validation_percent", 10.0)),
-           float(recipe.get("testing_percent", 10.0)))
     wanted = SPLIT_CHOICES[split]
     chosen, sources, notes = [], [], []
     for root in recordings:
@@ -131,7 +128,7 @@ def _chosen(recordings: Sequence[str | os.PathLike], recipe: dict, split: str,
         if folder.layout != "transcripts":
             notes.append(f"{root}: no {TRANSCRIPTS}: no word is counted as said there, every "
                          "detection is a false accept")
-        percent = own if str(Path(root).resolve()) in trained else shares
+        percent = training_split(recipe, root) or shares
         kept = [r for r in folder.recordings
                 if wanted is None or split_of(r, *percent) == wanted]
         if not kept:
