@@ -39,10 +39,11 @@ Usage::
 
     .venv/bin/python bench/stream.py [--model models/default] [--an4-files 100]
         [--arctic-files 60] [--synthetic-clips 600] [--workers 2] [--seed 0] [--json PATH]
-        [--max-delay S] [--no-peer] [--verify]
+        [--max-delay S] [--edge S] [--no-peer] [--verify]
 
 ``--max-delay`` runs kws's detector with another maximum decision delay (the README's
-latency table compares them); ``--no-peer`` leaves PocketSphinx out (its figures do not
+latency table compares them), ``--edge`` with another silence heard at each end of a
+recording; ``--no-peer`` leaves PocketSphinx out (its figures do not
 depend on kws's settings).
 """
 
@@ -124,7 +125,7 @@ def main() -> None:
     verify = verifier is not None
     say("kws: the detector verified by the phone model" if verify else "kws: the detector")
     settings = DetectorSettings.from_card(card, keywords=keywords, max_delay=args.max_delay,
-                                          verify=verify)
+                                          edge=args.edge, verify=verify)
     results["kws"], results["kws, all files"] = run_kws(
         folder, settings, keywords, (sub_an4, sub_arctic), (held_an4, held_arctic), args,
         verifier)
@@ -161,6 +162,9 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--max-delay", type=float, default=DetectorSettings.max_delay,
                         help="kws's maximum decision delay (s) [default: %(default)s, the "
                              "detector's]")
+    parser.add_argument("--edge", type=float, default=DetectorSettings.edge,
+                        help="seconds of silence kws's detector hears before and after each "
+                             "recording [default: %(default)s, the detector's]")
     parser.add_argument("--no-peer", dest="peer", action="store_false",
                         help="leave PocketSphinx out")
     parser.add_argument("--verify", action="store_true",

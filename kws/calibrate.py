@@ -26,7 +26,6 @@ not change the detector's decisions, so no replay is needed). They go into the c
 
 from __future__ import annotations
 
-import functools
 import math
 import os
 from collections.abc import Callable, Sequence
@@ -47,7 +46,6 @@ from kws.infer import (
     detect,
     open_runner,
     replay,
-    sliding_windows,
 )
 from kws.infer.detector import DEFAULT_VERIFIED_THRESHOLD, Verifier
 from kws.infer.runners import check_runner
@@ -109,10 +107,7 @@ class Calibration:
             "held_out_recordings": self.held_out_recordings,
             "recordings_with_keywords": self.with_keywords,
             "folders": self.folders,
-            "detector": {"hop": self.settings.hop, "smoothing": self.settings.smoothing,
-                         "max_delay": self.settings.max_delay,
-                         "cooldown": self.settings.cooldown,
-                         "holdoff": self.settings.holdoff},
+            "detector": self.settings.timing(),
             "verification": (None if self.settings.verification is None else {
                 k: v for k, v in asdict(self.settings.verification).items()
                 if k != "thresholds"}),
@@ -265,9 +260,8 @@ def _score(runner: Runner, recordings: list[Recording], settings: DetectorSettin
     """Every recording's window outputs, scored once through the pipeline, and with a
     verifier its candidates' combined scores (every candidate reported)."""
     everything = settings.reporting_everything()
-    hop = max(1, int(round(settings.hop * runner.sample_rate)))
-    cut = functools.partial(sliding_windows, length=runner.input_length, hop=hop)
-    pipeline = Pipeline(runner, cut, ahead=4)
+    pipeline = Pipeline(runner, settings.cutter(runner.sample_rate, runner.input_length),
+                        ahead=4)
     held = {r.path: split_of(r) == TESTING for r in recordings}
     scores, failures = [], []
     for result in pipeline.run([r.path for r in recordings]):

@@ -12,7 +12,6 @@ thresholds unless ``threshold`` is given.
 
 from __future__ import annotations
 
-import functools
 import os
 from collections.abc import Iterable
 from dataclasses import dataclass
@@ -32,7 +31,6 @@ from kws.infer import (
     detect,
     expand_inputs,
     open_runner,
-    sliding_windows,
 )
 from kws.infer.detector import Verifier
 from kws.infer.runners import check_runner
@@ -134,9 +132,7 @@ def predict(
     check_runner(runner)
     settings = spot_settings(model, options, verifier is not None) if options.spot else None
     loaded = open_runner(model, runner, options.threads)
-    hop = max(1, int(round(options.hop * loaded.sample_rate)))
-    cut = functools.partial(sliding_windows, length=loaded.input_length, hop=hop) \
-        if options.spot else None
+    cut = settings.cutter(loaded.sample_rate, loaded.input_length) if settings else None
     # Whole recordings are held while spotting, so read fewer ahead.
     ahead = 2 * (options.threads or default_workers()) if options.spot else None
     pipeline = Pipeline(loaded, cut, batch_size=options.batch_size, workers=options.threads,

@@ -17,7 +17,6 @@ from kws.infer import (
     DetectorSettings,
     StreamDetector,
     detect,
-    sliding_windows,
 )
 from kws.modelfolder import ModelCard
 
@@ -154,9 +153,21 @@ def test_windows_ready_together_are_scored_in_batches_and_hooks_see_each_hop():
     detector.feed(positions(5.0))
     detector.finish()
     assert max(runner.calls) == runner.batch_size
-    assert [h.time for h in hops] == pytest.approx([1.0 + 0.05 * i for i in range(81)])
-    assert hops[42].posteriors.shape == (len(LABELS),) and hops[42].smoothed[2] > 0
-    assert detector.position == pytest.approx(5.0) and detector.scored_until == 5.0
+    # the first window starts in the 0.2 s of silence before the stream, the last ends in
+    # the 0.2 s after it
+    assert [h.time for h in hops] == pytest.approx([0.8 + 0.05 * i for i in range(89)])
+    assert hops[46].posteriors.shape == (len(LABELS),) and hops[46].smoothed[2] > 0
+    assert detector.position == pytest.approx(5.0) and detector.scored_until == 5.2
+
+
+def test_a_word_at_the_very_end_is_heard_in_windows_past_it():
+    # windows starting after 4 s of a 5 s recording exist only with the edge's silence
+    script = {"yes": [(4.05, 4.3, 0.95)]}
+    assert run(script, DetectorSettings(edge=0.0), seconds=5.0) == []
+    (found,) = run(script, seconds=5.0)
+    assert found.label == "yes" and found.decided_at == 5.0
+    with pytest.raises(UsageError, match="edge"):
+        DetectorSettings(edge=-1.0).check(LABELS)
 
 
 def test_non_finite_model_output_is_an_error():
@@ -239,7 +250,7 @@ def test_detections_do_not_depend_on_chunk_size(chunk):
 def test_recorded_outputs_replay_to_the_same_detections():
     runner, wave = ToneRunner(), two_tones()
     settings = DetectorSettings(hop=0.1)
-    outputs = runner(sliding_windows(wave, TONE_RATE, int(0.1 * TONE_RATE)))
+    outputs = runner(settings.cutter(TONE_RATE, runner.input_length)(wave))
     assert detect(runner, wave, settings, outputs) == detect(runner, wave, settings)
     with pytest.raises(KwsError, match="recorded outputs"):
         detect(runner, wave, settings, outputs[:-3])

@@ -375,6 +375,12 @@ def test_window_arithmetic():
     windows = sliding_windows(np.arange(125, dtype=np.float32), 100, 10)
     assert windows.shape == (4, 100)
     assert windows[3, 0] == 30 and windows[3, -1] == 0  # zero-padded past the end
+    # with an edge of silence: the first window starts before the recording
+    assert window_starts(125, 100, 10, edge=20).tolist() == list(range(-20, 60, 10))
+    windows = sliding_windows(np.arange(1, 126, dtype=np.float32), 100, 10, edge=20)
+    assert windows.shape == (8, 100)
+    assert not windows[0, :20].any() and windows[0, 20] == 1 and windows[-1, 74] == 125
+    assert not windows[-1, 75:].any()
 
 
 def test_spotting_runs_the_stream_detector_on_each_file(model_dir, clips):

@@ -3,21 +3,23 @@
 
 Audio arrives in chunks of any size (:meth:`StreamDetector.feed`); the model scores the
 window of ``input_length`` samples that ends every ``hop`` at *absolute* stream positions
-(window ``i`` covers samples ``[i * hop, i * hop + input_length)``, as
+(window ``i`` covers samples ``[i * hop - edge, i * hop - edge + input_length)``, as
 :func:`~kws.infer.spotting.window_starts` places them), so the detections never depend on
-how the audio was chunked. Windows ready together are scored in one batch (a whole file is
-fast). Each hop's posteriors are smoothed (mean of the last ``smoothing`` seconds); a
-keyword whose smoothed posterior reaches its threshold opens a *candidate*. The candidate
-is decided when every keyword in it falls back below its threshold, or ``max_delay``
-seconds after it opened, whichever is first: the keyword with the highest smoothed peak
-in the candidate wins (a different word overlapping it is suppressed). A decided keyword
-is re-armed only after its smoothed posterior has fallen below its threshold and
-``cooldown`` seconds have passed, so one utterance is one detection; and no keyword other
-than the last detected one opens a candidate until ``holdoff`` seconds after that one fell
-below its threshold, so the tail of a word (the "op" of "stop") is not reported as a
-second word ("up"). The detection's start and end are the loud stretch around the centre
-of the windows that voted for it, found in the audio heard so far (nothing after the
-decision is used).
+how the audio was chunked. The detector hears ``edge`` seconds of silence before the
+stream begins and after it ends, so a word at either end of a recording is scored in
+windows centred on it, as a word in the middle is. Windows ready together are scored in
+one batch (a whole file is fast). Each hop's posteriors are smoothed (mean of the last
+``smoothing`` seconds); a keyword whose smoothed posterior reaches its threshold opens a
+*candidate*. The candidate is decided when every keyword in it falls back below its
+threshold, or ``max_delay`` seconds after it opened, whichever is first: the keyword with
+the highest smoothed peak in the candidate wins (a different word overlapping it is
+suppressed). A decided keyword is re-armed only after its smoothed posterior has fallen
+below its threshold and ``cooldown`` seconds have passed, so one utterance is one
+detection; and no keyword other than the last detected one opens a candidate until
+``holdoff`` seconds after that one fell below its threshold, so the tail of a word (the
+"op" of "stop") is not reported as a second word ("up"). The detection's start and end are
+the loud stretch around the centre of the windows that voted for it, found in the audio
+heard so far (nothing after the decision is used).
 
 With a :class:`Verifier` (settings with a :class:`~kws.modelfolder.Verification`), the
 detector's decisions at the verification's candidate threshold are candidates: each waits
@@ -35,6 +37,7 @@ windows and not a streaming model").
 
 from __future__ import annotations
 
+import functools
 import math
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
@@ -50,6 +53,7 @@ from kws.infer.spotting import (
     NOT_WORDS,
     Detection,
     loud_extent,
+    sliding_windows,
     window_starts,
 )
 from kws.modelfolder import ModelCard, Task, Verification
@@ -87,6 +91,9 @@ class DetectorSettings:
     #: Seconds after the last detected keyword falls below its threshold during which no
     #: keyword opens a new candidate.
     holdoff: float = 0.2
+    #: Seconds of silence heard before the stream and after its end: the last word of a
+    #: recording that stops right after it is otherwise only seen off-centre.
+    edge: float = 0.2
     default_threshold: float = DEFAULT_SPOT_THRESHOLD[Task.CLASSIFIER]
     thresholds: Mapping[str, float] = field(default_factory=dict)
     keywords: tuple[str, ...] | None = None
@@ -129,7 +136,7 @@ class DetectorSettings:
         """Raise UsageError for values that cannot work with a model of ``labels``."""
         if not self.hop > 0:
             raise UsageError("--hop must be a positive number of seconds")
-        for name in ("smoothing", "max_delay", "cooldown", "holdoff"):
+        for name in ("smoothing", "max_delay", "cooldown", "holdoff", "edge"):
             if not getattr(self, name) >= 0:
                 raise UsageError(f"--{name.replace('_', '-')} must not be negative")
         for name, value in [("--threshold", self.default_threshold), *self.thresholds.items()]:
@@ -146,6 +153,25 @@ class DetectorSettings:
     def threshold(self, keyword: str) -> float:
         """The threshold of one keyword."""
         return float(self.thresholds.get(keyword, self.default_threshold))
+
+    def timing(self) -> dict[str, float]:
+        """The settings that shape decisions, besides thresholds (recorded beside them)."""
+        return {name: getattr(self, name)
+                for name in ("hop", "smoothing", "max_delay", "cooldown", "holdoff", "edge")}
+
+    def hop_samples(self, rate: int) -> int:
+        """The hop in samples at ``rate`` (at least one)."""
+        return max(1, int(round(self.hop * rate)))
+
+    def edge_samples(self, rate: int) -> int:
+        """The silence heard at each end of a stream, in samples at ``rate``."""
+        return int(round(self.edge * rate))
+
+    def cutter(self, rate: int, length: int) -> Callable[[np.ndarray], np.ndarray]:
+        """Cuts a whole recording into the windows the detector scores, in its order (for
+        outputs computed ahead, replayed by :func:`detect`)."""
+        return functools.partial(sliding_windows, length=length, hop=self.hop_samples(rate),
+                                 edge=self.edge_samples(rate))
 
 
 @dataclass(frozen=True)
@@ -206,7 +232,8 @@ class StreamDetector:
         self.labels = list(runner.labels)
         self.rate = int(runner.sample_rate)
         self.length = int(runner.input_length)
-        self.hop = max(1, int(round(self.settings.hop * self.rate)))
+        self.hop = self.settings.hop_samples(self.rate)
+        self.edge = self.settings.edge_samples(self.rate)
         self.batch_size = max(1, int(getattr(runner, "batch_size", 32)))
         self._score = score or runner
         words = self.settings.keywords or [w for w in self.labels if w not in NOT_WORDS]
@@ -225,7 +252,7 @@ class StreamDetector:
         if self.verification is not None:  # a candidate's audio until it is verified
             keep += self.length + self.batch_size * self.hop + int(math.ceil(
                 (self.verification.context + self.verification.lookahead) * self.rate))
-        self._ring = _Ring(keep)
+        self._ring = _Ring(keep, start=-self.edge)
         self._recent: list[np.ndarray] = []
         self._next = 0  # index of the next window to score
         self._candidate: _Candidate | None = None
@@ -237,12 +264,14 @@ class StreamDetector:
     @property
     def position(self) -> float:
         """Stream time received so far (seconds)."""
-        return self._ring.end / self.rate
+        return (self._ring.end if self._audio_end is None else self._audio_end) / self.rate
 
     @property
     def scored_until(self) -> float:
         """End of the last scored window (seconds): how far decisions have been made."""
-        return 0.0 if self._next == 0 else ((self._next - 1) * self.hop + self.length) / self.rate
+        if self._next == 0:
+            return 0.0
+        return (self._window_start(self._next - 1) + self.length) / self.rate
 
     def threshold(self, keyword: str) -> float:
         """The threshold the detector applies to ``keyword``."""
@@ -270,11 +299,11 @@ class StreamDetector:
         if self._finished:
             return []
         total = self._ring.end
-        due = len(window_starts(total, self.length, self.hop)) if total else 0
+        due = len(window_starts(total, self.length, self.hop, self.edge)) if total else 0
         found: list[Detection] = []
         self._audio_end = total
         if due > self._next:
-            last_end = (due - 1) * self.hop + self.length
+            last_end = self._window_start(due - 1) + self.length
             self._ring.append(np.zeros(last_end - total, dtype=np.float32))
             found += self._score_ready(last_end, audio_end=total)
         if self._candidate is not None:
@@ -285,10 +314,10 @@ class StreamDetector:
     def _score_ready(self, available: int, audio_end: int | None = None) -> list[Detection]:
         """Score every window that ends within ``available`` samples, in batches."""
         found: list[Detection] = []
-        while self._next * self.hop + self.length <= available:
+        while self._window_start(self._next) + self.length <= available:
             count = min(self.batch_size,
-                        (available - self.length) // self.hop - self._next + 1)
-            starts = (self._next + np.arange(count)) * self.hop
+                        (available - self.length + self.edge) // self.hop - self._next + 1)
+            starts = self._window_start(self._next + np.arange(count))
             batch = np.stack([self._ring.view(s, s + self.length) for s in starts])
             outputs = np.asarray(self._score(batch), dtype=np.float32)
             if outputs.shape != (count, len(self.labels)):
@@ -369,7 +398,7 @@ class StreamDetector:
         self._quiet_until = index + 1 + self._holdoff_hops
         votes = candidate.votes[best]
         weights = np.array([max(p, 1e-6) for _, p in votes])
-        centres = np.array([(i * self.hop + self.length / 2) for i, _ in votes])
+        centres = np.array([(self._window_start(i) + self.length / 2) for i, _ in votes])
         centre = float(np.average(centres, weights=weights)) / self.rate
         first = max(0, self._ring.start, int(round(centre * self.rate)) - 2 * self.length)
         audio = self._ring.view(first, limit)
@@ -410,6 +439,10 @@ class StreamDetector:
                                                           last / self.rate), 3)))
         return found
 
+    def _window_start(self, index: int | np.ndarray) -> int | np.ndarray:
+        """Stream position of window ``index``'s first sample (negative in the edge)."""
+        return index * self.hop - self.edge
+
     def _level(self, end: int) -> float:
         chunk = self._ring.view(max(self._ring.start, end - self.hop), end)
         energy = float(np.mean(np.square(chunk, dtype=np.float64))) if len(chunk) else 0.0
@@ -420,14 +453,16 @@ class _Ring:
     """The last samples of a stream, addressed by absolute sample position.
 
     Holds at least ``keep`` samples; appending shifts the buffer only when it is full, so
-    feeding one sample at a time costs O(1) amortised.
+    feeding one sample at a time costs O(1) amortised. A negative ``start`` is silence
+    held before position 0.
     """
 
-    def __init__(self, keep: int) -> None:
+    def __init__(self, keep: int, start: int = 0) -> None:
         self.keep = keep
         self.data = np.zeros(4 * keep, dtype=np.float32)
         self.fill = 0
-        self.start = 0  # absolute position of data[0]
+        self.start = start  # absolute position of data[0]
+        self.append(np.zeros(max(0, -start), dtype=np.float32))  # silence before 0
 
     @property
     def end(self) -> int:

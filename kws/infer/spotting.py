@@ -1,7 +1,8 @@
 """Spotting helpers: window arithmetic, a word's loud extent, and the one Detection record.
 
-Windows are placed every hop from the start of a recording (:func:`window_starts`,
-:func:`sliding_windows`: the last one zero-padded); :func:`loud_extent` finds the loud
+Windows are placed every hop from the start of a recording, or from a little silence
+before it (:func:`window_starts`, :func:`sliding_windows`: zero-padded where they run past
+the recording); :func:`loud_extent` finds the loud
 stretch around a detection's centre. The decision itself (smoothing, thresholds, peak
 picking, cooldown) is the streaming detector's (:mod:`kws.infer.detector`), shared by
 files and streams.
@@ -68,22 +69,24 @@ class Detection:
     fa_per_hour: float | None = None
 
 
-def window_starts(num_samples: int, length: int, hop: int) -> np.ndarray:
-    """Start samples of the windows that cover a recording (the last one may run past it)."""
-    count = 1 + max(0, -(-(num_samples - length) // hop))
-    return np.arange(count, dtype=np.int64) * hop
+def window_starts(num_samples: int, length: int, hop: int, edge: int = 0) -> np.ndarray:
+    """Start samples of the windows that cover a recording heard with ``edge`` samples of
+    silence before and after it: the first starts at ``-edge``, the last ends at or after
+    ``num_samples + edge``."""
+    count = 1 + max(0, -(-(num_samples + 2 * edge - length) // hop))
+    return np.arange(count, dtype=np.int64) * hop - edge
 
 
-def sliding_windows(waveform: np.ndarray, length: int, hop: int) -> np.ndarray:
+def sliding_windows(waveform: np.ndarray, length: int, hop: int, edge: int = 0) -> np.ndarray:
     """``(windows, length)`` view of a waveform cut into windows every ``hop`` samples.
 
-    The waveform is zero-padded at the end so the last window is whole.
+    The windows of :func:`window_starts`: the waveform is zero-padded with ``edge`` samples
+    before it and as many after it as the last window needs.
     """
-    starts = window_starts(len(waveform), length, hop)
-    needed = int(starts[-1]) + length
-    if needed > len(waveform):
-        waveform = np.pad(waveform, (0, needed - len(waveform)))
-    return np.lib.stride_tricks.sliding_window_view(waveform, length)[::hop]
+    starts = window_starts(len(waveform), length, hop, edge)
+    after = max(0, int(starts[-1]) + length - len(waveform))
+    padded = np.pad(waveform, (edge, after)) if edge or after else waveform
+    return np.lib.stride_tricks.sliding_window_view(padded, length)[::hop]
 
 
 def loud_extent(
