@@ -68,7 +68,7 @@ class PhoneTrainConfig(RunConfig):
     silence_percent: float = option(
         10.0, help="Silence clips cut from background noise, as % of each split's words "
                    "(trained to emit no phone).")
-    epochs: int = 45
+    epochs: int = 80
     batch_size: int = 32
     learning_rate: float = 3e-3
     #: Epochs without a better validation PER before stopping (None: never).
