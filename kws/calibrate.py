@@ -303,7 +303,7 @@ def _lowest_threshold(runner: Runner, scores: list[_Scores], settings: DetectorS
     """The lowest grid threshold at and above which the keyword's smoothed posterior rises
     above the threshold at most ``allowed`` times (1.0 when none does)."""
     column = runner.labels.index(keyword)
-    hop = max(1, int(round(settings.hop * runner.sample_rate)))
+    hop = settings.hop_samples(runner.sample_rate)
     width = max(1, int(round(settings.smoothing * runner.sample_rate / hop)))
     grid = _grid()
     rises = np.zeros(len(grid), dtype=np.int64)

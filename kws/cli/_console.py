@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import contextlib
 import functools
+import json
 import shlex
 import sys
 from collections.abc import Callable, Iterator
+from typing import Any
 
 import click
 from rich.console import Console
@@ -46,6 +48,18 @@ def warn_many(messages: list[str], limit: int = 10) -> None:
         warn(message)
     if len(messages) > limit:
         warn(f"... and {len(messages) - limit} more")
+
+
+def emit(as_json: bool, to_json: Callable[[], Any], render: Callable[[], None],
+         failed: bool) -> None:
+    """A command's result on stdout, as one JSON line or rendered, then exit status 1 when
+    some of its inputs could not be read."""
+    if as_json:
+        click.echo(json.dumps(to_json()))
+    else:
+        render()
+    if failed:
+        click.get_current_context().exit(1)
 
 
 def print_table(table) -> None:

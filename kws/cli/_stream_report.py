@@ -3,7 +3,6 @@ notes and unreadable files, the per-keyword and per-source tables, the DET curve
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import click
@@ -89,9 +88,5 @@ def report_stream(result: StreamEvaluation, det_png: str | None, as_json: bool) 
     warn_notes_and_failures(result.notes, result.failed)
     if det_png:
         draw_det(result, det_png)
-    if as_json:
-        click.echo(json.dumps(result.to_json()))
-    else:
-        render_stream(result)
-    if result.failed:
-        click.get_current_context().exit(1)
+    _console.emit(as_json, result.to_json, lambda: render_stream(result),
+                  bool(result.failed))

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import click
@@ -121,12 +120,7 @@ def command(model, data, split, as_json, confusion_png, batch_size, validation_p
         title = f"{result.model} on {', '.join(result.data)} ({split})"
         plot_confusion(result.labels, result.confusion, confusion_png, title=title)
         _console.stderr().print(f"confusion matrix drawn to {confusion_png}", markup=False)
-    if as_json:
-        click.echo(json.dumps(result.to_json()))
-    else:
-        _render(result)
-    if result.failed:
-        click.get_current_context().exit(1)
+    _console.emit(as_json, result.to_json, lambda: _render(result), bool(result.failed))
 
 
 def _remarks(result: Evaluation) -> None:
