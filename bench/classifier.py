@@ -29,7 +29,9 @@ kept weights averaged over about five epochs), ``negatives30`` (the default with
 ``negatives30-averaged`` (both of the last two), ``full-band`` (the default before band
 limiting became part of it: ``--lowpass 0``),
 ``lowpass-narrow`` (the default with cutoffs of 4 to 7.2 kHz only:
-``augmentation.lowpass_cutoff`` 0.5 to 0.9 of Nyquist). Each
+``augmentation.lowpass_cutoff`` 0.5 to 0.9 of Nyquist), ``neighbours`` (the default with
+another clip's word placed just before or after the word of half the clips:
+``augmentation.neighbours`` 0.5, :func:`kws.augment.add_neighbours`). Each
 figure is the mean ± standard deviation over the seeds. Run from the project root
 (about 27 minutes per default run on an idle 2-core CPU)::
 
@@ -84,6 +86,7 @@ RECIPES = {
     "negatives30-averaged": {"negatives_percent": 30.0, "average_epochs": 5.0},
     "full-band": {"lowpass": 0.0},
     "lowpass-narrow": {"augmentation": {"lowpass_cutoff": (0.5, 0.9)}},
+    "neighbours": {"augmentation": {"neighbours": 0.5}},
 }
 
 

@@ -1,4 +1,5 @@
-"""Waveform augmentation: shapes, determinism, SNR, shift, gain, speed, band limit."""
+"""Waveform augmentation: shapes, determinism, SNR, shift, gain, speed, band limit,
+neighbouring words."""
 
 from __future__ import annotations
 
@@ -8,6 +9,7 @@ import pytest
 from kws.augment import (
     NO_AUGMENTATION,
     Augmentation,
+    add_neighbours,
     add_noise,
     augment_batch,
     band_limit,
@@ -15,6 +17,7 @@ from kws.augment import (
     random_gain,
     speed_perturb,
     time_shift,
+    word_extents,
 )
 
 LENGTH = 4000
@@ -47,6 +50,7 @@ def _power(x: np.ndarray) -> np.ndarray:
         lambda b, r: time_shift(b, 400, r),
         lambda b, r: random_gain(b, 6, r),
         lambda b, r: speed_perturb(b, 0.1, r),
+        lambda b, r: add_neighbours(_words(), 0.5, r),
         lambda b, r: augment_batch(b, _backgrounds(), Augmentation(noise_factor=0.001), r),
     ],
 )
@@ -153,3 +157,52 @@ def test_band_limit_draws_a_share_of_the_clips():
     assert 0.2 < changed.mean() < 0.4
     kept = np.abs(np.fft.rfft(out[changed], axis=1)) ** 2
     assert kept[:, int(0.35 * LENGTH / 2):].sum() < 1e-6 * kept.sum()
+
+
+def _words(n: int = 16) -> np.ndarray:
+    """Clips of one 'word' each: a tone burst of 0.15-0.25 of the clip at a random place."""
+    rng = np.random.default_rng(3)
+    batch = np.zeros((n, LENGTH), dtype=np.float32)
+    t = np.arange(LENGTH) / 8000
+    for row in batch:
+        width = int(rng.uniform(0.15, 0.25) * LENGTH)
+        start = int(rng.integers(int(0.3 * LENGTH), int(0.7 * LENGTH) - width))
+        row[start:start + width] = 0.3 * np.sin(2 * np.pi * rng.uniform(200, 900) * t[:width])
+    return batch
+
+
+def test_word_extents_finds_the_loud_part():
+    batch = np.zeros((3, LENGTH), dtype=np.float32)
+    batch[0, 1000:2000] = 0.5
+    batch[1] = 0.01 * np.random.default_rng(0).standard_normal(LENGTH)
+    batch[1, 3000:3600] = 0.8
+    extents = word_extents(batch)
+    assert tuple(extents[0]) == (1000, 2000)
+    assert tuple(extents[1]) == (3000, 3600)
+    assert tuple(extents[2]) == (0, 0)
+
+
+def test_add_neighbours_places_a_word_beside_and_leaves_the_word_itself():
+    batch = _words(40)
+    before = word_extents(batch)
+    out = add_neighbours(batch, 1.0, np.random.default_rng(0))
+    after = word_extents(out)
+    for row, (start, end) in enumerate(before):
+        np.testing.assert_array_equal(out[row, start:end], batch[row, start:end])
+    # every clip gained sound outside its own word, on one side, a small gap away
+    grew = (after[:, 0] < before[:, 0]) | (after[:, 1] > before[:, 1])
+    assert grew.mean() > 0.9
+    np.testing.assert_array_equal(add_neighbours(batch, 0.0, np.random.default_rng(0)), batch)
+
+
+def test_add_neighbours_only_between_speech_clips():
+    batch = _words(10)
+    speech = np.arange(10) < 5
+    out = add_neighbours(batch, 1.0, np.random.default_rng(0), speech)
+    np.testing.assert_array_equal(out[5:], batch[5:])
+    assert all(not np.array_equal(out[i], batch[i]) for i in range(5))
+    # a neighbour never comes from a clip that is not speech: silence the speech, nothing moves
+    quiet = batch.copy()
+    quiet[:5] = 0.0
+    np.testing.assert_array_equal(add_neighbours(quiet, 1.0, np.random.default_rng(0), speech),
+                                  quiet)

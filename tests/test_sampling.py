@@ -133,3 +133,30 @@ def test_smoothed_loss_is_categorical_crossentropy_with_label_smoothing():
         float(plain), rel=1e-5)
     restored = SmoothedSparseCrossentropy.from_config(SmoothedSparseCrossentropy(0.2).get_config())
     assert restored.smoothing == 0.2
+
+
+def test_classifier_batches_place_neighbouring_words_only_among_speech_clips(tmp_path):
+    rng = np.random.default_rng(0)
+    for word in ("yes", "no"):
+        for speaker in range(10):
+            wave = np.zeros(1600, dtype=np.float32)
+            wave[600:1000] = 0.3 * rng.standard_normal(400)  # a word in the middle
+            write_wav(tmp_path / "data" / word / f"s{speaker:03d}ab_nohash_0.wav", wave, 1600)
+    write_wav(tmp_path / "data" / "_background_noise_" / "noise.wav",
+              (0.01 * rng.standard_normal(8000)).astype(np.float32), 1600)
+    config = ClassifierConfig(data=(str(tmp_path / "data"),), arch="tcres", rate=1600,
+                              silence_percent=50, validation_percent=20, testing_percent=20,
+                              out=str(tmp_path / "model"), export=False, lowpass=0,
+                              augmentation={"neighbours": 1.0, "background_probability": 0.0,
+                                            "shift": 0.0, "gain_db": (0, 0)})
+    task = ClassifierTask()
+    config = task.resolve(config)
+    data = task.prepare(config, TrainEvents())
+    batches = task.batches(config, data)
+    rows = batches.rows(0, 0)
+    waveforms = batches.waveforms(0, 0)
+    silence = data.y[TRAINING][rows] == data.labels.index(SILENCE)
+    original = data.x[TRAINING][rows]
+    assert silence.any() and (~silence).any()
+    np.testing.assert_array_equal(waveforms[silence], original[silence])
+    assert not np.array_equal(waveforms[~silence], original[~silence])

@@ -322,8 +322,9 @@ class ClassifierTask(Task):
         return negatives
 
     def batches(self, config: ClassifierConfig, data: Prepared) -> WaveformBatches:
+        speech = np.asarray(data.labels)[data.y[TRAINING]] != SILENCE
         return waveform_batches(config, data.x[TRAINING], data.y[TRAINING],
-                                data.extra["backgrounds"], data.extra["weights"])
+                                data.extra["backgrounds"], data.extra["weights"], speech)
 
     #: What ``--init-from`` copied into the last model built (recorded in the card's recipe).
     transferred: dict[str, Any] | None = None

@@ -29,13 +29,17 @@ class WaveformBatches(Batches):
     With ``weights`` (one non-negative number per clip), an epoch draws as many clips as
     there are, with replacement, each with probability proportional to its weight: what
     class-balanced sampling needs. Without, an epoch is a permutation of the clips.
+    ``speech`` (a boolean per clip) says which clips hold a word, for the augmentation
+    that places words beside each other (all clips when ``None``).
     """
 
     def __init__(self, x: np.ndarray, y: np.ndarray, batch_size: int,
                  backgrounds: Sequence[np.ndarray], augmentation: Augmentation | None,
                  seed: int, steps: int | None = None,
-                 weights: np.ndarray | None = None) -> None:
+                 weights: np.ndarray | None = None,
+                 speech: np.ndarray | None = None) -> None:
         self.x, self.y = x, y
+        self.speech = speech
         self.probabilities = None if weights is None else _probabilities(weights, len(x))
         self.batch_size = min(batch_size, len(x))
         self.backgrounds = backgrounds
@@ -55,10 +59,13 @@ class WaveformBatches(Batches):
 
     def waveforms(self, epoch: int, index: int) -> np.ndarray:
         """The batch's waveforms, augmented (float32)."""
-        waveforms = self.x[self.rows(epoch, index)]
+        rows = self.rows(epoch, index)
+        waveforms = self.x[rows]
         if self.augmentation is not None:
             rng = np.random.default_rng([self.seed, epoch, index])
-            waveforms = augment_batch(waveforms, self.backgrounds, self.augmentation, rng)
+            speech = None if self.speech is None else self.speech[rows]
+            waveforms = augment_batch(waveforms, self.backgrounds, self.augmentation, rng,
+                                      speech)
         return waveforms.astype(np.float32, copy=False)
 
     def batch(self, epoch: int, index: int) -> tuple[np.ndarray, np.ndarray]:
@@ -93,9 +100,11 @@ def _probabilities(weights: np.ndarray, count: int) -> np.ndarray:
 
 def waveform_batches(config: RunConfig, x: np.ndarray, y: np.ndarray,
                      backgrounds: Sequence[np.ndarray],
-                     weights: np.ndarray | None = None) -> WaveformBatches:
-    """The training batches of a run (augmented as ``config`` says, drawn by ``weights``)."""
+                     weights: np.ndarray | None = None,
+                     speech: np.ndarray | None = None) -> WaveformBatches:
+    """The training batches of a run (augmented as ``config`` says, drawn by ``weights``;
+    ``speech`` marks the clips that hold a word)."""
     augmentation = config.augmentation_settings()
     return WaveformBatches(x, y, config.batch_size, backgrounds,
                            None if augmentation == NO_AUGMENTATION else augmentation,
-                           config.seed, config.steps_per_epoch, weights)
+                           config.seed, config.steps_per_epoch, weights, speech)
