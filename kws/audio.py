@@ -167,6 +167,26 @@ def fix_length(waveform: np.ndarray, length: int) -> np.ndarray:
     return waveform[..., start : start + length]
 
 
+def loud_spans(batch: np.ndarray, frame: int, db: float) -> np.ndarray:
+    """``(start, end)`` samples of each row's loud part: its first to last whole
+    ``frame``-sample frame whose power is within ``db`` dB of the row's loudest frame.
+
+    ``batch`` is ``(n, length)``; a row of silence is loud throughout, a row shorter than
+    a frame is one span of its whole length.
+    """
+    batch = np.asarray(batch)
+    n, length = batch.shape
+    count = length // max(1, frame)
+    if count == 0:
+        return np.tile(np.array([0, length], dtype=np.int64), (n, 1))
+    power = np.mean(np.square(batch[:, : count * frame].reshape(n, count, frame),
+                              dtype=np.float64), axis=2) + 1e-12
+    loud = power >= power.max(axis=1, keepdims=True) * 10.0 ** (-db / 10.0)
+    first = np.argmax(loud, axis=1)
+    last = count - np.argmax(loud[:, ::-1], axis=1)
+    return np.stack([first, last], axis=1).astype(np.int64) * frame
+
+
 def loudest_window(waveform: np.ndarray, length: int) -> int:
     """Start index of the ``length``-sample window with the most energy.
 

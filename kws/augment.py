@@ -15,6 +15,8 @@ from dataclasses import asdict, dataclass
 
 import numpy as np
 
+from kws import audio
+
 #: Width of :func:`band_limit`'s raised-cosine roll-off, as a fraction of the Nyquist frequency.
 _ROLL_OFF = 0.05
 #: Default range of :func:`band_limit`'s cutoff (fractions of Nyquist: 3.2-7.2 kHz at 16 kHz).
@@ -97,21 +99,12 @@ def mix_background(
 
 
 def word_extents(batch: np.ndarray) -> np.ndarray:
-    """The ``(start, end)`` samples of each clip's loud part: its first and last frame
-    whose RMS is within 20 dB of its loudest (``(0, 0)`` for a silent clip)."""
+    """The ``(start, end)`` samples of each clip's loud part (:func:`kws.audio.loud_spans`:
+    frames within :data:`_EXTENT_DB` of its loudest); ``(0, 0)`` for a silent clip."""
     batch = _as_batch(batch)
-    n, length = batch.shape
-    frame = max(1, int(round(_EXTENT_FRAME * length)))
-    frames = length // frame
-    if frames == 0:
-        return np.zeros((n, 2), dtype=np.int64)
-    power = np.mean(batch[:, : frames * frame].reshape(n, frames, frame) ** 2, axis=2)
-    loud = power >= power.max(axis=1, keepdims=True) * 10.0 ** (-_EXTENT_DB / 10.0)
-    loud &= power.max(axis=1, keepdims=True) > _SILENT_POWER
-    first = np.argmax(loud, axis=1)
-    last = frames - np.argmax(loud[:, ::-1], axis=1)
-    extents = np.stack([first, last], axis=1) * frame
-    extents[~loud.any(axis=1)] = 0
+    frame = max(1, int(round(_EXTENT_FRAME * batch.shape[1])))
+    extents = audio.loud_spans(batch, frame, _EXTENT_DB)
+    extents[np.max(np.square(batch), axis=1, initial=0.0) <= _SILENT_POWER] = 0
     return extents
 
 
@@ -138,8 +131,9 @@ def add_neighbours(batch: np.ndarray, probability: float, rng: np.random.Generat
     if donors.size < 2 or chosen.size == 0:
         return out
     extents = word_extents(batch)
-    level = np.sqrt(np.array([np.mean(batch[i, a:b] ** 2) if b > a else 0.0
-                              for i, (a, b) in enumerate(extents)]))
+    inside = (np.arange(length) >= extents[:, :1]) & (np.arange(length) < extents[:, 1:])
+    level = np.sqrt(np.sum(np.square(batch) * inside, axis=1)
+                    / np.maximum(inside.sum(axis=1), 1))
     for row in chosen:
         donor = rng.choice(donors[donors != row])
         (start, end), (d_start, d_end) = extents[row], extents[donor]

@@ -510,14 +510,8 @@ def _gain_to(waveform: np.ndarray, dbfs: float) -> float:
 def _loud_span(waveform: np.ndarray, rate: int) -> tuple[int, int]:
     """First and last sample (exclusive) of the 10 ms frames within :data:`_TRIM_DB` of
     the loudest one."""
-    frame = max(1, rate // 100)
-    count = len(waveform) // frame
-    if count == 0:
-        return 0, len(waveform)
-    energy = np.mean(np.square(waveform[: count * frame].reshape(count, frame)), axis=1)
-    level = 10 * np.log10(energy + 1e-12)
-    loud = np.flatnonzero(level >= level.max() - _TRIM_DB)
-    return int(loud[0]) * frame, min(len(waveform), (int(loud[-1]) + 1) * frame)
+    first, last = audio.loud_spans(waveform[None, :], max(1, rate // 100), _TRIM_DB)[0]
+    return int(first), int(last)
 
 
 

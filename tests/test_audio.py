@@ -239,3 +239,14 @@ def test_write_failure_is_one_line_naming_the_output_and_the_cause(tmp_path):
     assert result.returncode == 0, result.stderr
     assert result.stdout == f"{tmp_path / 'big.wav'}: cannot write audio (file too large)\n"
     assert list(tmp_path.iterdir()) == []
+
+
+def test_loud_spans_cover_the_frames_near_the_loudest():
+    batch = np.zeros((3, 1000), dtype=np.float32)
+    batch[0, 200:400] = 0.5
+    batch[0, 600:700] = 0.05  # 20 dB below: inside a 30 dB span, outside a 10 dB one
+    batch[2, :] = 0.1
+    np.testing.assert_array_equal(audio.loud_spans(batch, 100, 30.0),
+                                  [[200, 700], [0, 1000], [0, 1000]])
+    np.testing.assert_array_equal(audio.loud_spans(batch, 100, 10.0)[0], [200, 400])
+    np.testing.assert_array_equal(audio.loud_spans(batch[:, :50], 100, 30.0)[0], [0, 50])
