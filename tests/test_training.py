@@ -183,6 +183,14 @@ def test_export_may_change_on_resume():
     assert ClassifierConfig(**{**TINY, "seed": 1}).resume_differences(saved) == ["--seed"]
 
 
+def test_a_configuration_resumes_against_its_own_checkpoint_json():
+    config = ClassifierConfig(**{**TINY, "augmentation": {"snr_db": (5.0, 25.0)}})
+    saved = ClassifierConfig.from_json(json.loads(json.dumps(config.to_json())))
+    assert config.resume_differences(saved) == []
+    louder = ClassifierConfig(**{**TINY, "augmentation": {"snr_db": (0.0, 25.0)}})
+    assert louder.resume_differences(saved) == ["--augmentation"]
+
+
 def test_cli_refuses_to_replace_a_model(trained, tiny_data, capsys):
     out, _ = trained
     code, _, err = run_kws(["train", "--data", str(tiny_data), *TINY_ARGS, "--out", str(out)],

@@ -143,13 +143,9 @@ class RunConfig:
     # ------------------------------------------------------------------------- JSON
 
     def to_json(self) -> dict[str, Any]:
-        """The configuration as JSON-ready values (tuples become lists)."""
-        values = {}
-        for item in dataclasses.fields(self):
-            value = getattr(self, item.name)
-            values[item.name] = list(value) if isinstance(value, tuple) else (
-                dict(value) if isinstance(value, dict) else value)
-        return values
+        """The configuration as JSON-ready values (tuples become lists, at any depth)."""
+        return {item.name: _json_ready(getattr(self, item.name))
+                for item in dataclasses.fields(self)}
 
     @classmethod
     def from_json(cls: type[C], values: Mapping[str, Any]) -> C:
@@ -244,9 +240,19 @@ class RunConfig:
 
     def resume_differences(self, saved: RunConfig) -> list[str]:
         """Option names whose values differ from a checkpoint's and may not (for resume)."""
-        return [option_name(item.name) for item in dataclasses.fields(self)
-                if item.name not in RESUMABLE_CHANGES
-                and getattr(saved, item.name, None) != getattr(self, item.name)]
+        mine, theirs = self.to_json(), saved.to_json()
+        return [option_name(name) for name in mine
+                if name not in RESUMABLE_CHANGES and theirs.get(name) != mine[name]]
+
+
+def _json_ready(value: Any) -> Any:
+    """``value`` as JSON reads it back: tuples as lists, dictionaries copied, at any depth,
+    so a configuration compares equal to itself after a round trip through a checkpoint."""
+    if isinstance(value, tuple | list):
+        return [_json_ready(item) for item in value]
+    if isinstance(value, dict):
+        return {key: _json_ready(item) for key, item in value.items()}
+    return value
 
 
 def _whole(value: Any) -> bool:
