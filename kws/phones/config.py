@@ -20,8 +20,8 @@ DEFAULT_OUT = str(Path("models") / "tcphones")
 #: Training augmentation of phone models: shorter shifts than the classifier's, so a word
 #: near the edge of its clip is not pushed out of it while its phones remain the target;
 #: lighter background noise than the classifier's (half the batches, 5-25 dB), because the
-#: phone model underfits noisy one-word clips (bench/phones.py measured lower PER on every
-#: held-out set with it).
+#: phone model underfits noisy one-word clips (bench/phones.py measured lower PER with it on
+#: the held-out speakers of AN4, ARCTIC and Speech Commands).
 PHONE_AUGMENTATION = {"shift": 0.05, "background_probability": 0.5, "snr_db": (5.0, 25.0)}
 #: The saved model's input (s): a frame's context (about 0.6 s each side) fits well inside
 #: the half of a window that the stitching keeps.
