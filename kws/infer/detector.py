@@ -90,7 +90,7 @@ class DetectorSettings:
     cooldown: float = 0.5
     #: Seconds after the last detected keyword falls below its threshold during which no
     #: keyword opens a new candidate.
-    holdoff: float = 0.2
+    holdoff: float = 0.1
     #: Seconds of silence heard before the stream and after its end: the last word of a
     #: recording that stops right after it is otherwise only seen off-centre.
     edge: float = 0.2
