@@ -7,8 +7,8 @@ normalisation over the frames with signal, so zero padding barely matters, SpecA
 style masking in training), a strided convolution to ``frame_ms`` frames (20 ms by default),
 then residual blocks of dilated depthwise-separable 1-D convolutions over time whose
 dilations double (1, 2, 4, twice by default), so each frame sees about 0.3 s of context on
-both sides (short on purpose: a longer view learns the training words' phone strings). A dense softmax per frame gives the posteriors over the blank (output 0) and the
-phones.
+both sides (short on purpose: a longer view learns the training words' phone strings).
+A dense softmax per frame gives the posteriors over the blank (output 0) and the phones.
 
 The convolutions are not causal: a frame's posteriors use context after it, which suits
 files (``kws phones predict``) rather than live streams. Only built-in Keras layers and the
