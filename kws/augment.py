@@ -205,6 +205,23 @@ def speed_perturb(batch: np.ndarray, max_change: float, rng: np.random.Generator
     return _warp(batch, rates, np.zeros(batch.shape[0], dtype=np.int64))
 
 
+def change_speed(waveform: np.ndarray, rate: float) -> np.ndarray:
+    """One recording played ``rate`` times as fast: tempo and pitch change together and its
+    length becomes ``len / rate`` (linear interpolation, as :func:`speed_perturb`).
+
+    For recordings of any length, where stretching a padded batch row about its centre
+    would push the start of a short recording out of the row.
+    """
+    waveform = np.asarray(waveform, dtype=np.float32)
+    if rate <= 0:
+        raise ValueError(f"rate must be positive, got {rate}")
+    if len(waveform) < 2 or rate == 1.0:
+        return waveform.copy()
+    length = max(1, int(round(len(waveform) / rate)))
+    positions = np.minimum(np.arange(length, dtype=np.float64) * rate, len(waveform) - 1)
+    return np.interp(positions, np.arange(len(waveform)), waveform).astype(np.float32)
+
+
 def _warp(batch: np.ndarray, rates: np.ndarray, shifts: np.ndarray) -> np.ndarray:
     """Resample each row about its centre by ``rates`` and delay it by ``shifts`` samples.
 

@@ -13,6 +13,7 @@ from kws.augment import (
     add_noise,
     augment_batch,
     band_limit,
+    change_speed,
     mix_background,
     random_gain,
     speed_perturb,
@@ -111,6 +112,19 @@ def test_random_gain_in_range():
     assert ratio_db.min() >= -6 - 1e-3 and ratio_db.max() <= 3 + 1e-3
     assert ratio_db.max() - ratio_db.min() > 5
     assert np.abs(random_gain(_batch() * 5, 20, np.random.default_rng(0))).max() <= 1.0
+
+
+def test_change_speed_changes_length_and_pitch():
+    rate = 8000
+    tone = np.sin(2 * np.pi * 500 * np.arange(rate) / rate).astype(np.float32)
+    faster = change_speed(tone, 1.25)
+    assert len(faster) == 6400 and faster.dtype == np.float32
+    peak = np.abs(np.fft.rfft(faster[:4000])).argmax() * rate / 4000
+    assert abs(peak - 625) <= 4
+    assert len(change_speed(tone, 0.8)) == 10000
+    assert np.array_equal(change_speed(tone, 1.0), tone)
+    with pytest.raises(ValueError, match="rate must be positive"):
+        change_speed(tone, 0.0)
 
 
 def test_speed_perturb_changes_pitch():

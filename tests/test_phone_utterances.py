@@ -65,7 +65,7 @@ def test_utterance_pronunciations_change_one_word_at_a_time():
     assert frames_needed(["a", "a", "b"]) == 4
 
 
-def _length_batches(shuffle=True, seed=3):
+def _length_batches(shuffle=True, seed=3, augmentation=None):
     lengths = [8000, 8000, 8000, 8000, 12000, 12000, 20000, 3000]
     waveforms = np.empty(len(lengths), dtype=object)
     targets = np.empty(len(lengths), dtype=object)
@@ -73,7 +73,7 @@ def _length_batches(shuffle=True, seed=3):
         waveforms[index] = np.full(length, index + 1, dtype=np.float32)
         targets[index] = [[1, 2, 3][: 1 + index % 3], [4]]
     return LengthBatches(waveforms, targets, RATE, seconds_per_batch=2.0, alternatives=2,
-                         seed=seed, shuffle=shuffle), waveforms
+                         seed=seed, shuffle=shuffle, augmentation=augmentation), waveforms
 
 
 def test_length_batches_group_by_length_and_pad():
@@ -97,6 +97,26 @@ def test_length_batches_group_by_length_and_pad():
     again, _ = _length_batches()
     assert np.array_equal(again.batch(1, 2)[0], batches.batch(1, 2)[0])  # pure function
     assert batches.shapes([(2, 8000), (2, 2, 4)]) == [(None, None), (None, 2, None)]
+
+
+def test_speed_changed_length_batches_keep_each_recording_whole():
+    from kws.augment import Augmentation
+
+    settings = Augmentation(background_probability=0.0, shift=0.0, gain_db=(0.0, 0.0),
+                            speed=0.1)
+    batches, waveforms = _length_batches(augmentation=settings)
+    lengths = []
+    for index in range(batches.steps):
+        x, _ = batches.batch(0, index)
+        for row in x:
+            r = int(row[0]) - 1
+            voiced = int(np.count_nonzero(row))  # the recording, then zero padding
+            assert np.all(row[:voiced] == r + 1) and not row[voiced:].any()
+            assert len(waveforms[r]) / 1.1 - 1 <= voiced <= len(waveforms[r]) / 0.9 + 1
+            lengths.append(voiced / len(waveforms[r]))
+            assert x.shape[1] >= bucket_length(voiced, RATE)  # never cut
+    assert max(lengths) - min(lengths) > 0.02  # each recording its own speed
+    assert np.array_equal(batches.batch(0, 1)[0], batches.batch(0, 1)[0])  # pure function
 
 
 def test_validation_length_batches_keep_every_recording():

@@ -24,7 +24,7 @@ from typing import Any
 
 import numpy as np
 
-from kws.augment import Augmentation, augment_batch
+from kws.augment import Augmentation, augment_batch, change_speed
 from kws.dataset import (
     SILENCE,
     SPLITS,
@@ -364,8 +364,9 @@ class LengthBatches(Batches):
     incomplete batch, so every epoch has the same number of steps. With
     ``shuffle=False`` (validation) the batches keep the data's order and none is
     dropped. Augmentation (seeded per batch) shifts by at most ``augmentation.shift`` of
-    one second, whatever the length. Targets are :func:`kws.phones.ctc.encode_targets`
-    of ``alternatives`` sequences per recording.
+    one second, whatever the length, and plays each recording at its own speed
+    (``augmentation.speed``) whole, before padding. Targets are
+    :func:`kws.phones.ctc.encode_targets` of ``alternatives`` sequences per recording.
     """
 
     def __init__(self, waveforms: np.ndarray, targets: np.ndarray, rate: int,
@@ -407,16 +408,29 @@ class LengthBatches(Batches):
     def batch(self, epoch: int, index: int) -> tuple[np.ndarray, np.ndarray]:
         """Batch ``index`` of ``epoch``: padded waveforms and encoded targets."""
         length, rows = self.plan(epoch)[index]
-        x = padded([self.waveforms[r] for r in rows], length)
-        if self.augmentation is not None:
-            shift = self.augmentation.shift * self.rate / length
-            augmentation = dataclasses.replace(self.augmentation, shift=shift)
-            x = augment_batch(x, self.backgrounds, augmentation,
-                              np.random.default_rng([self.seed, epoch, index]))
+        waveforms = [self.waveforms[r] for r in rows]
+        augmentation = self.augmentation
+        rng = np.random.default_rng([self.seed, epoch, index])
+        if augmentation is not None and augmentation.speed > 0:
+            waveforms = self._speed_changed(waveforms, augmentation.speed, rng)
+            length = max(length, bucket_length(max(map(len, waveforms)), self.rate))
+        x = padded(waveforms, length)
+        if augmentation is not None:
+            augmentation = dataclasses.replace(
+                augmentation, shift=augmentation.shift * self.rate / length, speed=0.0)
+            x = augment_batch(x, self.backgrounds, augmentation, rng)
         targets = [self.targets[r] for r in rows]
         longest = max((len(seq) for alts in targets for seq in alts), default=0)
         return (x.astype(np.float32, copy=False),
                 ctc.encode_targets(targets, self.alternatives, max(1, longest)))
+
+    @staticmethod
+    def _speed_changed(waveforms: Sequence[np.ndarray], change: float,
+                       rng: np.random.Generator) -> list[np.ndarray]:
+        """Each recording at its own speed in ``[1 - change, 1 + change]``, whole: a
+        recording that grows gets a longer row rather than losing its end."""
+        rates = rng.uniform(1.0 - change, 1.0 + change, size=len(waveforms))
+        return [change_speed(w, r) for w, r in zip(waveforms, rates, strict=True)]
 
     def shapes(self, shapes: Sequence[tuple[int, ...]]) -> list[tuple[int | None, ...]]:
         """Batch size, length and target length vary from batch to batch."""
