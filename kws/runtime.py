@@ -118,8 +118,15 @@ def distribution_strategy(name: str):
 
 
 def replicas_in_sync() -> int:
-    """How many replicas the ``tf.distribute`` strategy in scope trains on (1 without one)."""
-    return import_tensorflow().distribute.get_strategy().num_replicas_in_sync
+    """How many replicas the ``tf.distribute`` strategy in scope trains on (1 without one).
+
+    No strategy can be in scope before TensorFlow is imported, so this does not import it:
+    models build under another Keras backend (``KERAS_BACKEND=jax``) without TensorFlow.
+    """
+    tensorflow = sys.modules.get("tensorflow")
+    if tensorflow is None:
+        return 1
+    return tensorflow.distribute.get_strategy().num_replicas_in_sync
 
 
 def strategy_scope(strategy) -> contextlib.AbstractContextManager:

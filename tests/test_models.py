@@ -124,3 +124,51 @@ def test_one_training_step_runs():
     history = model.fit(x, y, batch_size=8, epochs=2, verbose=0)
     assert all(np.isfinite(history.history["loss"]))
     assert np.isfinite(before)
+
+
+def _train_mixed(model, loss, x, y) -> list[float]:
+    model.compile(keras.optimizers.Adam(1e-3), loss)
+    return model.fit(x, y, batch_size=len(x), epochs=2, verbose=0).history["loss"]
+
+
+def test_models_train_under_mixed_precision():
+    # A GPU trains under mixed_float16 (kws.runtime.precision_for_device): the front end
+    # and the softmax compute in float32, the rest in float16, and a step must run.
+    from kws.models.phones import build_phone_model
+    from kws.models.vae import build_vae, regularizer_loss
+    from kws.phones.ctc import ctc_loss, encode_targets
+    from kws.runtime import precision_policy
+
+    keras.utils.set_random_seed(0)
+    x = _waves(4, 8000)
+    with precision_policy("mixed_float16"):
+        tcres = classifier.build_tcres(NUM_LABELS, 8000, 8000, channels=(16, 16),
+                                       strides=(1, 2))
+        phones = build_phone_model(6, 8000, None, filters=8, channels=16, dilations=(1,))
+        vae = build_vae(63, 40, 3, latent_dim=4, channels=(8, 8, 8), hidden=16, seed=1)
+        assert tcres.get_layer("filterbank").compute_dtype == "float32"
+        assert tcres.get_layer("stem").compute_dtype == "float16"
+        assert tcres.output.dtype == phones.output.dtype == "float32"
+        losses = [
+            *_train_mixed(tcres, "sparse_categorical_crossentropy", x, np.arange(4) % 5),
+            *_train_mixed(phones, ctc_loss, x, encode_targets([[[1, 2, 3]]] * 4)),
+        ]
+        features = np.random.default_rng(0).standard_normal((4, 63, 40)).astype(np.float32)
+        labels = np.eye(3, dtype=np.float32)[[0, 1, 2, 0]]
+        vae.compile(keras.optimizers.Adam(1e-3),
+                    loss={"reconstruction": "mse", "regularizer": regularizer_loss})
+        history = vae.fit([features, labels], {"reconstruction": features,
+                                               "regularizer": np.zeros(4, np.float32)},
+                          batch_size=4, epochs=1, verbose=0)
+        losses += history.history["loss"]
+    assert keras.mixed_precision.global_policy().name == "float32"
+    assert np.all(np.isfinite(losses))
+
+
+def test_replicas_known_without_tensorflow(monkeypatch):
+    # Under KERAS_BACKEND=jax (a GPU machine without TensorFlow) building a model asks how
+    # many replicas train: no tf.distribute strategy can be in scope without TensorFlow.
+    from kws import runtime
+
+    monkeypatch.setitem(__import__("sys").modules, "tensorflow", None)
+    assert runtime.replicas_in_sync() == 1

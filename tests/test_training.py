@@ -120,6 +120,24 @@ def test_model_folder_has_card_curves_and_loadable_model(trained, tiny_data):
     assert probabilities.shape == (3, len(card.labels))
 
 
+def test_training_on_a_gpu_uses_mixed_precision_and_saves_float32(tiny_data, tmp_path,
+                                                                  monkeypatch):
+    # What a GPU run does (runtime.precision_for_device), on the CPU: the default
+    # architecture trains under mixed_float16 and the saved model computes in float32.
+    from kws import runtime
+
+    monkeypatch.setenv("KWS_CACHE_DIR", str(tmp_path / "cache"))
+    monkeypatch.setattr(runtime, "precision_for_device", lambda: "mixed_float16")
+    out = tmp_path / "gpu"
+    config = ClassifierConfig(data=(str(tiny_data),), **{**TINY, "arch": "tcres", "epochs": 1},
+                              out=str(out))
+    train_classifier(config, events=events())
+    card = read_card(out)
+    assert card.recipe["precision"] == "mixed_float16"
+    assert np.isfinite(card.metrics["history"]["loss"]).all()
+    assert {layer.compute_dtype for layer in load_keras_model(out).layers} == {"float32"}
+
+
 def test_training_ends_with_a_current_tflite_model(trained, tiny_data, capsys):
     """`kws train` writes model.tflite, parity-checked and recorded; predict runs it."""
     out, summary = trained

@@ -324,20 +324,29 @@ def learned_frontend(
     """Waveform ``(batch, samples)`` -> log filterbank energies ``(batch, frames, filters)``.
 
     The filterbank is evaluated every ``hop_ms / pool`` and Gaussian-pooled to ``hop_ms``.
+    Its layers compute in float32 under a mixed-precision policy (a GPU's): their kernels
+    are made in float32, and the energies of quiet audio underflow float16.
     """
     kernel = int(round(sample_rate * window_ms / 1000))
     stride = max(1, int(round(sample_rate * hop_ms / 1000 / pool)))
-    x = GaborFilterbank(filters, kernel, stride, sample_rate, name="filterbank")(inputs)
+    x = GaborFilterbank(filters, kernel, stride, sample_rate, name="filterbank",
+                        dtype="float32")(inputs)
     if pool > 1:
-        x = GaussianLowpass(2 * pool + 1, pool, name="lowpass")(x)
+        x = GaussianLowpass(2 * pool + 1, pool, name="lowpass", dtype="float32")(x)
     if norm == "masked":
-        active = FrameActivity(stride * pool, name="activity")(inputs)
-        x = LogCompression(norm=norm, name="compression")([x, active])
+        active = FrameActivity(stride * pool, name="activity", dtype="float32")(inputs)
+        x = LogCompression(norm=norm, name="compression", dtype="float32")([x, active])
     else:
-        x = LogCompression(norm=norm, name="compression")(x)
+        x = LogCompression(norm=norm, name="compression", dtype="float32")(x)
     if masking:
-        x = FeatureMask(**masking, name="feature_mask")(x)
+        x = FeatureMask(**masking, name="feature_mask", dtype="float32")(x)
     return x
+
+
+def softmax_output(units: int, name: str) -> keras.layers.Dense:
+    """A model's last layer: a dense softmax, computed in float32 under a mixed-precision
+    policy so that small probabilities keep their precision for the loss."""
+    return keras.layers.Dense(units, activation="softmax", name=name, dtype="float32")
 
 
 def batch_normalization(name: str, momentum: float = 0.99,
@@ -405,7 +414,7 @@ def build_tcres(
         x = _residual_block(x, width, kernel, stride, index)
     x = keras.layers.GlobalAveragePooling1D(name="pool")(x)
     x = keras.layers.Dropout(dropout, name="dropout")(x)
-    outputs = keras.layers.Dense(num_labels, activation="softmax", name="probabilities")(x)
+    outputs = softmax_output(num_labels, "probabilities")(x)
     return keras.Model(inputs, outputs, name=name)
 
 
@@ -436,7 +445,7 @@ def build_seed(num_labels: int, sample_rate: int, input_length: int) -> keras.Mo
     x = keras.layers.Dense(128, activation="relu", name="dense128")(x)
     x = _seed_bn("dense128_bn")(x)
     x = keras.layers.Flatten(name="flatten")(x)
-    outputs = keras.layers.Dense(num_labels, activation="softmax", name="probabilities")(x)
+    outputs = softmax_output(num_labels, "probabilities")(x)
     return keras.Model(inputs, outputs, name="seed")
 
 

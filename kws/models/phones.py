@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import keras
 
-from kws.models.classifier import batch_normalization, learned_frontend
+from kws.models.classifier import batch_normalization, learned_frontend, softmax_output
 
 #: Name of the default (and only) phone architecture.
 PHONE_ARCH = "tcphones"
@@ -112,6 +112,6 @@ def build_phone_model(
     x = keras.layers.ReLU(name="stem_relu")(x)
     for index, dilation in enumerate(dilations):
         x = _dilated_block(x, kernel, dilation, dropout, index)
-    outputs = keras.layers.Dense(num_classes, activation="softmax", name="posteriors")(x)
+    outputs = softmax_output(num_classes, "posteriors")(x)
     return keras.Model(inputs, outputs, name=name)
 
