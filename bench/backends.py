@@ -43,22 +43,18 @@ SCALE = 32767.0
 
 def load_models():
     """The two shipped models (Keras files), loaded under the current backend."""
-    from kws.runtime import import_keras
+    from kws.modelfolder import load_keras_model
 
-    keras = import_keras()
-    import kws.models  # noqa: F401  (registers the custom layers)
-    import kws.models.phones  # noqa: F401
-
-    return tuple(keras.saving.load_model(folder / "model.keras", compile=False)
-                 for folder in (CLASSIFIER, PHONES))
+    return load_keras_model(CLASSIFIER), load_keras_model(PHONES)
 
 
 def write_reference(path: Path) -> None:
     """Real clips and windows (16-bit) and TensorFlow's outputs on them."""
     from kws import audio
+    from kws.modelfolder import read_card
 
     rng = random.Random(0)
-    labels = json.loads((CLASSIFIER / "card.json").read_text())["labels"]
+    labels = read_card(CLASSIFIER).labels
     files = [p for p in sorted((SHARED / "sc_v2_test_half").rglob("*.wav"))
              if p.parent.name in labels and p.parent.name != "_silence_"]
     files = rng.sample(files, CLIPS)

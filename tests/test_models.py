@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import sys
+
 import numpy as np
 import pytest
 
@@ -170,5 +172,5 @@ def test_replicas_known_without_tensorflow(monkeypatch):
     # many replicas train: no tf.distribute strategy can be in scope without TensorFlow.
     from kws import runtime
 
-    monkeypatch.setitem(__import__("sys").modules, "tensorflow", None)
+    monkeypatch.setitem(sys.modules, "tensorflow", None)
     assert runtime.replicas_in_sync() == 1

@@ -34,6 +34,9 @@ from keras import ops
 from kws import runtime
 
 _PACKAGE = "kws"
+#: Compute dtype of the layers that stay out of float16 under a mixed-precision policy (a
+#: GPU's): the learned front end, the softmax, and what overflows or feeds a loss.
+FULL_PRECISION = "float32"
 
 
 def _mel(hz):
@@ -324,29 +327,29 @@ def learned_frontend(
     """Waveform ``(batch, samples)`` -> log filterbank energies ``(batch, frames, filters)``.
 
     The filterbank is evaluated every ``hop_ms / pool`` and Gaussian-pooled to ``hop_ms``.
-    Its layers compute in float32 under a mixed-precision policy (a GPU's): their kernels
-    are made in float32, and the energies of quiet audio underflow float16.
+    Its layers compute in :data:`FULL_PRECISION` under a mixed-precision policy: their
+    kernels are made in float32, and the energies of quiet audio underflow float16.
     """
     kernel = int(round(sample_rate * window_ms / 1000))
     stride = max(1, int(round(sample_rate * hop_ms / 1000 / pool)))
     x = GaborFilterbank(filters, kernel, stride, sample_rate, name="filterbank",
-                        dtype="float32")(inputs)
+                        dtype=FULL_PRECISION)(inputs)
     if pool > 1:
-        x = GaussianLowpass(2 * pool + 1, pool, name="lowpass", dtype="float32")(x)
+        x = GaussianLowpass(2 * pool + 1, pool, name="lowpass", dtype=FULL_PRECISION)(x)
     if norm == "masked":
-        active = FrameActivity(stride * pool, name="activity", dtype="float32")(inputs)
-        x = LogCompression(norm=norm, name="compression", dtype="float32")([x, active])
+        active = FrameActivity(stride * pool, name="activity", dtype=FULL_PRECISION)(inputs)
+        x = LogCompression(norm=norm, name="compression", dtype=FULL_PRECISION)([x, active])
     else:
-        x = LogCompression(norm=norm, name="compression", dtype="float32")(x)
+        x = LogCompression(norm=norm, name="compression", dtype=FULL_PRECISION)(x)
     if masking:
-        x = FeatureMask(**masking, name="feature_mask", dtype="float32")(x)
+        x = FeatureMask(**masking, name="feature_mask", dtype=FULL_PRECISION)(x)
     return x
 
 
 def softmax_output(units: int, name: str) -> keras.layers.Dense:
-    """A model's last layer: a dense softmax, computed in float32 under a mixed-precision
-    policy so that small probabilities keep their precision for the loss."""
-    return keras.layers.Dense(units, activation="softmax", name=name, dtype="float32")
+    """A model's last layer: a dense softmax, computed in :data:`FULL_PRECISION` under a
+    mixed-precision policy so that small probabilities keep their precision for the loss."""
+    return keras.layers.Dense(units, activation="softmax", name=name, dtype=FULL_PRECISION)
 
 
 def batch_normalization(name: str, momentum: float = 0.99,

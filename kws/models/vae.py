@@ -30,7 +30,7 @@ from __future__ import annotations
 import keras
 from keras import ops
 
-from kws.models.classifier import batch_normalization
+from kws.models.classifier import FULL_PRECISION, batch_normalization
 
 _PACKAGE = "kws"
 OBJECTIVES = ("vae", "wae")
@@ -272,18 +272,18 @@ def build_vae(
     decoder = build_decoder(frames, mels, num_labels, latent_dim, channels, hidden, embed_dim)
     features = keras.Input((frames, mels), name="features")
     label = keras.Input((num_labels,), name="label")
-    # The sampling, the regularizer and the output compute in float32 under a mixed
+    # The sampling, the regularizer and the output compute in FULL_PRECISION under a mixed
     # precision policy: exp(log_var) and the kernel sums overflow float16, and the losses
     # need full precision.
     if objective == "vae":
         mean, log_var = encoder([features, label])
-        code = Sampling(seed=seed, name="sampling", dtype="float32")([mean, log_var])
-        regularizer = KLDivergence(name="regularizer", dtype="float32")([mean, log_var])
+        code = Sampling(seed=seed, name="sampling", dtype=FULL_PRECISION)([mean, log_var])
+        regularizer = KLDivergence(name="regularizer", dtype=FULL_PRECISION)([mean, log_var])
     else:
         code = encoder([features, label])
         regularizer = MaximumMeanDiscrepancy(seed=seed, name="regularizer",
-                                             dtype="float32")(code)
-    reconstruction = keras.layers.Identity(name="reconstruction", dtype="float32")(
+                                             dtype=FULL_PRECISION)(code)
+    reconstruction = keras.layers.Identity(name="reconstruction", dtype=FULL_PRECISION)(
         decoder([code, label]))
     return keras.Model(
         [features, label],
