@@ -22,7 +22,9 @@ DEFAULT_OUT = str(Path("models") / "tcphones")
 #: lighter background noise than the classifier's (half the batches, 5-25 dB), because the
 #: phone model underfits noisy one-word clips (bench/phones.py measured lower PER with it on
 #: the held-out speakers of AN4, ARCTIC and Speech Commands). No speed perturbation: at
-#: 0.9-1.1x it measured worse on all of them and on never-trained words.
+#: 0.9-1.1x it measured worse on all of them and on never-trained words. No band limiting
+#: (the classifier's ``lowpass_probability``): at 0.3 it left PER where it was and found
+#: fewer never-trained words.
 PHONE_AUGMENTATION = {"shift": 0.05, "background_probability": 0.5, "snr_db": (5.0, 25.0)}
 #: The saved model's input (s): a frame's context (about 0.6 s each side) fits well inside
 #: the half of a window that the stitching keeps.
