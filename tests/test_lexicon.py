@@ -69,6 +69,22 @@ def test_a_word_no_dictionary_has_is_guessed_by_g2p():
     assert pronounce("blorfing").phones == (("b", "l", "aa", "r", "f", "ih", "ng"),)
 
 
+def test_an_initialism_no_dictionary_has_is_said_letter_by_letter():
+    for word, phones in [("kws", "k ey d ah b ah l y uw eh s"),
+                         ("XKCD", "eh k s k ey s iy d iy")]:
+        found = pronounce(word)
+        assert word.lower() not in cmudict_lexicon()
+        assert found.phones == (tuple(phones.split()),) and not found.guessed
+        assert found.describe() == f"{word.lower()}: {phones} (spelled out, {CMUDICT_SOURCE})"
+    # A user's lexicon says how its letters are read.
+    mine = parse_lexicon("w  d ah b ah y uw\n", source="mine.txt")
+    assert pronounce("www", mine).phones == (("d", "ah", "b", "ah", "y", "uw") * 3,)
+    # Words with a vowel letter ("y" counts) are guessed; dictionary words are looked up.
+    assert pronounce("glyphs").guessed and pronounce("blorfing").guessed
+    assert pronounce("hmm").source == CMUDICT_SOURCE and pronounce("html").source == CMUDICT_SOURCE
+    assert pronounce("kws-gpu").source == f"spelled out, {CMUDICT_SOURCE} + {G2P_SOURCE}"
+
+
 def test_a_missing_g2p_model_is_one_line_naming_its_package(monkeypatch):
     monkeypatch.setattr(g2p.importlib.util, "find_spec", lambda name: None)
     g2p.g2p_model.cache_clear()

@@ -49,6 +49,10 @@ MAX_WORD_LENGTH = 40
 MAX_WORDS = 8
 #: The most pronunciations of a keyword of several words (the product is cut there).
 MAX_ALTERNATIVES = 4
+#: Vowel letters: a word that no dictionary has and that has none of them ("kws", "npm",
+#: "xkcd") is an initialism, said letter by letter, not guessed by the G2P as a word. "y"
+#: counts ("synths", "glyphs"), so "nyc" needs spelling out: ``-k "n y c"``.
+VOWEL_LETTERS = frozenset("aeiouy")
 _ALTERNATE = re.compile(r"\(\d+\)$")
 
 
@@ -360,9 +364,24 @@ def _pronounce_word(word: str, given: Lexicon
         found = _lookup(stripped, given)
         if found is not None:
             return [found]
+    letters = _spelled_out(stripped, given)
+    if letters:
+        return letters
     from kws.phones.g2p import G2P_NAME, guess_phones
 
     return [((guess_phones(word),), f"G2P ({G2P_NAME})")]
+
+
+def _spelled_out(word: str, given: Lexicon
+                 ) -> list[tuple[tuple[tuple[str, ...], ...], str]]:
+    """Each letter's pronunciation when ``word`` is an initialism (letters a-z, no vowel
+    letter: "kws" is "k ey d ah b ah l y uw eh s"); empty otherwise."""
+    if not word.isalpha() or VOWEL_LETTERS.intersection(word):
+        return []
+    found = [_lookup(letter, given) for letter in word]
+    if any(item is None for item in found):
+        return []
+    return [(prons, f"spelled out, {source}") for prons, source in found]
 
 
 def pronounce(word: str, lexicon: Lexicon | None = None) -> Pronunciation:
@@ -370,7 +389,8 @@ def pronounce(word: str, lexicon: Lexicon | None = None) -> Pronunciation:
 
     Looked up in ``lexicon`` (a user's ``--lexicon`` or a model folder's; ``None``: the
     shipped one), then in CMUdict, then guessed by the G2P model. A hyphenated word not
-    found whole is said part by part. Several words are said one after the other (their
+    found whole is said part by part; one without a vowel letter (an initialism: "npm")
+    letter by letter. Several words are said one after the other (their
     pronunciations combined, at most :data:`MAX_ALTERNATIVES`).
 
     Raises
