@@ -17,6 +17,7 @@ from kws.phones import ctc, recognizer
 from kws.phones.data import phone_ids
 from kws.phones.lexicon import (
     LexiconError,
+    continuation_pronunciations,
     default_lexicon,
     default_lexicon_path,
     parse_lexicon,
@@ -360,6 +361,39 @@ def test_a_hit_a_rival_word_explains_better_is_dropped():
     assert [(d.label, d.start, d.end) for d in kept] == [("tree", 0.0, 0.34)]
     assert _spot_tree({"t": 0.3, "th": 0.6}) == []  # "three" was heard
     assert _spot_tree({"t": 0.3, "dx": 0.6})  # no word "dx r iy": nothing to prefer
+
+
+def test_longer_words_that_start_with_a_keyword_are_its_continuations():
+    six = ("s", "ih", "k", "s")
+    longer = continuation_pronunciations(six, "six")
+    assert ("s", "ih", "k", "s", "t", "iy") in longer  # sixty
+    assert ("s", "ih", "k", "s", "t", "iy", "n") in longer  # sixteen
+    assert all(found[:4] == six and len(found) in (6, 7) for found in longer)
+    # One phone more is already a rival ("sixth"); compounds are two words ("no-one").
+    assert ("s", "ih", "k", "s", "th") not in longer
+    no = continuation_pronunciations(("n", "ow"), "no")
+    assert no and ("n", "ow", "w", "ah", "n") not in no
+
+
+def _spot_six(after: dict[int, str]):
+    """``spot_in`` of "six" where frames 5-11 say s ih k s and ``after`` the phones at the
+    later frames."""
+    labels = model_labels()
+    probs = np.full((40, len(labels)), 0.001)
+    probs[:, 0] = 1.0
+    for frame, phone in ((5, "s"), (7, "ih"), (9, "k"), (11, "s"), *after.items()):
+        probs[frame, 0], probs[frame, labels.index(phone)] = 0.05, 0.9
+    probs /= probs.sum(axis=1, keepdims=True)
+    pron = ("s", "ih", "k", "s")
+    return recognizer.spot_in(ctc.log_posteriors(probs), "x.wav", "six", [pron],
+                              [phone_ids(pron)], 0.1, 0.02, 0.8)
+
+
+def test_a_hit_that_goes_on_as_a_longer_word_is_dropped():
+    assert _spot_six({}) and _spot_six({30: "t", 33: "uw"})  # "six", "six ... two"
+    assert _spot_six({15: "t", 18: "uw"})  # "six two": t uw is no word's ending
+    assert _spot_six({15: "t", 18: "iy"}) == []  # "sixty"
+    assert _spot_six({15: "t", 17: "iy", 19: "n"}) == []  # "sixteen"
 
 
 # ----------------------------------------------------------------------------- CLI

@@ -348,8 +348,9 @@ def spot(inputs, model, keywords, phones, threshold, fa_per_hour, lexicon, fmt) 
     A word need not have been in the training data: its phones are aligned anywhere in
     the recording's phone posteriors and the alignment is scored by the posteriors its
     phones get (confidence 1 when the recogniser heard exactly those phones, sure of each);
-    places where a dictionary word one phone different or longer fits better are not
-    reported. The phones of each --keyword, and where they came from, are noted on stderr.
+    places where a dictionary word one phone different or longer fits better, or where
+    the word goes on as a longer one ("sixty" for "six"), are not reported. The phones
+    of each --keyword, and where they came from, are noted on stderr.
     Detections come in order of time within a file, each with start and end times
     (seconds) and, on a calibrated model, fa_per_hour: how many false accepts an hour
     words as long as its pronunciation make at that confidence on speech that does not

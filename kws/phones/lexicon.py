@@ -444,3 +444,37 @@ def rival_pronunciations(phones: tuple[str, ...], word: str = "") -> tuple[tuple
                 and (replace == 0 or other != phones[at])]
     own = word.lower()
     return tuple(dict.fromkeys(v for v in variants if own not in index.get(v, (own,))))
+
+
+#: The most phones a longer word may say after a keyword's whole pronunciation and be its
+#: rival (:func:`continuation_pronunciations`): "sixteen" adds three to "six".
+CONTINUATION_PHONES = 3
+
+
+@functools.cache
+def _continuations_by_start() -> dict[tuple[str, ...], tuple[tuple[str, ...], ...]]:
+    """The default dictionary's pronunciations by their first phones, all but the last
+    two or three (compounds written with a hyphen left out: "no-one" is "no" "one")."""
+    starts: dict[tuple[str, ...], list[tuple[str, ...]]] = {}
+    for phones, words in _words_by_pronunciation().items():
+        if all("-" in w for w in words):
+            continue
+        for added in range(2, CONTINUATION_PHONES + 1):
+            if len(phones) - added >= 2:
+                starts.setdefault(phones[:-added], []).append(phones)
+    return {start: tuple(found) for start, found in starts.items()}
+
+
+@functools.cache
+def continuation_pronunciations(phones: tuple[str, ...], word: str = ""
+                                ) -> tuple[tuple[str, ...], ...]:
+    """Pronunciations of dictionary words that say all of ``phones`` and then two or three
+    more: "sixty", "sixteen", "sixties" for "six" (``s ih k s``); none of ``word``'s own.
+
+    A keyword heard where one of these aligns better was the start of the longer word
+    (one more phone is an insertion, which :func:`rival_pronunciations` already covers).
+    """
+    own = word.lower()
+    index = _words_by_pronunciation()
+    return tuple(found for found in _continuations_by_start().get(tuple(phones), ())
+                 if own not in index.get(found, ()))

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import dataclasses
 import functools
+import math
 import os
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
@@ -66,6 +67,7 @@ from kws.phones.lexicon import (
     Lexicon,
     Pronunciation,
     cmudict_lexicon,
+    continuation_pronunciations,
     default_lexicon,
     merge_lexicons,
     pronounce,
@@ -76,6 +78,11 @@ from kws.phones.phoneset import fold_each, model_labels
 
 #: How far (seconds) beyond a hit's first and last frames a rival word may be aligned.
 RIVAL_PAD_SECONDS = 0.06
+#: How far (seconds) after a hit's last frame a longer word that starts with the keyword
+#: (:func:`kws.phones.lexicon.continuation_pronunciations`) may end.
+CONTINUATION_SECONDS = 0.4
+#: How surely the phones a longer word adds must follow a hit for the hit to be that word.
+CONTINUATION_CONFIDENCE = 0.5
 
 # ----------------------------------------------------------------------------- inference
 
@@ -467,17 +474,23 @@ def spot_in(
     scored for many words at once). A hit where a rival word, one phone different or
     longer (:func:`kws.phones.lexicon.rival_pronunciations`: "three" or "trees" for
     "tree"), aligns better (:func:`rival_confidence`) is dropped: the recogniser heard
-    that word there.
+    that word there. So is a hit followed by the phones of a longer word that starts with
+    the keyword ("sixty" for "six", :func:`continuation_confidence`).
     """
     limits = ([float(threshold)] * len(prons) if isinstance(threshold, (int, float))
               else list(threshold))
     pad = int(round(RIVAL_PAD_SECONDS / frame_seconds))
+    later = pad + int(round(CONTINUATION_SECONDS / frame_seconds))
     hits = []
     for pron, labels, limit in zip(prons, ids, limits, strict=True):
         longest = int(round(keyword_seconds(len(labels)) / frame_seconds))
         rivals = [ids for rival, ids in _rival_ids(tuple(pron), name) if rival not in prons]
+        longer = [ids for rival, ids in _continuation_ids(tuple(pron), name)
+                  if rival not in prons]
         hits += [(hit, pron) for hit in search(log_probs, labels, limit, longest)
-                 if rival_confidence(log_probs, hit, rivals, pad) <= hit.confidence]
+                 if rival_confidence(log_probs, hit, rivals, pad) <= hit.confidence
+                 and continuation_confidence(log_probs, hit, len(labels), longer, pad,
+                                             later) < CONTINUATION_CONFIDENCE]
     kept: list[tuple[ctc.KeywordHit, tuple[str, ...]]] = []
     for hit, pron in sorted(hits, key=lambda item: -item[0].confidence):
         if all(hit.last < other.first or hit.first > other.last for other, _ in kept):
@@ -499,6 +512,14 @@ def _rival_ids(pron: tuple[str, ...], name: str) -> tuple[tuple[tuple[str, ...],
     return tuple((rival, phone_ids(rival)) for rival in rival_pronunciations(pron, name))
 
 
+@functools.lru_cache(maxsize=4096)
+def _continuation_ids(pron: tuple[str, ...], name: str
+                      ) -> tuple[tuple[tuple[str, ...], list[int]], ...]:
+    """:func:`_rival_ids` of the longer words that start with a pronunciation."""
+    return tuple((longer, phone_ids(longer))
+                 for longer in continuation_pronunciations(pron, name))
+
+
 def rival_confidence(log_probs: np.ndarray, hit: ctc.KeywordHit,
                      rivals: Sequence[Sequence[int]], pad: int = 0) -> float:
     """The best confidence (:func:`kws.phones.ctc.keyword_scores`) of any of the ``rivals``
@@ -507,6 +528,31 @@ def rival_confidence(log_probs: np.ndarray, hit: ctc.KeywordHit,
     segment = log_probs[max(0, hit.first - pad): hit.last + 1 + pad]
     return max((float(conf.max()) for conf, _ in ctc.keyword_scores_many(segment, rivals)),
                default=0.0)
+
+
+def continuation_confidence(log_probs: np.ndarray, hit: ctc.KeywordHit, phones: int,
+                            longer: Sequence[Sequence[int]], pad: int, after: int) -> float:
+    """How surely a hit of a ``phones``-phone keyword goes on as one of the ``longer``
+    words that start with it ("sixty" after "six"): the best geometric mean of the
+    posteriors of the phones such a word adds, aligned from ``pad`` frames before the hit
+    to ``after`` frames after it; 0 without such words.
+
+    A longer word's whole confidence is lower than the keyword's wherever one of its added
+    phones is less sure, so what is compared is the added phones' share of its score (the
+    word's log score less the hit's, per added phone).
+    """
+    if not longer or hit.confidence <= 0:
+        return 0.0
+    segment = log_probs[max(0, hit.first - pad): hit.last + 1 + after]
+    keyword_score = phones * math.log(hit.confidence)
+    best = 0.0
+    for (confidence, _), labels in zip(ctc.keyword_scores_many(segment, longer), longer,
+                                       strict=True):
+        peak = float(confidence.max())
+        if peak > 0:
+            added = (len(labels) * math.log(peak) - keyword_score) / (len(labels) - phones)
+            best = max(best, math.exp(min(0.0, added)))
+    return best
 
 
 # ----------------------------------------------------------------------------- evaluation
