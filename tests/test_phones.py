@@ -373,6 +373,9 @@ def test_longer_words_that_start_with_a_keyword_are_its_continuations():
     assert ("s", "ih", "k", "s", "th") not in longer
     no = continuation_pronunciations(("n", "ow"), "no")
     assert no and ("n", "ow", "w", "ah", "n") not in no
+    # A keyword said twice is not a longer word: "two two" is not "tutu".
+    two = continuation_pronunciations(("t", "uw"), "two")
+    assert ("t", "uw", "d", "ey") in two and ("t", "uw", "t", "uw") not in two  # today
 
 
 def _spot_six(after: dict[int, str]):

@@ -469,12 +469,15 @@ def _continuations_by_start() -> dict[tuple[str, ...], tuple[tuple[str, ...], ..
 def continuation_pronunciations(phones: tuple[str, ...], word: str = ""
                                 ) -> tuple[tuple[str, ...], ...]:
     """Pronunciations of dictionary words that say all of ``phones`` and then two or three
-    more: "sixty", "sixteen", "sixties" for "six" (``s ih k s``); none of ``word``'s own.
+    more: "sixty", "sixteen", "sixties" for "six" (``s ih k s``); none of ``word``'s own,
+    and none that goes on with the keyword's own first phones: "two two" is the keyword
+    said twice, not "tutu".
 
     A keyword heard where one of these aligns better was the start of the longer word
     (one more phone is an insertion, which :func:`rival_pronunciations` already covers).
     """
-    own = word.lower()
+    own, phones = word.lower(), tuple(phones)
     index = _words_by_pronunciation()
-    return tuple(found for found in _continuations_by_start().get(tuple(phones), ())
-                 if own not in index.get(found, ()))
+    return tuple(found for found in _continuations_by_start().get(phones, ())
+                 if own not in index.get(found, ())
+                 and found[len(phones):] != phones[:len(found) - len(phones)])
