@@ -50,7 +50,7 @@ from kws.infer import (
 from kws.infer.detector import DEFAULT_VERIFIED_THRESHOLD, Verifier
 from kws.infer.runners import check_runner
 from kws.infer.spotting import DEFAULT_SPOT_THRESHOLD
-from kws.modelfolder import Task, read_card, resolve_model_dir, write_card
+from kws.modelfolder import Task, Verification, read_card, resolve_model_dir, write_card
 from kws.recordings import Recording, keyword_free, read_recordings, split_of
 
 #: Thresholds tried: from ``_LOWEST`` to 1 in steps of ``_STEP``.
@@ -235,8 +235,12 @@ def _settings(model, target: float, keywords, runner: str, verify: bool
     check_runner(runner)
     folder = resolve_model_dir(model)
     card = read_card(folder)
-    return DetectorSettings.from_card(card, threshold=_LOWEST, keywords=keywords,
-                                      verify=verify), folder
+    settings = DetectorSettings.from_card(card, threshold=_LOWEST, keywords=keywords,
+                                          verify=verify)
+    if settings.verification is not None:  # thresholds for today's weighting of the scores
+        settings = replace(settings, verification=replace(
+            settings.verification, phone_weight=Verification.phone_weight))
+    return settings, folder
 
 
 def _negative_recordings(negatives: Sequence[str | os.PathLike],

@@ -177,7 +177,8 @@ class Verification:
     The detector proposes candidates at ``candidate_threshold``; the phone model (folder
     ``phones``, None: the shipped one) hears ``context`` seconds before each and
     ``lookahead`` seconds after it and scores how surely the keyword's phones are there;
-    a candidate is reported when the geometric mean of both scores reaches its keyword's
+    a candidate is reported when the geometric mean of both scores, the phone model's
+    weighted ``phone_weight`` and the classifier's the rest, reaches its keyword's
     threshold in ``thresholds`` (chosen by calibration).
     """
 
@@ -185,7 +186,13 @@ class Verification:
     candidate_threshold: float = 0.5
     context: float = 1.0
     lookahead: float = 0.1
+    phone_weight: float = 0.2
     thresholds: dict[str, float] = field(default_factory=dict)
+
+
+#: The phone weight of a card whose verification does not record one: its thresholds were
+#: calibrated on the plain geometric mean of the two scores.
+UNRECORDED_PHONE_WEIGHT = 0.5
 
 
 @dataclass
@@ -389,6 +396,8 @@ def _parse_verification(source: str, raw: Any) -> Verification | None:
                         0.0, 10.0),
         lookahead=_number(source, f"{name}.lookahead",
                           raw.get("lookahead", default.lookahead), 0.0, 10.0),
+        phone_weight=_number(source, f"{name}.phone_weight",
+                             raw.get("phone_weight", UNRECORDED_PHONE_WEIGHT), 0.0, 1.0),
         thresholds={word: _number(source, f"{name}.thresholds.{word}", value, 0.0, 1.0)
                     for word, value in _check_mapping(
                         source, f"{name}.thresholds", raw.get("thresholds") or {}).items()},

@@ -18,7 +18,7 @@ from kws import audio
 from kws.calibrate import calibrate, record_calibration
 from kws.cli import main
 from kws.infer import DetectorSettings, detect
-from kws.modelfolder import ModelCard, read_card, write_card
+from kws.modelfolder import ModelCard, Verification, read_card, write_card
 from kws.recordings import read_recordings, split_of
 
 RATE = 2000
@@ -245,13 +245,22 @@ def test_verified_calibration_is_recorded_in_the_cards_verification(model, negat
     card = read_card(model)
     card.thresholds = {"yes": 0.33}
     write_card(model, card)
+    # A card verified before the phone weight was recorded: its thresholds are of the
+    # plain geometric mean, and are read so.
+    raw = json.loads((model / "card.json").read_text())
+    raw["verification"] = {"thresholds": {"no": 0.7}}
+    (model / "card.json").write_text(json.dumps(raw))
+    assert read_card(model).verification.phone_weight == 0.5
     record_calibration(calibrate(model, [negatives], 10.0, verifier=FixedVerifier()),
                        "kws calibrate --verify test")
     card = read_card(model)
     assert card.thresholds == {"yes": 0.33}
     assert set(card.verification.thresholds) == {"yes", "no"}
     assert card.verification.candidate_threshold == 0.5
+    # calibrated for today's weighting of the two scores, recorded beside the thresholds
+    assert card.verification.phone_weight == Verification.phone_weight == 0.2
     entry = card.metrics["verified_calibration"]
+    assert entry["verification"]["phone_weight"] == 0.2
     assert entry["command"] == "kws calibrate --verify test"
     assert entry["verification"]["lookahead"] == 0.1 and "calibration" not in card.metrics
     settings = DetectorSettings.from_card(card, verify=True)

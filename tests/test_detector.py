@@ -274,12 +274,14 @@ class LoudVerifier:
         return self.opinions.get(keyword, 0.0) if louder else 0.0
 
 
-def verified(candidate: float = 0.3, lookahead: float = 0.1, **values) -> DetectorSettings:
+def verified(candidate: float = 0.3, lookahead: float = 0.1, phone_weight: float = 0.5,
+             **values) -> DetectorSettings:
+    """Verified settings; the combined score a plain geometric mean unless told."""
     from kws.modelfolder import Verification
 
-    return DetectorSettings(verification=Verification(candidate_threshold=candidate,
-                                                      context=1.0, lookahead=lookahead),
-                            **values)
+    return DetectorSettings(verification=Verification(
+        candidate_threshold=candidate, context=1.0, lookahead=lookahead,
+        phone_weight=phone_weight), **values)
 
 
 def test_a_verified_detector_reports_what_the_second_opinion_confirms():
@@ -327,6 +329,20 @@ def test_a_verified_candidate_waits_for_its_lookahead():
     early = detector.feed(wave[: int((low.end + 0.45) * TONE_RATE)])
     assert early == [] and verifier.heard == []
     assert detector.feed(wave[int((low.end + 0.45) * TONE_RATE):])[0] == low
+
+
+def test_the_phone_models_opinion_weighs_its_share_of_the_combined_score():
+    wave = two_tones()
+    plain = detect(ToneRunner(), wave, DetectorSettings(default_threshold=0.3))
+    assert labels_of(plain) == ["low", "high"]
+    opinions = {"low": 1.0, "high": 0.25}
+    for weight in (0.0, 0.2, 0.5, 1.0):
+        found = detect(ToneRunner(), wave, verified(phone_weight=weight, default_threshold=0.0),
+                       verifier=LoudVerifier(opinions))
+        assert labels_of(found) == ["low", "high"]
+        assert [d.probability for d in found] == pytest.approx(
+            [d.probability ** (1 - weight) * opinions[d.label] ** weight for d in plain],
+            abs=1e-4)
 
 
 def test_spot_and_sweep_verifies_each_candidate_once_and_sweeps_the_combined_score():

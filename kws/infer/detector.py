@@ -25,8 +25,8 @@ With a :class:`Verifier` (settings with a :class:`~kws.modelfolder.Verification`
 detector's decisions at the verification's candidate threshold are candidates: each waits
 until ``lookahead`` seconds of audio after it have arrived, the verifier (the phone model)
 scores how surely its keyword is said there from ``context`` seconds before it to that
-point, and it is reported when the geometric mean of its probability and that score
-reaches its keyword's threshold; the detection carries the combined score.
+point, and it is reported when the combined score (:func:`combined_score`) reaches its
+keyword's threshold; the detection carries the combined score.
 
 Sliding windows rather than a streaming (stateful) model: on one core the shipped
 model costs 0.35 ms per one-second window with LiteRT (10.8 M multiply-adds), i.e. a
@@ -72,6 +72,14 @@ class Verifier(Protocol):
                  end: float) -> float:
         """How surely (0 to 1) ``keyword`` is said between ``start`` and ``end`` seconds
         of ``audio`` (mono float32 at ``rate`` Hz)."""
+
+
+def combined_score(probability: float, opinion: float, phone_weight: float) -> float:
+    """A verified candidate's score: the geometric mean of the classifier's probability
+    and the phone model's confidence (clipped to 0..1), the latter weighted
+    ``phone_weight`` (:class:`~kws.modelfolder.Verification`)."""
+    opinion = min(1.0, max(0.0, opinion))
+    return probability ** (1.0 - phone_weight) * opinion ** phone_weight
 
 
 @dataclass(frozen=True)
@@ -432,7 +440,8 @@ class StreamDetector:
             opinion = self._verifier(candidate.label, self._ring.view(first, last), self.rate,
                                      candidate.start - first / self.rate,
                                      candidate.end - first / self.rate)
-            combined = math.sqrt(candidate.probability * min(1.0, max(0.0, opinion)))
+            combined = combined_score(candidate.probability, opinion,
+                                      self.verification.phone_weight)
             if combined >= self.threshold(candidate.label):
                 found.append(replace(candidate, probability=round(combined, 4),
                                      decided_at=round(max(candidate.decided_at or 0.0,
