@@ -476,7 +476,7 @@ def continuation_pronunciations(phones: tuple[str, ...], word: str = ""
     A keyword heard where one of these aligns better was the start of the longer word
     (one more phone is an insertion, which :func:`rival_pronunciations` already covers).
     """
-    own, phones = word.lower(), tuple(phones)
+    own = word.lower()
     index = _words_by_pronunciation()
     return tuple(found for found in _continuations_by_start().get(phones, ())
                  if own not in index.get(found, ())
