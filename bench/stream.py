@@ -11,7 +11,8 @@ Prints ONE table, a column per system, a row per figure:
   accepts per hour on the ARCTIC non-keyword speech, at each system's operating point;
 * for kws only, the same miss rate on synthetic streams (the Speech Commands v0.02 test
   clips of ``sc_v2_test_half`` placed in the ``_background_noise_`` recordings at 20, 10
-  and 5 dB SNR, many speakers);
+  and 5 dB SNR, many speakers; of a model trained with ``--resplit`` of that folder, only
+  the clips its split held out);
 * real-time factor on one core (processing time / audio time: kws pinned to one CPU with
   one LiteRT thread; PocketSphinx single-threaded, one process per file batch) and, for
   kws, the median decision delay (stream time from the end of a detected keyword to its
@@ -217,9 +218,13 @@ def score_kws(runner, settings: DetectorSettings, keywords: list[str],
 
 def score_synthetic(runner, settings: DetectorSettings, keywords: list[str],
                     args: argparse.Namespace, verifier=None) -> StreamScore:
-    """kws on synthetic streams of the v0.02 test clips in background noise."""
-    dataset = open_datasets([args.data / "sc_v2_test_half"],
-                            backgrounds=[args.data / "sc_background_noise"])
+    """kws on synthetic streams of the v0.02 test clips in background noise (those the
+    model's ``--resplit`` held out, when it resplit them)."""
+    folder = args.data / "sc_v2_test_half"
+    trained_resplit = {Path(f).name for f in runner.card.recipe.get("resplit") or ()}
+    resplit = [folder] if folder.name in trained_resplit else []
+    dataset = open_datasets([folder], backgrounds=[args.data / "sc_background_noise"],
+                            resplit=resplit)
     clips = [c for c in dataset.clips if c.split == TESTING and c.word not in NOT_WORDS]
     clips = random.Random(args.seed).sample(clips, min(args.synthetic_clips, len(clips)))
     plans = plan_synthetic([(c.path, c.word) for c in clips], dataset.backgrounds,
