@@ -237,9 +237,10 @@ def _settings(model, target: float, keywords, runner: str, verify: bool
     card = read_card(folder)
     settings = DetectorSettings.from_card(card, threshold=_LOWEST, keywords=keywords,
                                           verify=verify)
-    if settings.verification is not None:  # thresholds for today's weighting of the scores
+    if settings.verification is not None:  # thresholds for today's combined score
         settings = replace(settings, verification=replace(
-            settings.verification, phone_weight=Verification.phone_weight))
+            settings.verification, phone_weight=Verification.phone_weight,
+            quiet_floor=Verification.quiet_floor))
     return settings, folder
 
 

@@ -179,7 +179,11 @@ class Verification:
     ``lookahead`` seconds after it and scores how surely the keyword's phones are there;
     a candidate is reported when the geometric mean of both scores, the phone model's
     weighted ``phone_weight`` and the classifier's the rest, reaches its keyword's
-    threshold in ``thresholds`` (chosen by calibration).
+    threshold in ``thresholds`` (chosen by calibration). A candidate the phone model hears
+    no other speech before (a command said alone) has a phone score of at least
+    ``quiet_floor``: the check is for keyword-like sounds inside other words, and short
+    commands said alone, in noise, are where the classifier is strong and the phone model
+    weak.
     """
 
     phones: str | None = None
@@ -187,12 +191,16 @@ class Verification:
     context: float = 1.0
     lookahead: float = 0.1
     phone_weight: float = 0.2
+    quiet_floor: float = 0.3
     thresholds: dict[str, float] = field(default_factory=dict)
 
 
 #: The phone weight of a card whose verification does not record one: its thresholds were
 #: calibrated on the plain geometric mean of the two scores.
 UNRECORDED_PHONE_WEIGHT = 0.5
+#: The quiet floor of a card whose verification does not record one: its thresholds were
+#: calibrated without it.
+UNRECORDED_QUIET_FLOOR = 0.0
 
 
 @dataclass
@@ -398,6 +406,8 @@ def _parse_verification(source: str, raw: Any) -> Verification | None:
                           raw.get("lookahead", default.lookahead), 0.0, 10.0),
         phone_weight=_number(source, f"{name}.phone_weight",
                              raw.get("phone_weight", UNRECORDED_PHONE_WEIGHT), 0.0, 1.0),
+        quiet_floor=_number(source, f"{name}.quiet_floor",
+                            raw.get("quiet_floor", UNRECORDED_QUIET_FLOOR), 0.0, 1.0),
         thresholds={word: _number(source, f"{name}.thresholds.{word}", value, 0.0, 1.0)
                     for word, value in _check_mapping(
                         source, f"{name}.thresholds", raw.get("thresholds") or {}).items()},

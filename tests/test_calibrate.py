@@ -201,8 +201,10 @@ class FixedVerifier:
 
     opinions = {"yes": 1.0, "no": 0.5}
 
-    def __call__(self, keyword, samples, rate, start, end) -> float:
-        return self.opinions[keyword]
+    def __call__(self, keyword, samples, rate, start, end):
+        from kws.infer.detector import Opinion
+
+        return Opinion(self.opinions[keyword])
 
 
 def count_verified(negatives, thresholds: dict[str, float], held_out: bool):
@@ -245,12 +247,13 @@ def test_verified_calibration_is_recorded_in_the_cards_verification(model, negat
     card = read_card(model)
     card.thresholds = {"yes": 0.33}
     write_card(model, card)
-    # A card verified before the phone weight was recorded: its thresholds are of the
-    # plain geometric mean, and are read so.
+    # A card verified before the phone weight and the quiet floor were recorded: its
+    # thresholds are of the plain geometric mean without a floor, and are read so.
     raw = json.loads((model / "card.json").read_text())
     raw["verification"] = {"thresholds": {"no": 0.7}}
     (model / "card.json").write_text(json.dumps(raw))
     assert read_card(model).verification.phone_weight == 0.5
+    assert read_card(model).verification.quiet_floor == 0.0
     record_calibration(calibrate(model, [negatives], 10.0, verifier=FixedVerifier()),
                        "kws calibrate --verify test")
     card = read_card(model)
@@ -259,8 +262,10 @@ def test_verified_calibration_is_recorded_in_the_cards_verification(model, negat
     assert card.verification.candidate_threshold == 0.5
     # calibrated for today's weighting of the two scores, recorded beside the thresholds
     assert card.verification.phone_weight == Verification.phone_weight == 0.2
+    assert card.verification.quiet_floor == Verification.quiet_floor == 0.5
     entry = card.metrics["verified_calibration"]
     assert entry["verification"]["phone_weight"] == 0.2
+    assert entry["verification"]["quiet_floor"] == 0.5
     assert entry["command"] == "kws calibrate --verify test"
     assert entry["verification"]["lookahead"] == 0.1 and "calibration" not in card.metrics
     settings = DetectorSettings.from_card(card, verify=True)

@@ -18,6 +18,7 @@ from kws.infer import (
     StreamDetector,
     detect,
 )
+from kws.infer.detector import Opinion
 from kws.modelfolder import ModelCard
 
 LABELS = ["_silence_", "_unknown_", "yes", "no"]
@@ -263,25 +264,26 @@ class LoudVerifier:
     """A second opinion from the audio it is given: the detection's own stretch must be
     louder than the rest (``opinions[label]`` scales the answer); records what it heard."""
 
-    def __init__(self, opinions: dict[str, float]) -> None:
+    def __init__(self, opinions: dict[str, float], after_quiet: bool = False) -> None:
         self.opinions = opinions
+        self.after_quiet = after_quiet
         self.heard: list[tuple[str, int, float, float]] = []
 
-    def __call__(self, keyword, samples, rate, start, end) -> float:
+    def __call__(self, keyword, samples, rate, start, end) -> Opinion:
         self.heard.append((keyword, len(samples), round(start, 3), round(end, 3)))
         inside = samples[int(start * rate) : int(end * rate)]
         louder = np.sqrt(np.mean(inside ** 2)) > np.sqrt(np.mean(samples ** 2))
-        return self.opinions.get(keyword, 0.0) if louder else 0.0
+        return Opinion(self.opinions.get(keyword, 0.0) if louder else 0.0, self.after_quiet)
 
 
 def verified(candidate: float = 0.3, lookahead: float = 0.1, phone_weight: float = 0.5,
-             **values) -> DetectorSettings:
+             quiet_floor: float = 0.5, **values) -> DetectorSettings:
     """Verified settings; the combined score a plain geometric mean unless told."""
     from kws.modelfolder import Verification
 
     return DetectorSettings(verification=Verification(
         candidate_threshold=candidate, context=1.0, lookahead=lookahead,
-        phone_weight=phone_weight), **values)
+        phone_weight=phone_weight, quiet_floor=quiet_floor), **values)
 
 
 def test_a_verified_detector_reports_what_the_second_opinion_confirms():
@@ -343,6 +345,21 @@ def test_the_phone_models_opinion_weighs_its_share_of_the_combined_score():
         assert [d.probability for d in found] == pytest.approx(
             [d.probability ** (1 - weight) * opinions[d.label] ** weight for d in plain],
             abs=1e-4)
+
+
+def test_a_keyword_said_alone_has_at_least_the_quiet_floor_as_its_phone_score():
+    wave = two_tones()
+    plain = detect(ToneRunner(), wave, DetectorSettings(default_threshold=0.3))
+    opinions = {"low": 0.8, "high": 0.1}
+    for floor in (0.0, 0.5):
+        settings = verified(quiet_floor=floor, default_threshold=0.0)
+        alone = detect(ToneRunner(), wave, settings,
+                       verifier=LoudVerifier(opinions, after_quiet=True))
+        in_speech = detect(ToneRunner(), wave, settings, verifier=LoudVerifier(opinions))
+        assert [d.probability for d in alone] == pytest.approx(
+            [np.sqrt(d.probability * max(opinions[d.label], floor)) for d in plain], abs=1e-4)
+        assert [d.probability for d in in_speech] == pytest.approx(
+            [np.sqrt(d.probability * opinions[d.label]) for d in plain], abs=1e-4)
 
 
 def test_spot_and_sweep_verifies_each_candidate_once_and_sweeps_the_combined_score():

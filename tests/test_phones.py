@@ -399,6 +399,26 @@ def test_a_hit_that_goes_on_as_a_longer_word_is_dropped():
     assert _spot_six({15: "t", 17: "iy", 19: "n"}) == []  # "sixteen"
 
 
+def test_phones_before_a_detection_count_what_is_not_blank_or_silence():
+    from kws.phones.verify import QUIET_PHONES, phones_before
+
+    frame, start = 0.02, 1.0  # heard: frames 17..41 (0.5 s ending 0.15 s before start)
+    quiet = np.zeros((60, len(model_labels())))
+    quiet[:, ctc.BLANK_INDEX] = 0.7
+    quiet[:, phone_ids(["sil"])[0]] = 0.3
+    assert phones_before(quiet, start, frame) == pytest.approx(0.0)
+    speech = quiet.copy()
+    speech[30] = 0.0
+    speech[30, phone_ids(["s"])[0]] = 0.9  # one phone's spike, 0.1 of it blank
+    speech[30, ctc.BLANK_INDEX] = 0.1
+    assert phones_before(speech, start, frame) == pytest.approx(0.9)
+    assert phones_before(speech, start, frame) >= QUIET_PHONES
+    early, onset = quiet.copy(), quiet.copy()
+    early[10], onset[45] = speech[30], speech[30]  # too early; the keyword's own onset
+    assert phones_before(early, start, frame) == phones_before(onset, start, frame) == 0.0
+    assert phones_before(speech, 0.1, frame) == 0.0  # nothing heard before the start
+
+
 # ----------------------------------------------------------------------------- CLI
 
 

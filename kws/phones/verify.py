@@ -7,7 +7,8 @@ around a detection, it runs the phone model on it and aligns the keyword's pronu
 near the detection as ``kws phones spot`` does (rival words checked), and answers with the
 best confidence. The classifier says which word; the phone model says whether its phones
 are really there, which ordinary speech that merely sounds like a keyword ("seven" in
-"center") rarely passes.
+"center") rarely passes. It also says whether it heard other speech just before the
+detection: a word said alone is not part of a longer one.
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ import numpy as np
 from kws import audio
 from kws.errors import KwsError, LexiconError
 from kws.infer import NOT_WORDS
+from kws.infer.detector import Opinion
 from kws.modelfolder import read_card, resolve_model_dir
 from kws.phones import ctc
 from kws.phones.data import phone_ids
@@ -28,6 +30,14 @@ from kws.phones.recognizer import PhoneRecognizer, keyword_pronunciation, spot_i
 
 #: The lowest confidence the search reports (below it the verifier answers 0).
 FLOOR = 1e-3
+#: Seconds before a detection's start in which other speech is listened for, and the
+#: seconds just before its start left out (the keyword's own onset).
+BEFORE_SECONDS, ONSET_SECONDS = 0.5, 0.15
+#: Fewer phones than this heard in those seconds (the expected count: the posteriors of
+#: all phones but silence, summed over frames) is quiet.
+QUIET_PHONES = 0.5
+#: The phone model's output index of silence.
+SILENCE = phone_ids(("sil",))[0]
 
 
 class PhoneVerifier:
@@ -50,19 +60,32 @@ class PhoneVerifier:
         return phones, [phone_ids(p) for p in phones]
 
     def __call__(self, keyword: str, samples: np.ndarray, rate: int, start: float,
-                 end: float) -> float:
+                 end: float) -> Opinion:
         """The best confidence of ``keyword``'s phones aligned anywhere in ``samples``
-        (0: none). The detection's ``start``..``end`` is not trusted further: the detector
-        finds it in the audio heard when it decided, which may cut the word short."""
+        (0: none), and whether the :data:`BEFORE_SECONDS` before ``start`` are quiet. The
+        detection's ``start``..``end`` is not trusted further: the detector finds it in the
+        audio heard when it decided, which may cut the word short."""
         if rate != self.rate:
             samples = audio.resample(samples, rate, self.rate)
         if not len(samples):
-            return 0.0
-        log_probs = ctc.log_posteriors(self.recognizer.posteriors([samples])[0])
+            return Opinion(0.0)
+        posteriors = self.recognizer.posteriors([samples])[0]
         prons, ids = self.pronunciations(keyword)
-        hits = spot_in(log_probs, "", keyword, prons, ids, FLOOR,
+        hits = spot_in(ctc.log_posteriors(posteriors), "", keyword, prons, ids, FLOOR,
                        self.recognizer.frame_seconds, len(samples) / self.rate)
-        return max((hit.probability for hit in hits), default=0.0)
+        before = phones_before(posteriors, start, self.recognizer.frame_seconds)
+        return Opinion(max((hit.probability for hit in hits), default=0.0),
+                       before < QUIET_PHONES)
+
+
+def phones_before(posteriors: np.ndarray, start: float, frame_seconds: float) -> float:
+    """How many phones (expected: the posteriors of all but blank and silence, summed)
+    a phone model's ``(frames, classes)`` posteriors hold in the :data:`BEFORE_SECONDS`
+    before ``start - ONSET_SECONDS`` (seconds from the first frame)."""
+    last = max(0, int((start - ONSET_SECONDS) / frame_seconds))
+    first = max(0, last - int(round(BEFORE_SECONDS / frame_seconds)))
+    silent = posteriors[first:last, [ctc.BLANK_INDEX, SILENCE]].sum(axis=1)
+    return float(np.sum(1.0 - silent))
 
 
 def detector_verifier(model: str | os.PathLike | None, verify: bool = True
