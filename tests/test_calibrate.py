@@ -262,10 +262,10 @@ def test_verified_calibration_is_recorded_in_the_cards_verification(model, negat
     assert card.verification.candidate_threshold == 0.5
     # calibrated for today's weighting of the two scores, recorded beside the thresholds
     assert card.verification.phone_weight == Verification.phone_weight == 0.2
-    assert card.verification.quiet_floor == Verification.quiet_floor == 0.5
+    assert card.verification.quiet_floor == Verification.quiet_floor == 0.3
     entry = card.metrics["verified_calibration"]
     assert entry["verification"]["phone_weight"] == 0.2
-    assert entry["verification"]["quiet_floor"] == 0.5
+    assert entry["verification"]["quiet_floor"] == 0.3
     assert entry["command"] == "kws calibrate --verify test"
     assert entry["verification"]["lookahead"] == 0.1 and "calibration" not in card.metrics
     settings = DetectorSettings.from_card(card, verify=True)
