@@ -197,6 +197,17 @@ def score(
     return labels, confusion_matrix(true, predicted, len(labels)), folded
 
 
+def unsplit_training_folders(card: ModelCard, folders: Sequence[str | os.PathLike],
+                             resplit: Sequence[str | os.PathLike]) -> list[str]:
+    """The ``folders`` the model was trained on split by ``--resplit`` (matched by name:
+    the card holds the trainer's paths) that are not resplit here: their test split then
+    holds clips the model trained on."""
+    trained = {Path(folder).name for folder in card.recipe.get("resplit") or ()}
+    here = {Path(folder).resolve() for folder in resplit}
+    return [str(folder) for folder in folders
+            if Path(folder).name in trained and Path(folder).resolve() not in here]
+
+
 def evaluate(
     model_dir: str | os.PathLike | None,
     data: Sequence[str | os.PathLike],

@@ -211,6 +211,23 @@ def test_entries_that_cannot_be_clips_are_warned_about(superset_model, test_layo
     assert report["clips"] == 10
 
 
+def test_a_folder_the_model_trained_on_part_of_is_scored_whole_with_a_warning(
+        tmp_path, test_layout, run_cli):
+    model = make_model_folder(tmp_path / "resplit", ["_silence_", "_unknown_", "no", "yes"],
+                              recipe={"resplit": ["/elsewhere/test_set"]})
+    warning = f"{test_layout}: the model was trained on part of it (--resplit)"
+    whole = run_cli(["evaluate", str(model), "--data", str(test_layout), "--split", "all"])
+    assert whole.exit_code == 0, whole.output
+    assert warning in " ".join(whole.stderr.split()) and f"--resplit {test_layout}" in whole.stderr
+    split = run_cli(["evaluate", str(model), "--data", str(test_layout), "--split", "all",
+                     "--resplit", str(test_layout)])
+    assert split.exit_code == 0, split.output
+    assert "--resplit" not in split.stderr
+    other = make_model_folder(tmp_path / "plain", ["_silence_", "_unknown_", "no", "yes"])
+    plain = run_cli(["evaluate", str(other), "--data", str(test_layout), "--split", "all"])
+    assert plain.exit_code == 0 and "--resplit" not in plain.stderr
+
+
 @pytest.mark.parametrize("damage", MODEL_DAMAGE)
 def test_a_damaged_model_folder_is_one_line(superset_model, test_layout, tmp_path, damage,
                                             run_cli):

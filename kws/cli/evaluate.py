@@ -22,8 +22,8 @@ from kws.cli._options import (
 from kws.cli._stream_report import report_stream, warn_notes_and_failures
 from kws.cli._verifier import detector_verifier, verify_option
 from kws.errors import UsageError
-from kws.evaluate import Evaluation, evaluate
-from kws.modelfolder import resolve_model_dir
+from kws.evaluate import Evaluation, evaluate, unsplit_training_folders
+from kws.modelfolder import read_card, resolve_model_dir
 from kws.report import confusion_table, metrics_table, plot_confusion
 from kws.stream_eval import (
     DEFAULT_SNRS,
@@ -112,6 +112,7 @@ def command(model, data, split, as_json, confusion_png, batch_size, validation_p
         raise UsageError("--batch-size must be at least 1")
     if confusion_png:
         files.check_not_input(confusion_png, [*data, *background, folder], "--confusion-png")
+    _warn_unsplit(folder, data, resplit)
     with _console.progress("scoring clips") as progress:
         result = evaluate(folder, data, split, batch_size, validation_percent,
                           testing_percent, background, resplit, runner, progress)
@@ -121,6 +122,13 @@ def command(model, data, split, as_json, confusion_png, batch_size, validation_p
         plot_confusion(result.labels, result.confusion, confusion_png, title=title)
         _console.stderr().print(f"confusion matrix drawn to {confusion_png}", markup=False)
     _console.emit(as_json, result.to_json, lambda: _render(result), bool(result.failed))
+
+
+def _warn_unsplit(folder: Path, folders, resplit) -> None:
+    """Warn of clip folders the model trained on part of (``--resplit``) scored whole."""
+    for root in unsplit_training_folders(read_card(folder), folders, resplit):
+        _console.warn(f"{root}: the model was trained on part of it (--resplit); give "
+                      f"--resplit {root} to score only the clips its training held out")
 
 
 def _remarks(result: Evaluation) -> None:
@@ -173,6 +181,7 @@ def _stream(model, data, split, as_json, confusion_png, batch_size, validation_p
         validation_percent=validation_percent, testing_percent=testing_percent,
         backgrounds=tuple(background), resplit=tuple(resplit))
     settings.check()
+    _warn_unsplit(folder, synthetic_from, resplit)
     verifier = detector_verifier(folder, verify)
     with _console.progress("scoring recordings") as progress:
         result = evaluate_stream(folder, data, synthetic_from, settings, runner,
