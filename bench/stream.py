@@ -66,6 +66,7 @@ import numpy as np
 
 from kws import audio
 from kws.dataset import TESTING, V1_WORDS, open_datasets
+from kws.evaluate import unsplit_training_folders
 from kws.infer import NOT_WORDS, open_runner
 from kws.infer.detector import DetectorSettings, detect
 from kws.modelfolder import read_card, resolve_model_dir
@@ -221,10 +222,8 @@ def score_synthetic(runner, settings: DetectorSettings, keywords: list[str],
     """kws on synthetic streams of the v0.02 test clips in background noise (those the
     model's ``--resplit`` held out, when it resplit them)."""
     folder = args.data / "sc_v2_test_half"
-    trained_resplit = {Path(f).name for f in runner.card.recipe.get("resplit") or ()}
-    resplit = [folder] if folder.name in trained_resplit else []
     dataset = open_datasets([folder], backgrounds=[args.data / "sc_background_noise"],
-                            resplit=resplit)
+                            resplit=unsplit_training_folders(runner.card, [folder], ()))
     clips = [c for c in dataset.clips if c.split == TESTING and c.word not in NOT_WORDS]
     clips = random.Random(args.seed).sample(clips, min(args.synthetic_clips, len(clips)))
     plans = plan_synthetic([(c.path, c.word) for c in clips], dataset.backgrounds,

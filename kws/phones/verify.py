@@ -26,6 +26,7 @@ from kws.infer.detector import Opinion
 from kws.modelfolder import read_card, resolve_model_dir
 from kws.phones import ctc
 from kws.phones.data import phone_ids
+from kws.phones.phoneset import SILENCE_PHONE
 from kws.phones.recognizer import PhoneRecognizer, keyword_pronunciation, spot_in
 
 #: The lowest confidence the search reports (below it the verifier answers 0).
@@ -34,10 +35,10 @@ FLOOR = 1e-3
 #: seconds just before its start left out (the keyword's own onset).
 BEFORE_SECONDS, ONSET_SECONDS = 0.5, 0.15
 #: Fewer phones than this heard in those seconds (the expected count: the posteriors of
-#: all phones but silence, summed over frames) is quiet.
+#: all phones but blank and silence, summed over frames) is quiet.
 QUIET_PHONES = 0.5
 #: The phone model's output index of silence.
-SILENCE = phone_ids(("sil",))[0]
+SILENCE = phone_ids((SILENCE_PHONE,))[0]
 
 
 class PhoneVerifier:
