@@ -10,7 +10,8 @@ says one is left out, in every folder.
 
 Then evaluates the model (the splits are those of its training run, read from its card):
 
-1. **PER** (greedy decoding, 39 phones) on held-out real speakers: AN4's ``testing``
+1. **PER** (39 phones; ``kws phones evaluate``'s default decoding, the CTC prefix beam
+   search) on held-out real speakers: AN4's ``testing``
    speakers (utterances of trained words; utterances saying a held-out word apart, for
    held-out speakers and for all speakers, since those utterances were never trained on),
    ARCTIC's ``testing`` files, and the held-out speakers of ``sc_v2_test_half`` on trained
@@ -522,10 +523,10 @@ def calibrate(scores: Scores, items: Sequence[Item], words: Sequence[str],
 
 def phone_scores(items: Sequence[Item], posteriors: Mapping[str, np.ndarray], lexicon,
                  words_lexicon, frame_seconds: float):
-    """:func:`kws.phones.decoding.score_examples` (greedy) of utterances or clips; clips'
-    decoded phones matched to the closest word of ``words_lexicon`` (None: not matched).
-    Returns the result and how many utterances were left out (a word without a
-    pronunciation)."""
+    """:func:`kws.phones.decoding.score_examples` (its default decoder) of utterances or
+    clips; clips' decoded phones matched to the closest word of ``words_lexicon`` (None:
+    not matched). Returns the result and how many utterances were left out (a word
+    without a pronunciation)."""
     from kws.dataset import SILENCE
     from kws.phones.data import ALTERNATIVES, Example
     from kws.phones.decoding import score_examples
@@ -548,7 +549,7 @@ def phone_scores(items: Sequence[Item], posteriors: Mapping[str, np.ndarray], le
         else:
             examples.append(Example(item.clip, ((),), SILENCE))
         rows.append(posteriors[item.key])
-    return score_examples(rows, examples, words_lexicon, "greedy", frame_seconds), skipped
+    return score_examples(rows, examples, words_lexicon, frame_seconds=frame_seconds), skipped
 
 
 # ----------------------------------------------------------------------------- the peer
@@ -856,7 +857,10 @@ def print_report(report, systems, thresholds, per, sets, seconds) -> None:
                      "-" if silence else pct(e.per), "-" if silence else e.substitutions,
                      "-" if silence else e.deletions, e.insertions,
                      pct(result.word_accuracy) if result.words_scored else "-"])
-    table("1. Phone error rate on held-out real speakers (greedy, 39 phones)",
+    from kws.phones.decoding import DEFAULT_BEAM, DEFAULT_DECODER
+
+    table(f"1. Phone error rate on held-out real speakers ({DEFAULT_DECODER} decoding"
+          f"{f', {DEFAULT_BEAM} prefixes' if DEFAULT_DECODER == 'beam' else ''}, 39 phones)",
           ["set", "files", "phones", "PER", "sub", "del", "ins", "word acc"], rows,
           [f"target: PER <= {PER_TARGET:.0%} on AN4 testing speakers and {V2} held-out "
            "speakers (trained words): " + ", ".join(

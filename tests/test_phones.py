@@ -276,6 +276,17 @@ def test_beam_search_sums_alignments_where_greedy_does_not():
     assert [(s.label, s.first) for s in aligned] == [(1, 3), (2, 8), (3, 15)]
 
 
+def test_decode_defaults_to_the_beam_search():
+    from kws.phones.decoding import decode
+    from kws.phones.phoneset import model_labels
+
+    log_probs = ctc.log_posteriors(np.array([[0.6, 0.4], [0.6, 0.4]]))
+    assert decode(log_probs, 0.02).sequence == [model_labels()[1]]
+    assert decode(log_probs, 0.02, "greedy").sequence == []
+    with pytest.raises(UsageError, match="--decoder must be one of greedy, beam"):
+        decode(log_probs, 0.02, "viterbi")
+
+
 # ----------------------------------------------------------------------------- metrics
 
 
@@ -579,8 +590,14 @@ def test_cli_evaluate_json_and_table(trained, capsys):
     edits = report["substitutions"] + report["deletions"] + report["insertions"]
     assert report["per"] == pytest.approx(edits / report["reference_phones"], abs=1e-5)
     assert 0.0 <= report["word_accuracy"] <= 1.0
+    assert (report["decoder"], report["beam"]) == ("beam", 8)
     code, stdout, _ = run(["phones", "evaluate", "-m", out, "--data", data], capsys)
     assert code == 0 and "phone error rate" in stdout
+    code, stdout, _ = run(["phones", "evaluate", "-m", out, "--data", data, "--split", "all",
+                           "--decoder", "greedy", "--json"], capsys)
+    greedy = json.loads(stdout)
+    assert (greedy["decoder"], greedy["beam"]) == ("greedy", None)
+    assert greedy["reference_phones"] == report["reference_phones"]
 
 
 def test_cli_spot(trained, tmp_path, capsys):
@@ -699,7 +716,9 @@ def test_cli_phones_evaluate_spot(trained, tmp_path, capsys):
     (["--spot"], "--spot: give the words to find with --keyword WORD"),
     (["-k", "hello"], "--keyword applies to --spot only"),
     (["--det-png", "x.png"], "--det-png applies to --spot only"),
-    (["--spot", "-k", "hello", "--decoder", "beam"], "--decoder does not apply to --spot"),
+    (["--spot", "-k", "hello", "--decoder", "beam"], "--decoder and --beam do not apply"),
+    (["--spot", "-k", "hello", "--beam", "4"], "--decoder and --beam do not apply"),
+    (["--decoder", "greedy", "--beam", "4"], "--beam applies to --decoder beam only"),
     (["--spot", "-k", "hello", "-t", "0"], "--threshold must be in (0, 1]"),
     (["--spot", "-k", "hello", "--fa-per-hour", "2"], "no false-accept calibration"),
 ])
@@ -721,6 +740,7 @@ def test_cli_phones_evaluate_spot_refuses_in_one_line(trained, tmp_path, capsys,
     (["spot", "-m", "{out}", "-k", "yes,no", "--phones", "y eh s", "x.wav"], 2,
      "--phones is one keyword's pronunciation"),
     (["predict", "-m", "{out}"], 2, "give audio files"),
+    (["predict", "-m", "{out}", "--beam", "0", "x.wav"], 2, "--beam must be at least 1"),
     (["predict", "-m", "{data}", "x.wav"], 1, "not a kws model folder"),
     (["train", "--out", "{tmp}/m"], 2, "give --data"),
     (["train", "--data", "{data}", "--lexicon", "{tmp}/bad.txt", "--out", "{tmp}/m"], 1,

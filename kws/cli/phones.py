@@ -27,6 +27,7 @@ from kws.modelfolder import DEFAULT_FA_PER_HOUR, Task, resolve_model_dir
 from kws.phones.align import DEFAULT_MIN_SCORE, cut_word_clips
 from kws.phones.calibrate import DEFAULT_WORDS, calibrate_phones, record_phone_calibration
 from kws.phones.config import PhoneTrainConfig
+from kws.phones.decoding import DECODERS, DEFAULT_BEAM, DEFAULT_DECODER
 from kws.phones.recognizer import evaluate_phones, predict_phones, spot_phones
 from kws.phones.spot_eval import evaluate_spotting
 from kws.phones.train import PhonesTask
@@ -106,6 +107,26 @@ def _format_option(function):
              "terminal, jsonl otherwise.")(function)
 
 
+def _decoder_options(function):
+    """``--decoder`` and ``--beam``, as predict and evaluate share them (None: not given;
+    :func:`_decoding` fills in the defaults)."""
+    function = click.option(
+        "--beam", type=int, default=None,
+        help=f"With --decoder beam: prefixes kept  [default: {DEFAULT_BEAM}]")(function)
+    return click.option(
+        "--decoder", type=click.Choice(DECODERS), default=None,
+        help=f"greedy: best class per frame; beam: CTC prefix beam search (fewer phone "
+             f"errors, slower)  [default: {DEFAULT_DECODER}]")(function)
+
+
+def _decoding(decoder: str | None, beam: int | None) -> tuple[str, int]:
+    """The ``--decoder`` and ``--beam`` to use; ``--beam`` with greedy decoding is refused."""
+    decoder = decoder or DEFAULT_DECODER
+    if beam is not None and decoder != "beam":
+        raise UsageError("--beam applies to --decoder beam only")
+    return decoder, DEFAULT_BEAM if beam is None else beam
+
+
 def _resolve_format(fmt: str) -> str:
     if fmt == "auto":
         return "table" if sys.stdout.isatty() else "jsonl"
@@ -116,11 +137,7 @@ def _resolve_format(fmt: str) -> str:
 @click.argument("inputs", nargs=-1, metavar="FILE|DIR|- ...")
 @_model_option
 @_format_option
-@click.option("--decoder", type=click.Choice(("greedy", "beam")), default="greedy",
-              show_default=True,
-              help="greedy: best class per frame; beam: CTC prefix beam search.")
-@click.option("--beam", type=int, default=8, show_default=True,
-              help="With --decoder beam: prefixes kept.")
+@_decoder_options
 def predict(inputs, model, fmt, decoder, beam) -> int:
     """Recognise the phones of audio FILEs (DIRs searched, - reads paths from stdin).
 
@@ -131,7 +148,7 @@ def predict(inputs, model, fmt, decoder, beam) -> int:
     """
     if not inputs:
         raise UsageError("give audio files, folders, or - to read paths from stdin")
-    stream = predict_phones(inputs, model, decoder, beam)
+    stream = predict_phones(inputs, model, *_decoding(decoder, beam))
     writers = {"table": _PhoneTable, "jsonl": _PhoneJson, "tsv": _PhoneTsv}
     return _render(stream, writers[_resolve_format(fmt)](),
                    lambda writer: f"{stream.succeeded} file(s) recognised")
@@ -217,8 +234,7 @@ class _PhoneTable:
 @click.option("--lexicon", type=click.Path(dir_okay=False), default=None,
               help="Pronunciations to score against, and of the --keyword words, looked up "
                    "before CMUdict [default: the model folder's].")
-@click.option("--decoder", type=click.Choice(("greedy", "beam")), default="greedy",
-              show_default=True)
+@_decoder_options
 @split_percent_options
 @json_option
 @click.option("--spot", is_flag=True,
@@ -231,8 +247,9 @@ class _PhoneTable:
 @click.option("--det-png", type=click.Path(dir_okay=False), default=None,
               help="With --spot: draw the DET curve (miss rate against false accepts per "
                    "hour, one line per word) to this PNG file.")
-def evaluate(model, data, split, lexicon, decoder, validation_percent, testing_percent,
-             as_json, spot, keywords, threshold, fa_per_hour, det_png) -> None:
+def evaluate(model, data, split, lexicon, decoder, beam, validation_percent,
+             testing_percent, as_json, spot, keywords, threshold, fa_per_hour,
+             det_png) -> None:
     """Phone error rate of a phone model on a dataset split, or, with --spot, how well it
     finds words in transcribed recordings.
 
@@ -251,15 +268,18 @@ def evaluate(model, data, split, lexicon, decoder, validation_percent, testing_p
         if not (Path(root).exists() if spot else Path(root).is_dir()):
             raise UsageError(f"--data {root}: no such dataset folder")
     if spot:
-        _evaluate_spotting(model, data, split, lexicon, decoder, validation_percent,
+        if decoder is not None or beam is not None:
+            raise UsageError("--decoder and --beam do not apply to --spot")
+        _evaluate_spotting(model, data, split, lexicon, validation_percent,
                            testing_percent, as_json, keywords, threshold, fa_per_hour, det_png)
         return
     for value, option in ((keywords, "--keyword"), (threshold, "--threshold"),
                           (fa_per_hour, "--fa-per-hour"), (det_png, "--det-png")):
         if value is not None:
             raise UsageError(f"{option} applies to --spot only")
+    decoder, beam = _decoding(decoder, beam)
     result = evaluate_phones(model, data, split, decoder, lexicon, validation_percent,
-                             testing_percent)
+                             testing_percent, beam=beam)
     if result.failed:
         _console.warn_many([f"{path}: {problem}" for path, problem in result.failed])
     report = result.to_json()
@@ -270,12 +290,10 @@ def evaluate(model, data, split, lexicon, decoder, validation_percent, testing_p
         _console.print_table(table)
 
 
-def _evaluate_spotting(model, data, split, lexicon, decoder, validation_percent,
+def _evaluate_spotting(model, data, split, lexicon, validation_percent,
                        testing_percent, as_json, keywords, threshold, fa_per_hour,
                        det_png) -> None:
     """``kws phones evaluate --spot``: check the arguments, measure, report."""
-    if decoder != "greedy":
-        raise UsageError("--decoder does not apply to --spot")
     if not keywords:
         raise UsageError("--spot: give the words to find with --keyword WORD")
     if det_png:

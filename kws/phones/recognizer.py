@@ -56,10 +56,12 @@ from kws.phones import ctc
 from kws.phones.config import FRONT_END_HOP_MS
 from kws.phones.data import frames_for, phone_ids, read_examples
 from kws.phones.decoding import (
-    DECODERS,
+    DEFAULT_BEAM,
+    DEFAULT_DECODER,
     EXTEND_SECONDS,
     MODEL_LEXICON,
     ScoreResult,
+    check_decoder,
     decode,
     score_examples,
 )
@@ -236,8 +238,8 @@ class PhonePrediction:
 def predict_phones(
     inputs: Iterable[str],
     model: str | os.PathLike | None,
-    decoder: str = "greedy",
-    beam: int = 8,
+    decoder: str = DEFAULT_DECODER,
+    beam: int = DEFAULT_BEAM,
     stdin: IO | None = None,
     batch_size: int = 64,
 ) -> Stream:
@@ -247,10 +249,7 @@ def predict_phones(
     each answered as it arrives), as for ``kws predict``. Iterate the returned stream for
     :class:`PhonePrediction` and :class:`kws.infer.Failure` records in input order.
     """
-    if decoder not in DECODERS:
-        raise UsageError(f"--decoder must be one of {', '.join(DECODERS)}, not {decoder!r}")
-    if beam < 1:
-        raise UsageError("--beam must be at least 1")
+    check_decoder(decoder, beam)
     recognizer = PhoneRecognizer(model)
 
     def convert(scored: Scored, posteriors: np.ndarray) -> list[PhonePrediction]:
@@ -589,6 +588,8 @@ class PhoneEvaluation:
     decoder: str
     result: ScoreResult
     failed: list[tuple[str, str]]
+    #: Prefixes kept by the beam search (None: greedy decoding).
+    beam: int | None = None
 
     def to_json(self) -> dict[str, Any]:
         """Everything ``kws phones evaluate --json`` prints."""
@@ -598,6 +599,7 @@ class PhoneEvaluation:
             "data": self.data,
             "split": self.split,
             "decoder": self.decoder,
+            "beam": self.beam,
             **self.result.errors.to_json(),
             "word_accuracy": None if accuracy is None else round(accuracy, 6),
             "words_scored": self.result.words_scored,
@@ -609,12 +611,13 @@ def evaluate_phones(
     model: str | os.PathLike | None,
     data: Sequence[str | os.PathLike],
     split: str = "test",
-    decoder: str = "greedy",
+    decoder: str = DEFAULT_DECODER,
     lexicon: str | os.PathLike | None = None,
     validation_percent: float = 10.0,
     testing_percent: float = 10.0,
     batch_size: int = 128,
     progress: Progress | None = None,
+    beam: int = DEFAULT_BEAM,
 ) -> PhoneEvaluation:
     """PER (and word accuracy on Speech Commands data) of a phone model on a split.
 
@@ -627,8 +630,7 @@ def evaluate_phones(
     """
     if split not in SPLIT_CHOICES:
         raise UsageError(f"--split: {split!r} is not one of {', '.join(SPLIT_CHOICES)}")
-    if decoder not in DECODERS:
-        raise UsageError(f"--decoder must be one of {', '.join(DECODERS)}, not {decoder!r}")
+    check_decoder(decoder, beam)
     recognizer = PhoneRecognizer(model, lexicon)
     words = merge_lexicons(recognizer.lexicon, cmudict_lexicon())
     examples, _, _ = read_examples(data, words, None, (), validation_percent,
@@ -646,8 +648,8 @@ def evaluate_phones(
     said = sorted({e.word for e in examples if e.word not in (None, SILENCE)})
     result = score_examples([found[str(e.clip.path)] for e in examples], examples,
                             words.subset(said) if said else None, decoder,
-                            recognizer.frame_seconds)
+                            recognizer.frame_seconds, beam)
     return PhoneEvaluation(
         model=str(recognizer.folder), data=[str(d) for d in data], split=split, decoder=decoder,
-        result=result, failed=failed,
+        result=result, failed=failed, beam=beam if decoder == "beam" else None,
     )
