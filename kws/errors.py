@@ -6,6 +6,15 @@ traceback) and exits with :attr:`KwsError.exit_code`.
 
 from __future__ import annotations
 
+#: Control characters (all but the tab) as the escapes Python writes for them.
+_ESCAPES = {code: repr(chr(code))[1:-1] for code in (*range(32), 127) if code != 9}
+
+
+def printable(text: str) -> str:
+    """``text`` with its control characters escaped (a newline in a file name as ``\\n``),
+    so that a message naming it stays one line and cannot fake another."""
+    return text.translate(_ESCAPES)
+
 
 class KwsError(Exception):
     """A problem with the user's input or environment, explained in one line."""

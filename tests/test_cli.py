@@ -59,6 +59,44 @@ def test_usage_error_exits_2():
     assert "Traceback" not in result.stderr
 
 
+@pytest.mark.parametrize(("argv", "expected"), [
+    (["listen", "--rate", "16000.5", "x"], "Invalid value for '--rate'"),
+    (["predict", "--bogus"], "No such option"),
+    (["listen", "a", "b"], "Got unexpected extra argument (b)"),
+    (["predict", "--threads", "100000", "x.wav"], "Invalid value for '--threads'"),
+    (["evaluate", "--stream", "--seed", "-1"], "Invalid value for '--seed'"),
+])
+def test_click_usage_errors_are_one_line_naming_the_help(capsys, argv, expected):
+    with pytest.raises(SystemExit) as exit_info:
+        main(argv)
+    err = capsys.readouterr().err
+    assert exit_info.value.code == 2 and err.count("\n") == 1
+    assert err.startswith(f"kws: error: {expected}")
+    assert err.endswith(f"(see 'kws {argv[0]} --help')\n")
+
+
+def test_no_arguments_still_show_the_help(capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        main([])
+    assert exit_info.value.code == 2 and "Usage: kws [OPTIONS] COMMAND" in capsys.readouterr().err
+
+
+def test_a_newline_in_a_file_name_cannot_split_the_error_line(tmp_path, capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        main(["predict", str(tmp_path / "a\nkws: error: b.wav")])
+    err = capsys.readouterr().err
+    assert exit_info.value.code == 1
+    assert err == f"kws: error: {tmp_path}/a\\nkws: error: b.wav: no such file\n"
+
+
+def test_a_closed_stdout_is_one_line(monkeypatch, capsys):
+    monkeypatch.setattr(sys, "stdout", None)
+    with pytest.raises(SystemExit) as exit_info:
+        main(["predict", "x.wav"])
+    assert exit_info.value.code == 2
+    assert capsys.readouterr().err.startswith("kws: error: standard output is closed")
+
+
 def test_unknown_command_exits_2():
     assert CliRunner().invoke(cli, ["no-such-command"]).exit_code == 2
 

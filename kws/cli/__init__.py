@@ -15,7 +15,7 @@ import sys
 import click
 
 from kws import __version__
-from kws.errors import KwsError
+from kws.errors import KwsError, printable
 
 
 def _command_modules() -> dict[str, str]:
@@ -52,22 +52,25 @@ def cli() -> None:
 
 def main(argv: list[str] | None = None) -> None:
     """Run the CLI, turning kws errors into one line on stderr and an exit code."""
+    if sys.stdout is None:
+        _fail("standard output is closed (redirect it, e.g. to /dev/null)", 2)
     try:
         status = cli.main(args=argv, prog_name="kws", standalone_mode=False)
     except click.exceptions.Abort as error:
         if isinstance(error.__cause__, EOFError):
             # Click turns any EOFError into Abort; only Ctrl-C is an interruption.
-            click.echo(f"kws: error: unexpected end of data ({_one_line(error.__cause__)})",
-                       err=True)
-            sys.exit(1)
+            _fail(f"unexpected end of data ({_one_line(error.__cause__)})", 1)
         click.echo("kws: interrupted", err=True)
         sys.exit(130)
-    except click.ClickException as error:
+    except click.exceptions.NoArgsIsHelpError as error:
         error.show()
         sys.exit(error.exit_code)
+    except click.UsageError as error:
+        _fail(_usage_line(error), error.exit_code)
+    except click.ClickException as error:
+        _fail(error.format_message(), error.exit_code)
     except KwsError as error:
-        click.echo(f"kws: error: {error}", err=True)
-        sys.exit(error.exit_code)
+        _fail(str(error), error.exit_code)
     except KeyboardInterrupt:
         click.echo("kws: interrupted", err=True)
         sys.exit(130)
@@ -75,17 +78,29 @@ def main(argv: list[str] | None = None) -> None:
         sys.stderr.close()
         sys.exit(1)
     except OSError as error:
-        click.echo(f"kws: error: {error}", err=True)
-        sys.exit(1)
+        _fail(str(error), 1)
     except MemoryError:
-        click.echo("kws: error: out of memory (an input is too large for this machine)", err=True)
-        sys.exit(1)
+        _fail("out of memory (an input is too large for this machine)", 1)
     except RuntimeError as error:
         if not _is_libsndfile_error(error):
             raise
-        click.echo(f"kws: error: cannot read or write audio ({_one_line(error)})", err=True)
-        sys.exit(1)
+        _fail(f"cannot read or write audio ({_one_line(error)})", 1)
     sys.exit(status if isinstance(status, int) else 0)
+
+
+def _fail(message: str, code: int) -> None:
+    """Print ``kws: error: message`` as one line on stderr and exit with ``code``."""
+    if sys.stderr is not None:
+        click.echo(f"kws: error: {printable(message)}", err=True)
+    sys.exit(code)
+
+
+def _usage_line(error: click.UsageError) -> str:
+    """Click's usage error in one line, with the command whose --help explains it."""
+    message = " ".join(error.format_message().split())
+    if error.ctx is None:
+        return message
+    return f"{message} (see '{error.ctx.command_path} --help')"
 
 
 def _is_libsndfile_error(error: BaseException) -> bool:

@@ -13,6 +13,8 @@ from typing import Any
 import click
 from rich.console import Console
 
+from kws.errors import printable
+
 
 @functools.cache
 def stderr() -> Console:
@@ -27,19 +29,24 @@ def stdout() -> Console:
 
 
 def warn(message: str) -> None:
-    """Print one warning line on stderr."""
-    stderr().print(f"[yellow]kws: warning:[/yellow] {message}", markup=True, soft_wrap=True)
+    """Print one warning line on stderr (shown as :func:`error` shows its message)."""
+    _say("[yellow]kws: warning:[/yellow]", message)
 
 
 def error(message: str) -> None:
     """Print one ``kws: error:`` line on stderr for an input that failed (the run goes on).
 
-    The message is shown as it is (rich markup characters such as ``[`` in file names are
-    escaped).
+    The message is shown as it is: rich markup characters such as ``[`` in file names are
+    escaped, and control characters such as a newline are written as escapes
+    (:func:`kws.errors.printable`), so it stays one line.
     """
+    _say("[red]kws: error:[/red]", message)
+
+
+def _say(label: str, message: str) -> None:
     from rich.markup import escape
 
-    stderr().print(f"[red]kws: error:[/red] {escape(message)}", soft_wrap=True)
+    stderr().print(f"{label} {escape(printable(message))}", soft_wrap=True)
 
 
 def warn_many(messages: list[str], limit: int = 10) -> None:

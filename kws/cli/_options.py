@@ -80,9 +80,24 @@ split_percent_options: Decorator = _stack(
                  show_default=True, help="Testing share of folders without list files."),
 )
 
-seed_option: Decorator = click.option(
-    "--seed", type=int, default=0, show_default=True,
-    help="Seed of everything random in the run.")
+#: The most threads ``--threads`` takes (far more than any CPU here; LiteRT crashes on
+#: absurd counts).
+MAX_THREADS = 256
+
+
+def seed_option_for(help: str) -> Decorator:
+    """``--seed N``: a non-negative integer (NumPy's generators take no other), 0 by default."""
+    return click.option("--seed", type=click.IntRange(min=0), default=0, show_default=True,
+                        help=help)
+
+
+seed_option: Decorator = seed_option_for("Seed of everything random in the run.")
+
+
+def threads_option(help: str, default: int | None = None) -> Decorator:
+    """``--threads N``, from 1 to :data:`MAX_THREADS`."""
+    return click.option("--threads", type=click.IntRange(1, MAX_THREADS), default=default,
+                        show_default=default is not None, help=help)
 
 overwrite_option: Decorator = click.option(
     "--overwrite", is_flag=True, help="Replace what is already at the output path.")

@@ -28,7 +28,7 @@ import click
 from rich.console import Console
 
 from kws.cli import _console
-from kws.errors import KwsError, UsageError
+from kws.errors import KwsError, UsageError, printable
 from kws.train import RunConfig, Task, TrainEvents, check_run, fit
 from kws.train.checkpoints import saved_config
 from kws.train.config import cli_fields, option_name, option_spec
@@ -169,11 +169,11 @@ class RichEvents(TrainEvents):
             self.console.print(f"[dim]{message}[/dim]", highlight=False, soft_wrap=True)
 
     def note(self, message: str) -> None:
-        self._line(f"kws: note: {message}")
+        self._line(f"kws: note: {printable(message)}")
 
     def warn(self, message: str) -> None:
         self.console.print("[yellow]kws: warning:[/yellow] ", end="", markup=True)
-        self._line(message)
+        self._line(printable(message))
 
     @contextlib.contextmanager
     def counting(self, description: str, total: int) -> Iterator[Callable[[int], None]]:

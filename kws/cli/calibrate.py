@@ -9,7 +9,7 @@ import click
 
 from kws.calibrate import Calibration, calibrate, record_calibration
 from kws.cli import _console
-from kws.cli._options import json_option, keywords_option, runner_option
+from kws.cli._options import json_option, keywords_option, runner_option, threads_option
 from kws.cli._verifier import detector_verifier
 from kws.errors import UsageError
 
@@ -30,8 +30,7 @@ from kws.errors import UsageError
                    "would gain.")
 @click.option("--dry-run", is_flag=True, help="Print the thresholds; do not write card.json.")
 @runner_option()
-@click.option("--threads", type=int, default=None,
-              help="Threads for LiteRT inference [default: the number of CPUs].")
+@threads_option("Threads for LiteRT inference [default: the number of CPUs].")
 @json_option
 @click.option("--verify", is_flag=True,
               help="Calibrate the detector the phone model verifies (`--verify` of listen, "
@@ -53,8 +52,6 @@ def command(ctx, model, negatives, target_fa_per_hour, keywords, min_threshold, 
     for folder in negatives:
         if not Path(folder).exists():
             raise UsageError(f"--negatives {folder}: no such folder or file")
-    if threads is not None and threads < 1:
-        raise UsageError("--threads must be at least 1")
     words = None if keywords is None else list(keywords)
     if min_threshold is not None and not 0.0 <= min_threshold <= 1.0:
         raise UsageError("--min-threshold must be in 0..1")

@@ -17,7 +17,13 @@ from kws.audio_stream import (
     open_source,
 )
 from kws.cli import _console
-from kws.cli._options import cooldown_option, keywords_option, max_delay_option, model_option
+from kws.cli._options import (
+    cooldown_option,
+    keywords_option,
+    max_delay_option,
+    model_option,
+    threads_option,
+)
 from kws.cli._verifier import detector_verifier, verify_option
 from kws.errors import UsageError
 from kws.infer import DetectorSettings, Hop, open_runner
@@ -60,8 +66,7 @@ _METER_WIDTH = 30
 @click.option("--stall-timeout", type=float, default=DEFAULT_STALL_TIMEOUT, show_default=True,
               help="Give up when a pipe, FIFO or microphone sends nothing for this many "
                    "seconds (0: wait for ever).")
-@click.option("--threads", type=int, default=1, show_default=True,
-              help="Threads of the LiteRT interpreter.")
+@threads_option("Threads of the LiteRT interpreter.", default=1)
 @verify_option
 def command(source, model, keywords, threshold, cooldown, max_delay, fmt, raw, rate, channels,
             sample_format, realtime, stall_timeout, threads, verify) -> int:
@@ -79,8 +84,6 @@ def command(source, model, keywords, threshold, cooldown, max_delay, fmt, raw, r
     """
     options = _source_options(source, raw, rate, channels, sample_format, realtime,
                               stall_timeout)
-    if threads < 1:
-        raise UsageError("--threads must be at least 1")
     card = read_card(resolve_model_dir(model))
     verifier = detector_verifier(model, verify)
     settings = DetectorSettings.from_card(card, threshold=threshold, keywords=keywords,

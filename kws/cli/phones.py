@@ -15,6 +15,7 @@ from kws.cli._options import (
     data_option,
     json_option,
     model_option,
+    seed_option_for,
     split_option,
     split_percent_options,
     spoken_keywords_option,
@@ -529,8 +530,7 @@ def _align_table(result) -> None:
                    "that say it.")
 @click.option("--words", type=int, default=DEFAULT_WORDS, show_default=True,
               help="Random CMUdict words to spot (2 to 10 phones, spread over the groups).")
-@click.option("--seed", type=int, default=0, show_default=True,
-              help="Seed drawing the words.")
+@seed_option_for("Seed drawing the words.")
 @click.option("--dry-run", is_flag=True, help="Print the calibration; do not write card.json.")
 @json_option
 @click.pass_context

@@ -18,6 +18,7 @@ from kws.cli._options import (
     max_delay_option,
     model_option,
     runner_option,
+    threads_option,
 )
 from kws.cli._verifier import detector_verifier, verify_option
 from kws.errors import UsageError
@@ -55,9 +56,8 @@ FORMATS = ("auto", "table", "jsonl", "csv", "tsv")
 @click.option("--batch-size", "-b", default=None, type=int,
               help="Windows classified together [default: 32 with LiteRT, 128 with Keras].")
 @runner_option()
-@click.option("--threads", type=int, default=None,
-              help="Threads for LiteRT inference and for decoding files [default: the "
-                   "number of CPUs for inference, one fewer (at most 4) for decoding].")
+@threads_option("Threads for LiteRT inference and for decoding files [default: the "
+                "number of CPUs for inference, one fewer (at most 4) for decoding].")
 @verify_option
 def command(inputs, model, fmt, top_k, threshold, spot, hop, cooldown, max_delay, keywords,
             batch_size, runner, threads, verify) -> int:

@@ -9,7 +9,13 @@ import click
 
 from kws import audio, vae
 from kws.cli import _console, _training
-from kws.cli._options import data_option, json_option, model_option, split_option
+from kws.cli._options import (
+    data_option,
+    json_option,
+    model_option,
+    seed_option_for,
+    split_option,
+)
 from kws.dataset import SPLITS, TESTING, TRAINING, VALIDATION
 from kws.errors import MissingInputError, UsageError
 from kws.files import check_not_input, check_writable
@@ -51,8 +57,7 @@ def _synthesis_options(function):
                             type=int,
                             help="Griffin-Lim iterations when turning spectrograms into audio.")(
         function)
-    return click.option("--seed", default=0, show_default=True, type=int,
-                        help="Seed of the random codes and of Griffin-Lim's initial phase.")(
+    return seed_option_for("Seed of the random codes and of Griffin-Lim's initial phase.")(
         function)
 
 
