@@ -38,22 +38,27 @@ def _temp_prefix(target: Path) -> str:
 def atomic_write(path: str | os.PathLike, suffix: str = "") -> Iterator[Path]:
     """Yield a fresh temporary path next to ``path``; rename it over ``path`` on success.
 
-    The temporary file already exists (empty, mode 0600 widened to the umask's default)
-    when the block starts; writers may open it by name (``soundfile``, ``model.save``).
+    The temporary file already exists (empty, with the mode of the file it will replace,
+    else 0600 widened to the umask's default) when the block starts; writers may open it
+    by name (``soundfile``, ``model.save``).
     ``suffix`` keeps an extension that a writer insists on (``.keras``, ``.png``). On an
     exception the temporary file is removed and ``path`` is untouched. A ``path`` that is
     a folder, a device, a FIFO or a socket is refused (:class:`~kws.errors.UsageError`):
-    renaming over it would replace something that is not a file kws could have written.
+    renaming over it would replace something that is not a file kws could have written;
+    so is a read-only file (no write permission), which its owner protected.
     """
     target = Path(path)
-    _check_replaceable(target)
+    mode = _check_replaceable(target)
     target.parent.mkdir(parents=True, exist_ok=True)
     handle, name = tempfile.mkstemp(prefix=_temp_prefix(target), suffix=suffix,
                                     dir=target.parent)
     os.close(handle)
     temporary = Path(name)
     try:
-        _widen_mode(temporary)
+        if mode is None:
+            _widen_mode(temporary)
+        else:
+            os.chmod(temporary, mode)
         yield temporary
         if temporary.is_symlink() or not temporary.is_file():
             raise KwsError(f"{target}: the temporary file was replaced while writing")
@@ -64,18 +69,22 @@ def atomic_write(path: str | os.PathLike, suffix: str = "") -> Iterator[Path]:
                 temporary.unlink()
 
 
-def _check_replaceable(target: Path) -> None:
-    """Refuse a target that exists and is not a regular file (links are followed)."""
+def _check_replaceable(target: Path) -> int | None:
+    """Refuse a target that exists and is not a regular writable file (links are
+    followed); return the permission bits of one that may be replaced (None: no file)."""
     try:
         mode = target.stat().st_mode
     except (FileNotFoundError, NotADirectoryError):
-        return
+        return None
     except OSError as error:
         raise UsageError(f"{target}: cannot be written ({error.strerror or error})") from None
     if not stat.S_ISREG(mode):
         kind = "a folder" if stat.S_ISDIR(mode) else "not a regular file (a device, FIFO or socket)"
         raise UsageError(f"{target}: is {kind}; kws writes only regular files there, choose "
                          "another path")
+    if not mode & 0o222 or not os.access(target, os.W_OK):
+        raise UsageError(f"{target}: is read-only; make it writable to let kws replace it")
+    return stat.S_IMODE(mode)
 
 
 def _widen_mode(path: Path) -> None:

@@ -118,6 +118,19 @@ def test_a_second_run_on_a_locked_folder_is_refused(tmp_path):
     assert list((tmp_path / "new").iterdir()) == []
 
 
+def test_a_replaced_file_keeps_its_mode_and_a_read_only_one_is_refused(tmp_path):
+    private = tmp_path / "card.json"
+    private.write_text("old")
+    private.chmod(0o640)
+    files.write_text(private, "new")
+    assert private.read_text() == "new" and stat.S_IMODE(private.stat().st_mode) == 0o640
+    private.chmod(0o444)
+    with pytest.raises(UsageError, match="card.json: is read-only; make it writable"):
+        files.write_text(private, "newer")
+    assert private.read_text() == "new" and stat.S_IMODE(private.stat().st_mode) == 0o444
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["card.json"]
+
+
 def test_devices_fifos_and_folders_are_never_replaced(tmp_path):
     fifo = tmp_path / "out.wav"
     os.mkfifo(fifo)
