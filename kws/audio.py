@@ -19,11 +19,15 @@ import os
 import stat
 import struct
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from kws import files
 from kws.errors import AudioError, KwsError
+
+if TYPE_CHECKING:
+    import soundfile
 
 #: File name suffixes treated as audio when scanning folders.
 AUDIO_EXTENSIONS = frozenset({".wav", ".flac", ".ogg", ".oga", ".aiff", ".aif", ".au", ".mp3"})
@@ -45,6 +49,12 @@ _SAMPLE_BYTES = {"PCM_S8": 1, "PCM_U8": 1, "PCM_16": 2, "PCM_24": 3, "PCM_32": 4
                  "FLOAT": 4, "DOUBLE": 8, "ULAW": 1, "ALAW": 1}
 #: Containers whose samples are stored as they are (frames x channels x width bytes).
 _UNCOMPRESSED = frozenset({"WAV", "WAVEX", "AIFF", "AU", "W64", "RF64", "CAF"})
+#: The problem of a recording without samples, whichever command reads it.
+ZERO_LENGTH = "contains no audio samples (zero length)"
+#: Samples that are not finite numbers once read as float32 (a float64 file's 1e300 too).
+NOT_FINITE = "NaN or infinite, or beyond the float range"
+#: The problem of a file libsndfile would read only as headerless raw PCM (its suffix).
+HEADERLESS = "no audio header (headerless raw PCM?)"
 
 
 def is_audio_path(path: str | os.PathLike) -> bool:
@@ -99,7 +109,7 @@ def read(path: str | os.PathLike) -> tuple[np.ndarray, int]:
     path = Path(path)
     size = check_file(path)
     try:
-        with soundfile.SoundFile(os.fsencode(path)) as handle:
+        with open_soundfile(path) as handle:
             _check_header(path, handle, size)
             data = _read_blocks(handle)
             file_rate = handle.samplerate
@@ -112,10 +122,36 @@ def read(path: str | os.PathLike) -> tuple[np.ndarray, int]:
     except (RuntimeError, ValueError, TypeError) as error:
         raise AudioError(path, f"corrupt audio ({error})") from None
     if data.shape[0] == 0:
-        raise AudioError(path, "contains no audio samples (zero length)")
+        raise AudioError(path, ZERO_LENGTH)
     _check_samples(path, data)
     waveform = data.mean(axis=1) if data.shape[1] > 1 else data[:, 0]
     return np.ascontiguousarray(waveform, dtype=np.float32), int(file_rate)
+
+
+def open_soundfile(path: str | os.PathLike,
+                   raw_hint: str = "convert it to a format with a header, such as WAV"
+                   ) -> soundfile.SoundFile:
+    """libsndfile's handle on ``path`` (a ``soundfile.SoundFile``, for reading).
+
+    Raises
+    ------
+    AudioError
+        libsndfile refuses the file; or the file's suffix (``.raw``) makes soundfile take
+        it for headerless raw PCM, which needs a rate it cannot know: the message says so
+        and adds ``raw_hint`` (what the caller offers for such a file).
+    """
+    import soundfile
+
+    try:
+        return soundfile.SoundFile(os.fsencode(path))
+    except soundfile.LibsndfileError as error:
+        raise AudioError(path, describe_libsndfile_error(error)) from None
+    except TypeError as error:  # "samplerate must be specified": read as RAW
+        problem = f"{HEADERLESS}; {raw_hint}" if "must be specified" in str(error) \
+            else f"corrupt audio ({error})"
+        raise AudioError(path, problem) from None
+    except OSError as error:
+        raise AudioError(path, _describe_os_error(error)) from None
 
 
 def find_audio_files(folder: str | os.PathLike) -> list[Path]:
@@ -127,16 +163,28 @@ def find_audio_files(folder: str | os.PathLike) -> list[Path]:
         ``folder`` or a folder inside it cannot be listed (permission denied, ...), so an
         unreadable folder is never mistaken for one without audio.
     """
-    folder = Path(folder)
-    problems: list[OSError] = []
     found = []
-    for root, dirs, names in os.walk(folder, onerror=problems.append):
+    for entry in scan_audio_files(folder):
+        if isinstance(entry, AudioError):
+            raise entry
+        found.append(entry)
+    return found
+
+
+def scan_audio_files(folder: str | os.PathLike) -> list[Path | AudioError]:
+    """The audio files under ``folder`` as :func:`find_audio_files` lists them, with an
+    :class:`AudioError` in place of each folder that cannot be listed (where the walk
+    meets it), so a caller can report it and still use every file that can be found."""
+    folder = Path(folder)
+    found: list[Path | AudioError] = []
+
+    def unreadable(error: OSError) -> None:
+        found.append(AudioError(error.filename or folder, _describe_os_error(error)))
+
+    for root, dirs, names in os.walk(folder, onerror=unreadable):
         dirs[:] = sorted(d for d in dirs if not d.startswith("."))
         found += [Path(root) / name for name in sorted(names)
                   if not name.startswith(".") and is_audio_path(name)]
-    if problems:
-        error = problems[0]
-        raise AudioError(error.filename or folder, _describe_os_error(error))
     return found
 
 
@@ -251,8 +299,11 @@ def _describe_write_failure(error: Exception, errno_after: int, path: Path,
 
 
 def check_file(path: Path) -> int:
-    """Raise AudioError for problems visible before decoding (a directory, a pipe, an empty
-    file, a WAV cut short); return the size in bytes."""
+    """Raise AudioError for problems visible before decoding (a name holding a NUL byte,
+    which no file has, a directory, a pipe, an empty file, a WAV cut short); return the
+    size in bytes."""
+    if "\0" in str(path):
+        raise AudioError(path, "not a valid path (contains a NUL byte)")
     try:
         info = path.stat()
         size = info.st_size
@@ -307,7 +358,7 @@ def _check_samples(path: Path, data: np.ndarray) -> None:
     """Refuse NaN, infinite or absurdly large samples: no model or filter can use them."""
     peak = max(abs(float(np.max(data))), abs(float(np.min(data))))
     if not math.isfinite(peak):
-        raise AudioError(path, "samples out of range: contains NaN or infinite samples")
+        raise AudioError(path, f"samples out of range: {NOT_FINITE}")
     if peak > MAX_ABS_SAMPLE:
         raise AudioError(path, f"samples out of range: peak {peak:.3g} (audio samples lie "
                                "within ±1)")

@@ -43,9 +43,12 @@ from kws.audio import (
     MAX_CHANNELS,
     MAX_RATE,
     MIN_RATE,
+    NOT_FINITE,
     RESAMPLE_QUALITY,
+    ZERO_LENGTH,
     check_file,
     describe_libsndfile_error,
+    open_soundfile,
 )
 from kws.errors import AudioError, KwsError, MissingInputError, UsageError
 
@@ -60,6 +63,8 @@ REALTIME_BLOCK_S = 0.01
 PIPE_ALTERNATIVE = ("or pipe audio into standard input: "
                     "arecord -f S16_LE -r 16000 -c 1 -t wav | kws listen -")
 MIC_EXTRA = 'pip install "kws[mic]"'
+#: What to suggest for raw PCM read without ``--raw``.
+RAW_HINT = "for raw PCM give --raw with --rate, --channels and --sample-format"
 #: Seconds of arrival history kept for :meth:`AudioSource.arrival`.
 _ARRIVAL_HISTORY_S = 120.0
 #: WAV format tags (fmt chunk) and their names, for messages.
@@ -87,7 +92,9 @@ class SampleFormat:
             values = wide.view("<i4")[:, 0]
         else:
             values = np.frombuffer(data, dtype=self.dtype)
-        out = values.astype(np.float32)
+        with np.errstate(over="ignore", invalid="ignore"):
+            # float64 beyond float32's range becomes infinite, refused by _check_samples.
+            out = values.astype(np.float32)
         if self.offset:
             out -= np.float32(self.offset)
         if self.scale != 1.0:
@@ -206,6 +213,8 @@ class AudioSource(abc.ABC):
             if len(out):
                 yield Chunk(out, delivered / rate)
                 delivered += len(out)
+        if not received:
+            raise AudioError(self.name, ZERO_LENGTH)
         out = resampler.finish()
         if len(out):
             yield Chunk(out, delivered / rate)
@@ -274,7 +283,7 @@ def _check_samples(name: str, block: np.ndarray, at: float) -> np.ndarray:
     if len(block):
         peak = float(np.max(np.abs(block)))
         if not peak <= MAX_ABS_SAMPLE:
-            what = f"peak {peak:.3g}" if np.isfinite(peak) else "NaN or infinite samples"
+            what = f"peak {peak:.3g}" if np.isfinite(peak) else NOT_FINITE
             raise AudioError(name, f"samples out of range after {at:.2f} s ({what}; "
                                    "audio samples lie within ±1)")
     mono = block[:, 0] if block.shape[1] == 1 else block.mean(axis=1)
@@ -381,8 +390,7 @@ class _WavHeader:
         if len(riff) < 4 or riff[:4] not in (b"RIFF", b"RF64"):
             if riff[:4] == b"RIFX":
                 raise AudioError(name, "unsupported WAV format: big-endian (RIFX)")
-            raise AudioError(name, "not a WAV stream (no RIFF header); for raw PCM give "
-                                   "--raw with --rate, --channels and --sample-format")
+            raise AudioError(name, f"not a WAV stream (no RIFF header); {RAW_HINT}")
         if len(riff) < 12 or riff[8:12] != b"WAVE":
             raise AudioError(name, "not a WAV stream (RIFF but not WAVE)")
         fmt = None
@@ -445,15 +453,8 @@ class FileSource(AudioSource):
         self._handle = None
 
     def _open(self, rate: int) -> tuple[int, int]:
-        import soundfile
-
         check_file(self._path)
-        try:
-            self._handle = soundfile.SoundFile(os.fsencode(self._path))
-        except soundfile.LibsndfileError as error:
-            raise AudioError(self.name, describe_libsndfile_error(error)) from None
-        except OSError as error:
-            raise AudioError(self.name, error.strerror or str(error)) from None
+        self._handle = open_soundfile(self._path, raw_hint=RAW_HINT)
         return int(self._handle.samplerate), int(self._handle.channels)
 
     def _blocks(self) -> Iterator[np.ndarray]:
@@ -583,6 +584,8 @@ def check_source(spec: str | None, options: SourceOptions) -> None:
         if options.realtime:
             raise UsageError("--realtime paces a file; the microphone is real time already")
         return
+    if not spec:
+        raise MissingInputError("an empty path names no file (give a file, a FIFO or -)")
     if spec == STDIN:
         if sys.stdin is None or sys.stdin.isatty():
             raise UsageError("standard input is a terminal: pipe audio into it (e.g. "

@@ -477,8 +477,14 @@ def default_model_dir(task: Task = Task.CLASSIFIER) -> Path:
 
 
 def resolve_model_dir(model: str | os.PathLike | None, task: Task = Task.CLASSIFIER) -> Path:
-    """The model folder to use: ``model``, or the task's shipped one with a helpful error."""
+    """The model folder to use: ``model``, or the task's shipped one with a helpful error.
+
+    A ``model`` that names a file (a ``model.tflite`` given for its folder) is a usage
+    error saying so; a missing one is left to :func:`read_card` ("no such model folder").
+    """
     if model is not None:
+        if os.path.exists(model) and not os.path.isdir(model):
+            raise UsageError(f"{model}: is a file, not a model folder")
         return Path(model)
     folder = default_model_dir(task)
     if not (folder / CARD_FILE).is_file():

@@ -55,6 +55,11 @@ class Prediction:
     rejected: str | None = None
 
 
+#: The most windows ``--batch-size`` takes: a batch is allocated whole (65536 one-second
+#: windows at 16 kHz are 4 GiB), so more is a typo, not a wish.
+MAX_BATCH_SIZE = 65536
+
+
 @dataclass
 class PredictOptions:
     """How :func:`predict` classifies (see ``kws predict --help``)."""
@@ -76,20 +81,16 @@ class PredictOptions:
 
     def check(self) -> None:
         """Raise UsageError for values that cannot work."""
-        if self.batch_size is not None and self.batch_size < 1:
-            raise UsageError("--batch-size must be at least 1")
+        if self.batch_size is not None and not 1 <= self.batch_size <= MAX_BATCH_SIZE:
+            raise UsageError(f"--batch-size must be from 1 to {MAX_BATCH_SIZE}")
         if self.top_k < 1:
             raise UsageError("--top-k must be at least 1")
         if self.spot and self.top_k > 1:
             raise UsageError("--top-k does not apply to --spot (each detection is one word)")
         if self.threshold is not None and not 0.0 <= self.threshold <= 1.0:
             raise UsageError("--threshold must be between 0 and 1")
-        if self.hop <= 0:
-            raise UsageError("--hop must be a positive number of seconds")
-        if self.cooldown < 0:
-            raise UsageError("--cooldown must not be negative")
-        if self.max_delay < 0:
-            raise UsageError("--max-delay must not be negative")
+        DetectorSettings(hop=self.hop, cooldown=self.cooldown,
+                         max_delay=self.max_delay).check_timing()
         if self.keywords is not None and not self.spot:
             raise UsageError("--keywords applies to --spot only")
         if self.threads is not None and self.threads < 1:

@@ -137,6 +137,14 @@ def test_absurd_or_infinite_samples_are_out_of_range(tmp_path, value):
         audio.load(path, 8000)
 
 
+def test_finite_samples_beyond_the_float_range_are_not_called_infinite(tmp_path):
+    waveform = tone(440, 0.1).astype(np.float64)
+    waveform[100] = 1e300  # a float64 file: infinite once read as float32
+    path = write_wav(tmp_path / "huge.wav", waveform, 16000, "DOUBLE")
+    with pytest.raises(AudioError, match="beyond the float range"):
+        audio.load(path)
+
+
 def test_loud_but_plausible_float_samples_are_read(tmp_path):
     path = write_wav(tmp_path / "hot.wav", 3 * tone(440, 0.1), 16000, "FLOAT")
     assert np.abs(audio.load(path)).max() == pytest.approx(1.5, rel=1e-3)
@@ -162,12 +170,25 @@ def test_name_that_is_not_utf8_reads_fine(tmp_path):
     np.testing.assert_allclose(audio.load(path), tone(440, 0.1), atol=1e-3)
 
 
-def test_find_audio_files_reports_an_unreadable_folder(tmp_path, monkeypatch):
-    write_wav(tmp_path / "d" / "a.wav", tone(440, 0.1))
-    write_wav(tmp_path / "d" / ".hidden.wav", tone(440, 0.1))
-    assert audio.find_audio_files(tmp_path / "d") == [tmp_path / "d" / "a.wav"]
-    locked = tmp_path / "locked"
-    locked.mkdir()
+def test_a_name_with_a_nul_byte_is_one_error_naming_it(tmp_path):
+    name = f"{write_wav(tmp_path / 'a.wav', tone(440, 0.1))}\0"
+    with pytest.raises(AudioError) as caught:
+        audio.load(name)
+    assert str(caught.value) == f"{name}: not a valid path (contains a NUL byte)"
+
+
+def test_headerless_raw_pcm_is_named_as_such(tmp_path):
+    """soundfile takes a .raw file for headerless PCM and asks for a rate kws cannot know."""
+    path = tmp_path / "speech.raw"
+    path.write_bytes((tone(440, 0.1) * 32767).astype("<i2").tobytes())
+    with pytest.raises(AudioError) as caught:
+        audio.load(path)
+    assert str(caught.value).startswith(f"{path}: no audio header (headerless raw PCM?); ")
+
+
+def _refuse_listing(monkeypatch, locked) -> None:
+    """Make ``os.scandir`` of ``locked`` fail as a folder without read permission does
+    (tests run as root, for whom chmod 000 changes nothing)."""
     real_scandir = os.scandir
 
     def scandir(path="."):
@@ -176,9 +197,30 @@ def test_find_audio_files_reports_an_unreadable_folder(tmp_path, monkeypatch):
         return real_scandir(path)
 
     monkeypatch.setattr(os, "scandir", scandir)
+
+
+def test_find_audio_files_reports_an_unreadable_folder(tmp_path, monkeypatch):
+    write_wav(tmp_path / "d" / "a.wav", tone(440, 0.1))
+    write_wav(tmp_path / "d" / ".hidden.wav", tone(440, 0.1))
+    assert audio.find_audio_files(tmp_path / "d") == [tmp_path / "d" / "a.wav"]
+    locked = tmp_path / "locked"
+    locked.mkdir()
+    _refuse_listing(monkeypatch, locked)
     with pytest.raises(AudioError, match="permission denied") as caught:
         audio.find_audio_files(locked)
     assert str(locked) in str(caught.value)
+
+
+def test_scan_audio_files_keeps_every_file_beside_an_unreadable_folder(tmp_path, monkeypatch):
+    first = write_wav(tmp_path / "aa" / "first.wav", tone(440, 0.1))
+    middle = write_wav(tmp_path / "mid.wav", tone(440, 0.1))
+    last = write_wav(tmp_path / "zz" / "z.wav", tone(440, 0.1))
+    _refuse_listing(monkeypatch, tmp_path / "mm")
+    (tmp_path / "mm").mkdir()
+    found = audio.scan_audio_files(tmp_path)
+    assert found[:2] == [middle, first] and found[3:] == [last]
+    assert isinstance(found[2], AudioError)
+    assert str(found[2]) == f"{tmp_path / 'mm'}: permission denied"
 
 
 def test_write_never_follows_a_planted_temporary_name(tmp_path):

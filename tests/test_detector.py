@@ -171,6 +171,32 @@ def test_a_word_at_the_very_end_is_heard_in_windows_past_it():
         DetectorSettings(edge=-1.0).check(LABELS)
 
 
+@pytest.mark.parametrize("values, message", [
+    ({"hop": float("inf")}, "--hop must be from 0.01 s to the model's window (1 s), not inf"),
+    ({"hop": float("nan")}, "--hop must be from 0.01 s"),
+    ({"hop": 1e-9}, "not 1e-09"),  # ~1e9 windows a second: would never finish
+    ({"hop": 1.5}, "the model's window (1 s)"),
+    ({"cooldown": float("inf")}, "--cooldown must be from 0 s to 60 s, not inf"),
+    ({"cooldown": float("nan")}, "--cooldown must be from 0 s to 60 s, not nan"),
+    ({"max_delay": float("inf")}, "--max-delay must be from 0 s to 60 s, not inf"),
+    ({"max_delay": 1e300}, "--max-delay must be from 0 s to 60 s, not 1e+300"),
+    ({"smoothing": -0.1}, "--smoothing"),
+])
+def test_timing_settings_must_be_finite_and_sensible(values, message):
+    with pytest.raises(UsageError) as caught:
+        DetectorSettings(**values).check(LABELS, window=1.0)
+    assert message in str(caught.value)
+    with pytest.raises(UsageError):  # the detector checks against its runner's window
+        StreamDetector(ScriptedRunner({}), DetectorSettings(**values))
+
+
+def test_documented_timing_values_are_accepted():
+    for values in ({"hop": 0.01}, {"hop": 1.0}, {"cooldown": 0.0}, {"cooldown": 2.0},
+                   {"max_delay": 0.0}, {"max_delay": 10.0}, {"edge": 0.0}):
+        DetectorSettings(**values).check(LABELS, window=1.0)
+    DetectorSettings(hop=30.0).check_timing()  # the window is checked once it is known
+
+
 def test_non_finite_model_output_is_an_error():
     class NaNRunner(ScriptedRunner):
         def __call__(self, batch):

@@ -402,6 +402,25 @@ def test_usage_errors_exit_2(args, phrase, wav_file):
     assert result.stdout == ""
 
 
+@pytest.mark.parametrize("args, phrase", [
+    (["-", "--raw", "--rate", "0"], "--rate/--channels: sample rate 0 Hz is not one kws reads "
+                                    "(1000 to 384000 Hz)"),
+    (["{wav}", "--cooldown", "inf"], "--cooldown must be from 0 s to 60 s, not inf"),
+    (["{wav}", "--cooldown", "nan"], "--cooldown must be from 0 s to 60 s, not nan"),
+    (["{wav}", "--max-delay", "inf"], "--max-delay must be from 0 s to 60 s, not inf"),
+    (["{wav}", "--max-delay", "1e300"], "--max-delay must be from 0 s to 60 s, not 1e+300"),
+    (["{wav}", "--model", "{wav}"], "{wav}: is a file, not a model folder"),
+    ([""], "an empty path names no file (give a file, a FIFO or -)"),
+], ids=["rate-0", "cooldown-inf", "cooldown-nan", "max-delay-inf", "max-delay-huge",
+        "model-file", "empty-path"])
+def test_out_of_range_options_are_one_line_usage_errors(run_cli, wav_file, args, phrase):
+    """Checked in this process: none of these gets as far as reading the input."""
+    args = [arg.format(wav=wav_file) for arg in args]
+    result = run_cli(["listen", "--model", str(MODEL), *args])
+    assert result.exit_code == 2 and result.stdout == ""
+    assert result.stderr == f"kws: error: {phrase.format(wav=wav_file)}\n"
+
+
 def test_a_terminal_on_stdin_is_a_usage_error():
     main_fd, terminal = os.openpty()
     try:
@@ -420,6 +439,14 @@ def test_a_broken_audio_file_is_one_error(tmp_path):
     result = subprocess.run(_kws(str(path)), capture_output=True, text=True, timeout=60)
     assert result.returncode == 1
     _one_line_error(result.stderr, str(path))
+
+
+def test_a_recording_without_samples_is_an_error_as_in_kws_predict(tmp_path):
+    path = tmp_path / "zero.wav"
+    path.write_bytes(_wav_bytes(np.zeros(0, np.float32)))
+    result = subprocess.run(_kws(str(path)), capture_output=True, text=True, timeout=60)
+    assert result.returncode == 1 and result.stdout == ""
+    assert result.stderr == f"kws: error: {path}: contains no audio samples (zero length)\n"
 
 
 #: A fake ``sounddevice``: one input device at FAKE_MIC_RATE (refusing other rates, as
@@ -620,10 +647,44 @@ def test_arrival_times_map_stream_time_to_wall_time(tmp_path):
     assert source.arrival(99.0) == source.arrival(1.0)
 
 
+def test_a_stream_without_samples_is_an_error(tmp_path):
+    for data, options in [(_wav_bytes(np.zeros(0, np.float32), streaming_size=0), None),
+                          (b"", SourceOptions(raw=RawFormat()))]:
+        with pytest.raises(AudioError, match=r"^input: contains no audio samples"):
+            _chunks_of(data, tmp_path, options)
+
+
+def test_float64_samples_beyond_float32_are_refused_without_a_numpy_warning(tmp_path):
+    import warnings
+
+    samples = np.full(1600, 1e300)
+    data = _wav_bytes(np.zeros(1600), subtype="DOUBLE")
+    data = data[: len(data) - samples.nbytes] + samples.astype("<f8").tobytes()
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        with pytest.raises(AudioError) as caught:
+            _chunks_of(data, tmp_path)
+    assert str(caught.value) == ("input: samples out of range after 0.00 s (NaN or infinite, "
+                                 "or beyond the float range; audio samples lie within ±1)")
+
+
+def test_headerless_raw_pcm_in_a_file_suggests_raw(tmp_path):
+    path = tmp_path / "speech.raw"
+    path.write_bytes(np.zeros(RATE, "<i2").tobytes())
+    with open_source(str(path), SourceOptions()) as source, \
+            pytest.raises(AudioError) as caught:
+        list(source.chunks(RATE))
+    assert str(caught.value) == (f"{path}: no audio header (headerless raw PCM?); for raw PCM "
+                                 "give --raw with --rate, --channels and --sample-format")
+    with open_source(str(path), SourceOptions(raw=RawFormat())) as source:
+        assert sum(len(chunk.samples) for chunk in source.chunks(RATE)) == RATE
+
+
 @pytest.mark.parametrize(("content", "problem"), [
     (b"hello", "not an audio file soundfile can read"),
     (b"", "empty file (0 bytes)"),
     (_wav_bytes(np.zeros(RATE, np.float32))[:1000], "truncated WAV: header declares"),
+    (_wav_bytes(np.zeros(0, np.float32)), "contains no audio samples (zero length)"),
 ])
 def test_open_source_refuses_a_regular_file_as_kws_predict_does(tmp_path, content, problem):
     path = tmp_path / "notes.wav"

@@ -74,6 +74,15 @@ def test_missing_folders_are_usage_errors_and_tasks_are_checked(tmp_path):
         modelfolder.read_card(folder, Task.CLASSIFIER)
 
 
+def test_a_file_given_as_the_model_folder_is_named_as_a_file(tmp_path):
+    model_file = tmp_path / "model.tflite"
+    model_file.write_bytes(b"TFL3")
+    with pytest.raises(UsageError) as caught:
+        modelfolder.resolve_model_dir(model_file)
+    assert str(caught.value) == f"{model_file}: is a file, not a model folder"
+    assert modelfolder.resolve_model_dir(tmp_path / "absent") == tmp_path / "absent"
+
+
 def test_cards_round_trip_and_refuse_non_finite_metrics(tmp_path):
     card = ModelCard(labels=["a", "b"], sample_rate=8000, input_length=8000, arch="x",
                      task=Task.PHONES, thresholds={"a": 0.5},

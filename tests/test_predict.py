@@ -9,6 +9,7 @@ from __future__ import annotations
 import csv
 import io
 import json
+import os
 import shutil
 import subprocess
 import sys
@@ -247,7 +248,9 @@ def test_bad_inputs_are_reported_once_and_skipped(model_dir, clips, tmp_path, ca
 
 @pytest.mark.parametrize("args", [[], ["-k", "0", "x.wav"], ["--hop", "0", "x.wav"],
                                   ["--threshold", "2", "x.wav"], ["--format", "xml", "x.wav"],
-                                  ["--spot", "-k", "2", "x.wav"]])
+                                  ["--spot", "-k", "2", "x.wav"],
+                                  ["--batch-size", "99999999999", "x.wav"],
+                                  ["--batch-size", "0", "x.wav"]])
 def test_usage_errors_exit_2(model_dir, capsys, args):
     code, _, err = run_kws(["predict", "-m", str(model_dir), *args], capsys)
     assert code == 2
@@ -470,6 +473,11 @@ def test_verify_refuses_a_model_with_a_word_it_cannot_pronounce_before_listening
     (["--verify"], "--verify applies to --spot only"),
     (["--spot", "--cooldown", "-1"], "--cooldown"),
     (["--spot", "--max-delay", "-1"], "--max-delay"),
+    (["--spot", "--hop", "inf"], "--hop must be from 0.01 s to the model's window"),
+    (["--spot", "--hop", "1e-9"], "--hop must be from 0.01 s"),
+    (["--spot", "--hop", "2"], "the model's window (1 s), not 2"),
+    (["--spot", "--cooldown", "nan"], "--cooldown must be from 0 s to 60 s, not nan"),
+    (["--spot", "--max-delay", "1e300"], "--max-delay must be from 0 s to 60 s"),
 ])
 def test_spot_usage_errors(model_dir, capsys, args, message):
     code, _, err = run_kws(["predict", "-m", str(model_dir), *args, "x.wav"], capsys)
@@ -519,6 +527,66 @@ def test_pipeline_turns_non_finite_model_output_into_a_failure(tmp_path):
     assert [type(r) for r in results] == [Scored, Failure, Scored]
     assert results[1].path == str(loud) and "not finite" in results[1].message
     assert (pipeline.succeeded, pipeline.failed) == (2, 1)
+
+
+def _binary_stdin(monkeypatch, data: bytes) -> None:
+    """Standard input holding ``data`` as bytes (``sys.stdin.buffer``), as a pipe does."""
+    monkeypatch.setattr(sys, "stdin", io.TextIOWrapper(io.BytesIO(data)))
+
+
+def test_a_nul_byte_in_a_listed_name_fails_that_name_alone(model_dir, clips, capsys,
+                                                            monkeypatch):
+    _binary_stdin(monkeypatch, f"{clips['low']}\0\n{clips['high']}\n".encode())
+    code, out, err = run_kws(["predict", "-m", str(model_dir), "-"], capsys)
+    assert code == 1 and [r["label"] for r in jsonl(out)] == ["high"]
+    assert err == f"kws: error: {clips['low']}\\x00: not a valid path (contains a NUL byte)\n"
+
+
+@pytest.mark.parametrize("kind", ["wav", "flac", "raw"])
+def test_audio_on_stdin_instead_of_paths_is_one_error(model_dir, clips, tmp_path, capsys,
+                                                      monkeypatch, kind):
+    if kind == "raw":  # headerless: told apart from names by its control bytes
+        data = (tone(300.0, 0.5, 16000) * 32767).astype("<i2").tobytes()
+    else:
+        path = tmp_path / f"low.{kind}"
+        soundfile.write(path, tone(300.0, 0.5, 16000), 16000)
+        data = path.read_bytes()
+    _binary_stdin(monkeypatch, data)
+    code, out, err = run_kws(["predict", "-m", str(model_dir), "-", str(clips["high"])],
+                             capsys)
+    assert code == 1 and [r["label"] for r in jsonl(out)] == ["high"]
+    (line,) = err.splitlines()
+    held = "binary data" if kind == "raw" else "audio"
+    assert line == (f"kws: error: stdin: holds {held}, not file paths"
+                    f"{' (one per line)' if kind == 'raw' else ''}; to spot keywords in an "
+                    "audio stream use `kws listen -`")
+
+
+def test_an_unreadable_subfolder_does_not_hide_the_others(model_dir, clips, tmp_path, capsys,
+                                                           monkeypatch):
+    folder = tmp_path / "recordings"
+    for name in ("aa/first.wav", "mid.wav", "zz/last.wav"):
+        (folder / name).parent.mkdir(parents=True, exist_ok=True)
+        shutil.copy(clips["low"], folder / name)
+    real_scandir = os.scandir
+
+    def scandir(path="."):  # as chmod 000 does for anyone but root
+        if os.fspath(path) == str(folder / "zz"):
+            raise PermissionError(13, "Permission denied", os.fspath(path))
+        return real_scandir(path)
+
+    monkeypatch.setattr(os, "scandir", scandir)
+    code, out, err = run_kws(["predict", "-m", str(model_dir), str(folder)], capsys)
+    assert code == 1
+    assert [r["path"] for r in jsonl(out)] == [str(folder / "mid.wav"),
+                                               str(folder / "aa" / "first.wav")]
+    assert err == f"kws: error: {folder / 'zz'}: permission denied\n"
+
+
+def test_an_empty_path_is_not_the_current_folder(model_dir, clips, capsys):
+    code, out, err = run_kws(["predict", "-m", str(model_dir), "", str(clips["low"])], capsys)
+    assert code == 1 and [r["label"] for r in jsonl(out)] == ["low"]
+    assert err == "kws: error: an empty path names no file\n"
 
 
 def test_stdin_names_keep_their_spaces(model_dir, clips, tmp_path, capsys, monkeypatch):
@@ -581,6 +649,8 @@ def test_missing_model_folder_is_a_usage_error(tmp_path, clips, capsys):
     code, _, err = run_kws(["predict", "-m", str(tmp_path / "nowhere"), str(clips["low"])],
                            capsys)
     assert code == 2 and "no such model folder" in err
+    code, _, err = run_kws(["predict", "-m", str(clips["low"]), str(clips["low"])], capsys)
+    assert (code, err) == (2, f"kws: error: {clips['low']}: is a file, not a model folder\n")
 
 
 def test_one_detection_class_and_one_threshold_per_task():
@@ -624,3 +694,47 @@ def test_inputs_that_come_quickly_fill_whole_batches(tmp_path):
                         ahead=2)
     assert len(list(pipeline.run(range(32)))) == 32
     assert sum(runner.calls) == 32 and len(runner.calls) <= 6, runner.calls
+
+
+def test_a_recording_is_answered_when_the_batch_that_ends_it_is_scored(model_dir):
+    """Its results do not wait for the windows of the next recordings (a reader that
+    stopped after the first line would otherwise cost a whole further recording)."""
+    from kws.infer import Pipeline
+
+    class Counting(_NaNRunner):
+        def __init__(self) -> None:
+            self.windows = 0
+
+        def __call__(self, batch: np.ndarray) -> np.ndarray:
+            self.windows += len(batch)
+            return super().__call__(batch)
+
+    runner = Counting()
+    pipeline = Pipeline(runner, cut=lambda wave: wave.reshape(-1, RATE),
+                        decode=lambda n: np.zeros(10 * RATE, np.float32), batch_size=4)
+    results = pipeline.run(range(5))
+    next(results)
+    assert runner.windows <= 12  # the first recording's 10 windows, in batches of 4
+    results.close()
+
+
+def test_a_reader_gone_away_stops_the_run_at_the_first_failed_write(model_dir, clips,
+                                                                      monkeypatch):
+    from kws.cli import predict as cli_predict
+
+    class Gone(io.StringIO):
+        def write(self, text: str) -> int:
+            raise BrokenPipeError(32, "Broken pipe")
+
+    stream = predict([str(clips["long"])] * 5, model_dir, options=PredictOptions(spot=True))
+    scored = []
+    score = stream.pipeline.runner
+    monkeypatch.setattr(stream.pipeline, "runner", lambda batch: scored.append(len(batch))
+                        or score(batch))
+    monkeypatch.setattr(sys, "stdout", Gone())
+    writer = cli_predict._JsonLines(stream.runner.labels, 1, True)
+    with pytest.raises(BrokenPipeError):
+        cli_predict._render(stream, writer, show_progress=False)
+    windows = len(sliding_windows(audio.load(clips["long"], RATE), RATE, RATE // 20,
+                                  edge=RATE // 5))
+    assert stream.succeeded == 1 and sum(scored) < windows + score.batch_size

@@ -123,8 +123,10 @@ def _source_options(source: str | None, raw: bool, rate: int | None, channels: i
     if given and not raw:
         raise UsageError(f"{', '.join(given)} describe raw PCM: add --raw (a WAV stream "
                          "carries its own format)")
-    raw_format = RawFormat(rate or 16000, 1 if channels is None else channels,
-                           sample_format or "s16le") if raw else None
+    defaults = RawFormat()
+    raw_format = RawFormat(defaults.rate if rate is None else rate,
+                           defaults.channels if channels is None else channels,
+                           sample_format or defaults.sample_format) if raw else None
     if stall_timeout < 0:
         raise UsageError("--stall-timeout must not be negative (0 waits for ever)")
     options = SourceOptions(raw_format, realtime, stall_timeout or None)

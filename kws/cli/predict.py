@@ -24,7 +24,7 @@ from kws.cli._verifier import detector_verifier, verify_option
 from kws.errors import UsageError
 from kws.infer import DEFAULT_SPOT_THRESHOLD, NOT_WORDS, DetectorSettings, Failure
 from kws.modelfolder import Task
-from kws.predict import PredictOptions, predict
+from kws.predict import MAX_BATCH_SIZE, PredictOptions, predict
 
 FORMATS = ("auto", "table", "jsonl", "csv", "tsv")
 
@@ -53,7 +53,7 @@ FORMATS = ("auto", "table", "jsonl", "csv", "tsv")
 @max_delay_option("With --spot: the longest a keyword waits to be decided once heard "
                   "(seconds), as `kws listen --max-delay`.")
 @keywords_option("With --spot: report only these keywords [default: every word].")
-@click.option("--batch-size", "-b", default=None, type=int,
+@click.option("--batch-size", "-b", default=None, type=click.IntRange(1, MAX_BATCH_SIZE),
               help="Windows classified together [default: 32 with LiteRT, 128 with Keras].")
 @runner_option()
 @threads_option("Threads for LiteRT inference and for decoding files [default: the "
@@ -96,14 +96,19 @@ def command(inputs, model, fmt, top_k, threshold, spot, hop, cooldown, max_delay
 
 
 def _render(stream, writer, show_progress: bool) -> int:
-    """Write every result; report failures on stderr; return the number of results."""
+    """Write every result; report failures on stderr; return the number of results.
+
+    A failed write (the reader of stdout has gone: BrokenPipeError) ends the run at once:
+    the pipeline is closed, so nothing more is decoded or scored.
+    """
     count = 0
     progress = _progress() if show_progress else None
     task = progress.add_task("classifying", total=None) if progress else None
+    results = iter(stream)
     try:
         if progress:
             progress.start()
-        for result in stream:
+        for result in results:
             if isinstance(result, Failure):
                 _console.error(result.message)
             else:
@@ -112,6 +117,7 @@ def _render(stream, writer, show_progress: bool) -> int:
             if progress:
                 progress.update(task, completed=stream.succeeded + stream.failed)
     finally:
+        results.close()
         if progress:
             progress.stop()
         writer.close()

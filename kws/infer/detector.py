@@ -64,6 +64,12 @@ Scorer = Callable[[np.ndarray], np.ndarray]
 #: The combined score a verified detection needs when its keyword has no calibrated
 #: threshold.
 DEFAULT_VERIFIED_THRESHOLD = 0.6
+#: The shortest hop (s): shorter ones score windows that barely differ, at a cost without
+#: bound (a hop of 1e-9 s would never finish).
+MIN_HOP_S = 0.01
+#: The longest any other time of the settings may be (s), far above any useful value
+#: (the README's run up to a few seconds): huge or infinite times overflow hop counts.
+MAX_TIME_S = 60.0
 
 
 @dataclass(frozen=True)
@@ -140,7 +146,7 @@ class DetectorSettings:
         if keywords is not None:
             values["keywords"] = tuple(keywords)
         settings = cls(**values)
-        settings.check(card.labels)
+        settings.check(card.labels, card.input_length / card.sample_rate)
         return settings
 
     def reporting_everything(self) -> DetectorSettings:
@@ -150,13 +156,10 @@ class DetectorSettings:
         detections is the same as detecting at those thresholds."""
         return replace(self, thresholds={}, default_threshold=0.0)
 
-    def check(self, labels: Sequence[str]) -> None:
-        """Raise UsageError for values that cannot work with a model of ``labels``."""
-        if not self.hop > 0:
-            raise UsageError("--hop must be a positive number of seconds")
-        for name in ("smoothing", "max_delay", "cooldown", "holdoff", "edge"):
-            if not getattr(self, name) >= 0:
-                raise UsageError(f"--{name.replace('_', '-')} must not be negative")
+    def check(self, labels: Sequence[str], window: float | None = None) -> None:
+        """Raise UsageError for values that cannot work with a model of ``labels`` whose
+        input is ``window`` seconds long (see :meth:`check_timing`)."""
+        self.check_timing(window)
         for name, value in [("--threshold", self.default_threshold), *self.thresholds.items()]:
             if not 0.0 <= value <= 1.0:
                 raise UsageError(f"threshold of {name} must be between 0 and 1, not {value}")
@@ -167,6 +170,25 @@ class DetectorSettings:
                                  f"({', '.join(words)})")
         if self.keywords is not None and not self.keywords:
             raise UsageError("--keywords: give at least one keyword")
+
+    def check_timing(self, window: float | None = None) -> None:
+        """Raise UsageError for times that cannot work, before anything is loaded.
+
+        The hop runs from :data:`MIN_HOP_S` to the model's ``window`` (seconds; before
+        the model is known, :data:`MAX_TIME_S`): a longer one would skip audio. Every
+        other time is a finite number of seconds from 0 to :data:`MAX_TIME_S`; NaN,
+        infinity or 1e300 would overflow the counts of hops the detector derives.
+        """
+        longest = MAX_TIME_S if window is None else window
+        if not MIN_HOP_S <= self.hop <= longest:
+            limit = "" if window is None else f" ({window:g} s)"
+            raise UsageError(f"--hop must be from {MIN_HOP_S:g} s to the model's window"
+                             f"{limit}, not {self.hop:g}")
+        for name in ("smoothing", "max_delay", "cooldown", "holdoff", "edge"):
+            value = getattr(self, name)
+            if not 0 <= value <= MAX_TIME_S:
+                raise UsageError(f"--{name.replace('_', '-')} must be from 0 s to "
+                                 f"{MAX_TIME_S:g} s, not {value:g}")
 
     def threshold(self, keyword: str) -> float:
         """The threshold of one keyword."""
@@ -239,7 +261,7 @@ class StreamDetector:
                  on_hop: Callable[[Hop], None] | None = None,
                  score: Scorer | None = None, verifier: Verifier | None = None) -> None:
         self.settings = settings or DetectorSettings()
-        self.settings.check(runner.labels)
+        self.settings.check(runner.labels, runner.input_length / runner.sample_rate)
         self.verification = self.settings.verification
         if (self.verification is None) != (verifier is None):
             raise KwsError("a verified detector needs both the settings' verification and "

@@ -162,14 +162,17 @@ class Pipeline:
             result = entry.result() if isinstance(entry, Future) else entry
             pending.append(result)
             if isinstance(result, _Pending):
-                self._enqueue(result, queued)
+                yield from self._enqueue(result, queued, pending)
             yield from self._finished(pending)
         if queued:
             self._score(queued)
         yield from self._finished(pending)
 
-    def _enqueue(self, item: _Pending, queued: list[tuple[_Pending, int, int]]) -> None:
-        """Add an input's windows to the batch, scoring each batch as it fills."""
+    def _enqueue(self, item: _Pending, queued: list[tuple[_Pending, int, int]],
+                 pending: deque[_Pending | Failure]) -> Iterator[Scored | Failure]:
+        """Add an input's windows to the batch, scoring each batch as it fills; yield the
+        inputs each batch finishes at once, so a long recording does not hold back the
+        results of the one before it (nor keep a closed consumer's run going)."""
         start = 0
         while start < len(item.windows):
             take = min(self.batch_size - self._rows, len(item.windows) - start)
@@ -178,6 +181,7 @@ class Pipeline:
             start += take
             if self._rows == self.batch_size:
                 self._score(queued)
+                yield from self._finished(pending)
 
     def _score(self, queued: list[tuple[_Pending, int, int]]) -> None:
         """Run the model on the queued windows and hand each input its rows; empty the queue."""
