@@ -14,7 +14,9 @@ the recorded outputs through the streaming detector itself (every keyword compet
 cooldown), raised one grid step for any keyword still above the target, and finally
 measured the same way on the held-out half. :func:`record_calibration` writes them into
 the model card (``thresholds``, and ``metrics["calibration"]``), which ``kws predict
---spot`` and ``kws listen`` then use by default.
+--spot`` and ``kws listen`` then use by default. A run that calibrates some keywords only
+(``--keywords``) keeps the earlier runs' records of the others (:func:`merge_record`), so
+every threshold in the card says how it was chosen.
 
 With a verifier (``kws calibrate --verify``), what is calibrated is the combined score of
 the verified detector (:class:`kws.modelfolder.Verification`): the detector's candidates
@@ -51,7 +53,13 @@ from kws.infer.detector import DEFAULT_VERIFIED_THRESHOLD, Verifier
 from kws.infer.runners import check_runner
 from kws.infer.spotting import DEFAULT_SPOT_THRESHOLD
 from kws.modelfolder import Task, Verification, read_card, resolve_model_dir, write_card
-from kws.recordings import Recording, keyword_free, read_recordings, split_of
+from kws.recordings import (
+    Recording,
+    keyword_free,
+    read_recordings,
+    require_both_sides,
+    split_of,
+)
 
 #: Thresholds tried: from ``_LOWEST`` to 1 in steps of ``_STEP``.
 _LOWEST, _STEP = 0.05, 0.0025
@@ -59,6 +67,9 @@ _LOWEST, _STEP = 0.05, 0.0025
 _RAISES = 40
 #: Called with ``(recordings scored, recordings in all)``.
 Progress = Callable[[int, int], None]
+#: Key of a card's calibration record holding the earlier runs that still explain some
+#: thresholds (of keywords later runs did not calibrate again), newest first.
+EARLIER_RUNS = "earlier_runs"
 
 
 @dataclass(frozen=True)
@@ -91,6 +102,8 @@ class Calibration:
     with_keywords: int = 0
     failures: list[Failure] = field(default_factory=list)
     folders: list[str] = field(default_factory=list)
+    #: Remarks on the folders read (listed files missing, files not listed).
+    notes: list[str] = field(default_factory=list)
 
     @property
     def verified(self) -> bool:
@@ -112,10 +125,18 @@ class Calibration:
                 k: v for k, v in asdict(self.settings.verification).items()
                 if k != "thresholds"}),
             "keywords": [asdict(k) for k in self.keywords],
-            "held_out_fa_per_hour": _rate(sum(k.held_out_false_accepts for k in self.keywords),
-                                          self.held_out_hours),
+            "held_out_fa_per_hour": _held_out_rate([asdict(k) for k in self.keywords],
+                                                   self.held_out_hours),
             "failed": [f.message for f in self.failures],
         }
+
+
+def _held_out_rate(keywords: Sequence[dict], held_out_hours: object) -> float:
+    """False accepts per hour on the held-out part, summed over the keywords' records
+    (a value of a card that is not a number counts as none)."""
+    counts = [k.get("held_out_false_accepts") for k in keywords]
+    total = sum(n for n in counts if isinstance(n, int | float))
+    return _rate(total, held_out_hours if isinstance(held_out_hours, int | float) else 0.0)
 
 
 @dataclass
@@ -169,15 +190,14 @@ def calibrate(model: str | os.PathLike | None, negatives: Sequence[str | os.Path
                                  verifier is not None)
     if not negatives:
         raise UsageError("give at least one --negatives folder")
-    recordings, with_keywords = _negative_recordings(negatives, read_card(folder).labels)
+    recordings, with_keywords, notes = _negative_recordings(negatives,
+                                                            read_card(folder).labels)
     loaded = open_runner(folder, runner, threads)
     scores, failures = _score(loaded, recordings, settings, progress, verifier)
     chosen = [s for s in scores if not s.held_out]
     held_out = [s for s in scores if s.held_out]
-    if not chosen or not held_out:
-        raise KwsError("calibration needs readable recordings on both sides of the split "
-                       f"(chosen {len(chosen)}, held out {len(held_out)}); give more "
-                       "recordings or speakers")
+    require_both_sides(len(chosen), len(held_out), [f.message for f in failures],
+                       notes=notes)
     hours, held_hours = _hours(chosen, loaded), _hours(held_out, loaded)
     words = list(settings.keywords or [w for w in loaded.labels if w not in NOT_WORDS])
     default = (DEFAULT_SPOT_THRESHOLD[Task.CLASSIFIER] if verifier is None
@@ -198,33 +218,67 @@ def calibrate(model: str | os.PathLike | None, negatives: Sequence[str | os.Path
                                held_counts[w], _rate(held_counts[w], held_hours),
                                counts[w] <= target_fa_per_hour * hours) for w in words]
     return Calibration(folder, target_fa_per_hour, final, rows, hours, held_hours, len(chosen),
-                       len(held_out), with_keywords, failures, [str(n) for n in negatives])
+                       len(held_out), with_keywords, failures, [str(n) for n in negatives],
+                       notes)
 
 
 def record_calibration(calibration: Calibration, command: str = "") -> None:
     """Write the thresholds and the calibration's figures into the model's card.
 
-    Thresholds of keywords not calibrated this time are kept. The card is rewritten under
-    the folder's lock (:func:`kws.files.locked_folder`), atomically.
+    Thresholds of keywords not calibrated this time are kept, and so are the records of
+    how they were chosen (:func:`merge_record`). The card is rewritten under the folder's
+    lock (:func:`kws.files.locked_folder`), atomically.
     """
     folder = calibration.model
     chosen = {k.keyword: k.threshold for k in calibration.keywords}
+    key = "verified_calibration" if calibration.verified else "calibration"
     with files.locked_folder(folder, option="MODEL"):
         card = read_card(folder)
-        entry = calibration.to_json()
-        entry["command"] = command
+        entry = {**calibration.to_json(), "command": command}
+        card.metrics[key] = merge_record(card.metrics.get(key), entry)
         if calibration.verified:
             kept = card.verification.thresholds if card.verification else {}
             card.verification = replace(calibration.settings.verification,
                                         thresholds={**kept, **chosen})
-            card.metrics["verified_calibration"] = entry
         else:
             card.thresholds = {**card.thresholds, **chosen}
-            card.metrics["calibration"] = entry
         try:
             write_card(folder, card)
         except OSError as error:
             raise KwsError(f"{folder}: cannot write card.json ({error.strerror})") from None
+
+
+def calibration_runs(record: object) -> list[dict]:
+    """The runs of a card's calibration record, newest first: the record itself (without
+    :data:`EARLIER_RUNS`), then its earlier runs. Empty when there is no record."""
+    if not isinstance(record, dict):
+        return []
+    earlier = record.get(EARLIER_RUNS)
+    runs = [record, *(earlier if isinstance(earlier, list) else [])]
+    return [{key: value for key, value in run.items() if key != EARLIER_RUNS}
+            for run in runs if isinstance(run, dict)]
+
+
+def merge_record(previous: object, entry: dict) -> dict:
+    """A card's calibration record after a run: this run's ``entry``, with the earlier
+    runs of ``previous`` that still explain a threshold under :data:`EARLIER_RUNS`.
+
+    An earlier run keeps only the records of keywords no newer run calibrated (and its
+    held-out rate is summed over those); a run left with none is dropped. So a run with
+    ``--keywords yes`` keeps how the other keywords' thresholds were chosen (their
+    folders, hours, false accepts and command), and a full run replaces them all.
+    """
+    calibrated = {k["keyword"] for k in entry["keywords"]}
+    earlier = []
+    for run in calibration_runs(previous):
+        records = run.get("keywords")
+        kept = [k for k in records if isinstance(k, dict) and k.get("keyword")
+                not in calibrated] if isinstance(records, list) else []
+        if kept:
+            earlier.append({**run, "keywords": kept, "held_out_fa_per_hour": _held_out_rate(
+                kept, run.get("held_out_hours"))})
+            calibrated |= {k.get("keyword") for k in kept}
+    return {**entry, EARLIER_RUNS: earlier} if earlier else entry
 
 
 def _settings(model, target: float, keywords, runner: str, verify: bool
@@ -244,19 +298,23 @@ def _settings(model, target: float, keywords, runner: str, verify: bool
     return settings, folder
 
 
-def _negative_recordings(negatives: Sequence[str | os.PathLike],
-                         labels: Sequence[str]) -> tuple[list[Recording], int]:
-    """The recordings of the folders that say none of the model's words."""
+def _negative_recordings(negatives: Sequence[str | os.PathLike], labels: Sequence[str]
+                         ) -> tuple[list[Recording], int, list[str]]:
+    """The recordings of the folders that say none of the model's words, how many were
+    left out for saying one, and the folders' notes (files skipped)."""
     words = [w for w in labels if w not in NOT_WORDS]
     recordings: list[Recording] = []
+    notes: list[str] = []
     left_out = 0
     for source in negatives:
-        free, said = keyword_free(read_recordings(source).recordings, words)
+        folder = read_recordings(source)
+        free, said = keyword_free(folder.recordings, words)
         recordings += free
         left_out += len(said)
+        notes += folder.notes
     if not recordings:
         raise KwsError("no negative recordings: every transcript says a keyword")
-    return recordings, left_out
+    return recordings, left_out, notes
 
 
 def _score(runner: Runner, recordings: list[Recording], settings: DetectorSettings,

@@ -30,6 +30,7 @@ from kws.errors import DatasetError, KwsError, UsageError
 from kws.infer import open_runner
 from kws.infer.clips import SPLIT_CHOICES, Progress, score_clips
 from kws.modelfolder import ModelCard, Task, read_card, resolve_model_dir
+from kws.recordings import UnreadableInputsError
 
 
 @dataclass
@@ -256,7 +257,10 @@ def evaluate(
     loaded = open_runner(folder, runner)
     kept, probabilities, failed = score_clips(loaded, clips, batch_size, progress)
     if not kept:
-        raise DatasetError(f"{', '.join(map(str, data))}: none of the {split} clips is readable")
+        raise UnreadableInputsError(
+            f"{', '.join(map(str, data))}: none of the "
+            f"{'' if split == 'all' else split + ' '}clips is readable",
+            [f"{path}: {problem}" for path, problem in failed], dataset.notes)
     true_labels = [clip.label for clip in kept]
     labels, confusion, folded = score(probabilities, true_labels, card.labels, dataset_labels)
     counts = dict(zip(labels, confusion.sum(axis=1).tolist(), strict=True))

@@ -29,7 +29,16 @@ from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 
 from kws.audio import find_audio_files, is_audio_path
-from kws.dataset import SPLITS, TESTING, TRAINING, UNKNOWN, VALIDATION, Clip, group_problems
+from kws.dataset import (
+    SPLITS,
+    TESTING,
+    TRAINING,
+    UNKNOWN,
+    VALIDATION,
+    Clip,
+    group_problems,
+    read_header,
+)
 from kws.errors import AudioError, DatasetError, MissingInputError
 
 #: The transcript file of a recordings folder.
@@ -42,6 +51,44 @@ SPLIT_PERCENT = (10.0, 50.0)
 SPLIT_SALT = "kws-recordings-v1"
 
 _WORD = re.compile(r"[^\W_]+(?:'[^\W_]+)*")
+#: How the reasons for skipping a row of ``transcripts.tsv`` begin, and how many such
+#: rows the error names when none of them is usable.
+_LISTED = f"listed in {TRANSCRIPTS}"
+_ROWS_SHOWN = 3
+
+
+class UnreadableInputsError(DatasetError):
+    """Too little of the inputs could be read for the run to go on.
+
+    ``failures`` are one-line messages naming each input that could not be read, and
+    ``notes`` remarks on what was left out: the command reports them (as it does when the
+    run goes on) before this error's own line, so the user sees which files to fix.
+    """
+
+    def __init__(self, message: str, failures: Sequence[str] = (),
+                 notes: Sequence[str] = ()) -> None:
+        super().__init__(message)
+        self.failures = list(failures)
+        self.notes = list(notes)
+
+
+def require_both_sides(fitted: int, held_out: int, failures: Sequence[str],
+                       fitted_name: str = "chosen", notes: Sequence[str] = ()) -> None:
+    """Refuse a calibration without readable recordings on both sides of the split.
+
+    Raises :class:`UnreadableInputsError` (carrying ``failures`` and ``notes``) that says
+    the recordings could not be read when none could, else how many each side has.
+    """
+    if fitted and held_out:
+        return
+    if failures and not (fitted or held_out):
+        raise UnreadableInputsError(f"--negatives: none of the {len(failures)} "
+                                    "recording(s) could be read", failures, notes)
+    unreadable = f", unreadable {len(failures)}" if failures else ""
+    raise UnreadableInputsError(
+        "calibration needs readable recordings on both sides of the split "
+        f"({fitted_name} {fitted}, held out {held_out}{unreadable}); give more "
+        "recordings or speakers", failures, notes)
 
 
 def words_of(transcript: str) -> list[str]:
@@ -134,9 +181,21 @@ def read_recordings(source: str | os.PathLike) -> RecordingFolder:
     else:
         folder = _read_plain(root)
     if not folder.recordings:
-        raise DatasetError(f"{root}: no recordings found (no audio files"
-                           f"{' listed in ' + TRANSCRIPTS if folder.layout != 'plain' else ''})")
+        raise DatasetError(f"{root}: no recordings found ({_why_none(folder)})")
     return folder
+
+
+def _why_none(folder: RecordingFolder) -> str:
+    """Why a folder gave no recording: no audio files, or which listed rows were skipped."""
+    if folder.layout == "plain":
+        return "no audio files"
+    listed = [f"{path.relative_to(folder.root)}: {reason.removeprefix(_LISTED + ' but ')}"
+              for path, reason in folder.skipped if reason.startswith(_LISTED)]
+    if not listed:
+        return f"{TRANSCRIPTS} lists no file"
+    more = f"; and {len(listed) - _ROWS_SHOWN} more" if len(listed) > _ROWS_SHOWN else ""
+    return (f"no file listed in {TRANSCRIPTS} is usable: "
+            f"{'; '.join(listed[:_ROWS_SHOWN])}{more}")
 
 
 def read_transcripts(path: str | os.PathLike) -> list[tuple[int, str, str | None, str]]:
@@ -223,21 +282,14 @@ def durations(recordings: Iterable[Recording]) -> tuple[dict[Path, float], list[
     Returns ``({path: seconds}, [(path, problem)])``; unreadable files and files holding
     no samples are problems, not durations.
     """
-    import soundfile
-
     found: dict[Path, float] = {}
     problems: list[tuple[Path, str]] = []
     for recording in recordings:
-        path = recording.path
-        try:
-            info = soundfile.info(os.fsencode(path))
-        except (RuntimeError, OSError, ValueError) as error:
-            problems.append((path, (str(error).strip() or type(error).__name__).splitlines()[0]))
-            continue
-        if info.frames <= 0 or info.samplerate <= 0:
-            problems.append((path, "contains no audio samples (zero length)"))
+        info, problem = read_header(recording.path)
+        if info is None:
+            problems.append((recording.path, problem))
         else:
-            found[path] = info.frames / info.samplerate
+            found[recording.path] = info.frames / info.samplerate
     return found, problems
 
 
@@ -361,16 +413,28 @@ def _check_file_name(path: Path, number: int, name: str) -> None:
         raise DatasetError(f"{path}:{number}: {name} is not a path inside the folder")
 
 
+def _unusable_row(path: Path, name: str) -> str | None:
+    """Why a file listed in ``transcripts.tsv`` cannot be a recording, or None."""
+    if path.is_file():
+        return None
+    if path.is_dir():
+        return f"{_LISTED} but a folder, not an audio file"
+    if name.startswith(("'", '"')):
+        return f"{_LISTED} but missing (file names are written without quotes)"
+    return f"{_LISTED} but missing"
+
+
 def _read_transcribed(root: Path, table: Path) -> RecordingFolder:
     rows = read_transcripts(table)
     recordings, skipped, listed = [], [], set()
     for _number, name, speaker, transcript in rows:
         path = root / name
         listed.add(path)
-        if path.is_file():
+        problem = _unusable_row(path, name)
+        if problem is None:
             recordings.append(Recording(path, speaker, transcript))
         else:
-            skipped.append((path, f"listed in {TRANSCRIPTS} but missing"))
+            skipped.append((path, problem))
     for path in _audio_files(root):
         if path not in listed:
             skipped.append((path, f"not listed in {TRANSCRIPTS}: not used"))
@@ -394,7 +458,7 @@ def _audio_files(root: Path) -> list[Path]:
 
 __all__ = [
     "SPLIT_PERCENT", "SPLIT_SALT", "TRANSCRIPTS", "Negatives", "Recording", "RecordingFolder",
-    "cut_windows", "durations", "keyword_free", "negative_windows", "read_recordings",
-    "read_transcripts",
+    "UnreadableInputsError", "cut_windows", "durations", "keyword_free", "negative_windows",
+    "read_recordings", "read_transcripts", "require_both_sides",
     "split_of", "split_recordings", "words_of",
 ]

@@ -42,13 +42,20 @@ from typing import Any
 import numpy as np
 
 from kws import audio
-from kws.dataset import open_datasets
+from kws.dataset import BACKGROUND_FOLDER, open_datasets
 from kws.errors import AudioError, DatasetError, UsageError
 from kws.infer import NOT_WORDS, Detection, Runner, open_runner
 from kws.infer.clips import SPLIT_CHOICES
 from kws.infer.detector import DetectorSettings, StreamDetector, Verifier, detect
 from kws.modelfolder import Task, read_card, resolve_model_dir
-from kws.recordings import TRANSCRIPTS, Recording, RecordingFolder, read_recordings, split_of
+from kws.recordings import (
+    TRANSCRIPTS,
+    Recording,
+    RecordingFolder,
+    UnreadableInputsError,
+    read_recordings,
+    split_of,
+)
 
 #: False accepts per hour at which the miss rate is reported.
 FA_TARGETS = (0.5, 1.0, 5.0)
@@ -369,8 +376,11 @@ def _round_list(values: np.ndarray) -> list[float | None]:
 
 #: Level (dBFS, RMS) of the background noise in a synthetic stream; speech sits SNR above.
 NOISE_DBFS = -40.0
-#: Default SNRs (dB) cycled through the placed clips.
+#: Default SNRs (dB) cycled through the placed clips, and the range allowed: at
+#: :data:`MAX_SNR_DB` speech is as loud as full scale (louder would only clip), and at
+#: :data:`MIN_SNR_DB` it is buried far under the noise.
 DEFAULT_SNRS = (20.0, 10.0, 5.0)
+MIN_SNR_DB, MAX_SNR_DB = -30.0, -NOISE_DBFS
 #: Default length of a synthetic stream (s) and range of the gaps between clips (s).
 STREAM_SECONDS = 120.0
 GAP_SECONDS = (1.0, 4.0)
@@ -454,13 +464,29 @@ class NoiseBank:
 
     def segment(self, path: Path, offset_fraction: float, samples: int) -> np.ndarray:
         """``samples`` of the recording from a fraction of its length on, looped."""
+        noise = self._load(path)
+        start = int(offset_fraction * len(noise))
+        return np.resize(np.roll(noise, -start), samples)
+
+    def readable(self, paths: Sequence[Path]) -> tuple[list[Path], list[tuple[str, str]]]:
+        """Read every recording now: ``(the readable ones, [(path, problem)] of the
+        others)``, so that no stream is planned over noise that cannot be read."""
+        usable, failed = [], []
+        for path in paths:
+            try:
+                self._load(path)
+            except AudioError as error:
+                failed.append((error.path, error.problem))
+            else:
+                usable.append(path)
+        return usable, failed
+
+    def _load(self, path: Path) -> np.ndarray:
         if path not in self._loaded:
             waveform = audio.load(path, self.rate).astype(np.float64)
             waveform -= waveform.mean()
             self._loaded[path] = waveform * _gain_to(waveform, NOISE_DBFS)
-        noise = self._loaded[path]
-        start = int(offset_fraction * len(noise))
-        return np.resize(np.roll(noise, -start), samples)
+        return self._loaded[path]
 
 
 def render_stream(plan: StreamPlan, rate: int, noises: NoiseBank
@@ -554,8 +580,9 @@ class StreamSettings:
         for value in self.sweep:
             if not 0.0 <= value <= 1.0:
                 raise UsageError(f"sweep threshold {value} is not between 0 and 1")
-        if not self.snrs or not all(math.isfinite(snr) for snr in self.snrs):
-            raise UsageError("--snr: give finite signal-to-noise ratios in dB")
+        if not self.snrs or not all(MIN_SNR_DB <= snr <= MAX_SNR_DB for snr in self.snrs):
+            raise UsageError(f"--snr: give signal-to-noise ratios from {MIN_SNR_DB:g} to "
+                             f"{MAX_SNR_DB:g} dB")
         if not self.stream_seconds >= 2.0:
             raise UsageError("synthetic streams must be at least 2 seconds long")
         if self.max_clips is not None and self.max_clips < 1:
@@ -629,6 +656,12 @@ def evaluate_stream(
         export) and its threads.
     verifier
         The second opinion of the verified detector (the card's verification), or None.
+
+    Raises
+    ------
+    UnreadableInputsError
+        Nothing could be scored (no recording of the split could be read), or no
+        background noise file is readable to build streams in; it names each file.
     """
     settings.check()
     if not recordings and not synthetic_from:
@@ -641,14 +674,14 @@ def evaluate_stream(
     keywords = [k for k in card.labels if k not in NOT_WORDS
                 and (settings.keywords is None or k in settings.keywords)]
     notes = [note for folder in folders for note in folder.notes]
+    failed: list[tuple[str, str]] = []
     rate = int(card.sample_rate)
     jobs = [_recording_jobs(folder, settings, keywords, rate, notes) for folder in folders]
     if synthetic_from:
-        jobs.append(_synthetic_jobs(synthetic_from, settings, keywords, rate, notes))
+        jobs.append(_synthetic_jobs(synthetic_from, settings, keywords, rate, notes, failed))
     loaded = open_runner(model_folder, runner, threads)
     notes += loaded.notes
     pooled = Tally(keywords, settings.sweep)
-    failed: list[tuple[str, str]] = []
     total, done = sum(len(items) for _, items in jobs), 0
     for source, items in jobs:
         for item in items:
@@ -662,10 +695,23 @@ def evaluate_stream(
             done += 1
             if progress is not None:
                 progress(done, total)
+    if not pooled.recordings:
+        raise nothing_scored(total, failed, notes, settings.split)
     thresholds = {k: detector_settings.threshold(k) for k in keywords}
     return StreamEvaluation(str(model_folder), loaded.name, settings.split,
                             pooled.result(thresholds), [source for source, _ in jobs],
                             failed, notes)
+
+
+def nothing_scored(total: int, failed: Sequence[tuple[str, str]], notes: Sequence[str],
+                   split: str) -> UnreadableInputsError:
+    """The error of a stream evaluation that scored no recording (a report over none
+    would only say "inf false accepts per hour"), carrying the unreadable files and notes
+    for the command to report first."""
+    problem = (f"none of the {total} recording(s) could be read" if total
+               else f"no recordings in the {split} split")
+    return UnreadableInputsError(f"nothing to score: {problem}",
+                                 [f"{path}: {why}" for path, why in failed], notes)
 
 
 def spot_and_sweep(runner: Runner, waveform: np.ndarray, operating: DetectorSettings,
@@ -736,8 +782,13 @@ def _recording_jobs(folder: RecordingFolder, settings: StreamSettings, keywords:
 
 
 def _synthetic_jobs(data: Sequence[str | os.PathLike], settings: StreamSettings,
-                    keywords: list[str], rate: int, notes: list[str]) -> tuple[SourceScore, list]:
-    """A source for the synthetic streams of clip datasets and a renderer per stream."""
+                    keywords: list[str], rate: int, notes: list[str],
+                    failed: list[tuple[str, str]]) -> tuple[SourceScore, list]:
+    """A source for the synthetic streams of clip datasets and a renderer per stream.
+
+    The background recordings are read first: unreadable ones go to ``failed`` and no
+    stream is planned over them.
+    """
     dataset = open_datasets(data, settings.validation_percent, settings.testing_percent,
                             settings.backgrounds, settings.resplit)
     notes.extend(dataset.notes)
@@ -756,12 +807,19 @@ def _synthetic_jobs(data: Sequence[str | os.PathLike], settings: StreamSettings,
     if not dataset.backgrounds:
         raise DatasetError(f"{', '.join(map(str, data))}: no background noise to build "
                            "streams in (no _background_noise_ folder; give --background)")
-    plans = plan_synthetic([(c.path, c.word) for c in clips], dataset.backgrounds,
+    noises = NoiseBank(rate)
+    backgrounds, unreadable = noises.readable(dataset.backgrounds)
+    if not backgrounds:
+        raise UnreadableInputsError(
+            f"{_noise_sources(data, settings)}: none of the {len(unreadable)} background "
+            "noise file(s) is readable, so no stream can be built",
+            [f"{path}: {why}" for path, why in unreadable], notes)
+    failed.extend(unreadable)
+    plans = plan_synthetic([(c.path, c.word) for c in clips], backgrounds,
                            settings.snrs, settings.seed, settings.stream_seconds)
     name = "synthetic: " + ", ".join(map(str, data))
     source = SourceScore(name, "synthetic", Tally(keywords, settings.sweep),
                          len({c.speaker for c in clips if c.speaker}))
-    noises = NoiseBank(rate)
 
     def renderer(plan: StreamPlan) -> Callable[[list], tuple[Truth, np.ndarray] | None]:
         def render(failed: list) -> tuple[Truth, np.ndarray] | None:
@@ -775,3 +833,10 @@ def _synthetic_jobs(data: Sequence[str | os.PathLike], settings: StreamSettings,
         return render
 
     return source, [renderer(plan) for plan in plans]
+
+
+def _noise_sources(data: Sequence[str | os.PathLike], settings: StreamSettings) -> str:
+    """Where the background noise of synthetic streams comes from, as the user named it."""
+    folders = [f"{Path(root) / BACKGROUND_FOLDER}" for root in data
+               if (Path(root) / BACKGROUND_FOLDER).is_dir()]
+    return ", ".join([*(f"--background {b}" for b in settings.backgrounds), *folders])

@@ -232,12 +232,13 @@ def test_a_full_disk_is_one_line_and_stops_the_run(tmp_path):
 @pytest.mark.parametrize("args", [["--snr-db", "10", "0"], ["--speed", "1"], ["--gain-db", "nan"],
                                   ["--snr-db", "0", "inf"], ["--noise-factor", "-1"],
                                   ["--background-probability", "2"], ["--copies", "0"],
-                                  ["--lowpass", "1.5"]])
+                                  ["--lowpass", "1.5"], ["--snr-db", "-1000", "1000"],
+                                  ["--snr-db", "0", "81"], ["--snr-db", "-31", "0"]])
 def test_impossible_settings_are_usage_errors(tmp_path, capsys, args):
     data = make_speech_commands(tmp_path / "data")
     code, _, err = run_kws(["augment", "--data", str(data), "--out", str(tmp_path / "o"),
                             *args], capsys)
-    assert code == 2 and "Traceback" not in err
+    assert code == 2 and "Traceback" not in err and len(err.strip().splitlines()) == 1
     assert not (tmp_path / "o").exists()
 
 

@@ -15,7 +15,7 @@ import pytest
 from conftest import write_wav
 
 from kws import audio
-from kws.calibrate import calibrate, record_calibration
+from kws.calibrate import EARLIER_RUNS, calibrate, calibration_runs, record_calibration
 from kws.cli import main
 from kws.infer import DetectorSettings, detect
 from kws.modelfolder import ModelCard, Verification, read_card, write_card
@@ -158,6 +158,39 @@ def test_calibration_is_recorded_in_the_card(model, negatives):
     assert entry["detector"]["hop"] == DetectorSettings.hop
 
 
+@pytest.mark.parametrize("verify", [False, True])
+def test_a_partial_calibration_keeps_how_the_other_thresholds_were_chosen(model, negatives,
+                                                                          verify):
+    verifier = FixedVerifier() if verify else None
+    key = "verified_calibration" if verify else "calibration"
+
+    def run(target, keywords, command):
+        record_calibration(calibrate(model, [negatives], target, keywords,
+                                     verifier=verifier), command)
+        card = read_card(model)
+        return card.metrics[key], card.verification.thresholds if verify else card.thresholds
+
+    run(10.0, None, "all")
+    record, thresholds = run(20.0, ["no"], "no")
+    assert record["command"] == "no" and [k["keyword"] for k in record["keywords"]] == ["no"]
+    earlier, = record[EARLIER_RUNS]
+    assert earlier["command"] == "all" and earlier["target_fa_per_hour"] == 10.0
+    assert [k["keyword"] for k in earlier["keywords"]] == ["yes"]
+    assert earlier["held_out_fa_per_hour"] == pytest.approx(
+        earlier["keywords"][0]["held_out_fa_per_hour"], abs=0.01)
+    # every threshold in the card is explained by exactly one run
+    explained = [(k["keyword"], k["threshold"]) for run in calibration_runs(record)
+                 for k in run["keywords"]]
+    assert sorted(explained) == sorted(thresholds.items())
+    # the first run explains nothing once both keywords were calibrated again
+    record, thresholds = run(30.0, ["yes"], "yes")
+    assert [r["command"] for r in calibration_runs(record)] == ["yes", "no"]
+    assert sorted((k["keyword"], k["threshold"]) for r in calibration_runs(record)
+                  for k in r["keywords"]) == sorted(thresholds.items())
+    record, _ = run(10.0, None, "all again")
+    assert EARLIER_RUNS not in record and calibration_runs(record) == [record]
+
+
 def test_cli_prints_a_table_or_json_and_writes_the_card(model, negatives, capsys):
     code, out, err = run_kws(["calibrate", str(model), "--negatives", str(negatives),
                               "--target-fa-per-hour", "20", "--dry-run"], capsys)
@@ -187,6 +220,33 @@ def test_cli_usage_errors(model, negatives, tmp_path, capsys, args, message):
     args = [a.format(missing=tmp_path / "nowhere", negatives=negatives) for a in args]
     code, out, err = run_kws(["calibrate", str(model), *args], capsys)
     assert code == 2 and message in err and "Traceback" not in err and out == ""
+
+
+def test_cli_names_every_unreadable_negative_before_its_error(model, tmp_path, capsys):
+    from test_recordings import write_unreadable
+
+    bad = write_unreadable(tmp_path / "bad", RATE)
+    code, out, err = run_kws(["calibrate", str(model), "--negatives", str(tmp_path / "bad"),
+                              "--target-fa-per-hour", "1"], capsys)
+    lines = err.strip().splitlines()
+    assert code == 1 and out == "" and "Traceback" not in err
+    assert sorted(line.split(": ")[2] for line in lines[:-1]) == [str(path) for path in bad]
+    assert f"{bad[1]}: empty file (0 bytes)" in err and "format not recognised" in err
+    assert lines[-1] == "kws: error: --negatives: none of the 4 recording(s) could be read"
+    assert read_card(model).metrics == {}
+
+
+def test_cli_warns_of_listed_recordings_it_left_out(model, negatives, tmp_path, capsys):
+    import shutil
+
+    copy = tmp_path / "talk"
+    shutil.copytree(negatives, copy)
+    (copy / "spk00" / "utt0.wav").unlink()
+    code, _, err = run_kws(["calibrate", str(model), "--negatives", str(copy),
+                            "--target-fa-per-hour", "20", "--dry-run"], capsys)
+    assert code == 0, err
+    assert f"kws: warning: {copy / 'spk00' / 'utt0.wav'}: listed in transcripts.tsv but " \
+           "missing" in err.splitlines()
 
 
 def test_cli_warns_when_the_audio_is_too_short_for_the_target(model, negatives, capsys):

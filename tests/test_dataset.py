@@ -159,6 +159,22 @@ def test_dataset_command_json_and_warnings(speech_commands):
     assert "'go' holds no audio" in warnings
 
 
+def test_dataset_command_words_unreadable_files_as_reading_audio_does(speech_commands):
+    from test_recordings import write_unreadable
+
+    write_unreadable(speech_commands / "up")
+    result = CliRunner().invoke(cli, ["dataset", str(speech_commands)])
+    assert result.exit_code == 0, result.output
+    warned = {line for line in result.stderr.splitlines() if "/up/" in line}
+    up = speech_commands / "up"
+    assert warned == {
+        f"kws: warning: {up / 'cut.wav'}: truncated WAV: header declares 32000 bytes of "
+        "audio but the file holds 15978",
+        f"kws: warning: {up / 'empty.wav'}: empty file (0 bytes)",
+        f"kws: warning: {up / 'text.wav'}: not an audio file soundfile can read (format "
+        "not recognised)"}  # NaN samples are only found decoding, not in the header
+
+
 def test_dataset_command_table(speech_commands):
     result = CliRunner().invoke(cli, ["dataset", str(speech_commands)])
     assert result.exit_code == 0

@@ -159,6 +159,18 @@ def test_cli_table_and_exit_code_for_unreadable_files(superset_model, test_layou
     assert "counted as _unknown_: cat, dog, up" in result.stderr
 
 
+def test_no_readable_clip_names_each_before_the_error(superset_model, tmp_path, run_cli):
+    from test_recordings import write_unreadable
+
+    bad = write_unreadable(tmp_path / "data" / "yes")
+    result = run_cli(["evaluate", str(superset_model), "--data", str(tmp_path / "data"),
+                      "--split", "all"])
+    lines = result.stderr.strip().splitlines()
+    assert result.exit_code == 1 and result.stdout == ""
+    assert sorted(line.split(": ")[2] for line in lines[:-1]) == [str(p) for p in bad]
+    assert lines[-1] == f"kws: error: {tmp_path / 'data'}: none of the clips is readable"
+
+
 def test_bad_requests_are_errors(superset_model, test_layout, tmp_path):
     with pytest.raises(UsageError, match="--split"):
         evaluation.evaluate(superset_model, [test_layout], split="everything")

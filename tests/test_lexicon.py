@@ -13,6 +13,7 @@ from kws.phones.lexicon import (
     CMUDICT_SOURCE,
     DEFAULT_SOURCE,
     KWS_LEXICON_SOURCE,
+    MAX_PHONES,
     LexiconError,
     Pronunciation,
     cmudict_lexicon,
@@ -112,6 +113,21 @@ def test_nonsense_is_refused_in_one_line(word, why):
     with pytest.raises(LexiconError, match="cannot pronounce") as raised:
         pronounce(word)
     assert why in str(raised.value) and "\n" not in str(raised.value)
+
+
+def test_no_dictionary_word_is_too_long_but_a_longer_pronunciation_is_refused(tmp_path):
+    longest = max(len(pron) for prons in cmudict_lexicon().entries.values() for pron in prons)
+    assert longest < MAX_PHONES  # "antidisestablishmentarianism", 28
+    path = tmp_path / "long.txt"
+    path.write_text("yes y eh s\nblorf " + "y " * 5000 + "\n")
+    with pytest.raises(LexiconError) as raised:
+        read_lexicon(path)
+    assert str(raised.value) == (f"{path}:2: 'blorf' has 5000 phones (a pronunciation has at "
+                                 f"most {MAX_PHONES})")
+    # Words said together: each is a word, together they are too long to spot.
+    with pytest.raises(LexiconError, match=r"cannot pronounce 'antidisestablishmentarianis\.\.\.'"
+                                           r": 48 phones .* from CMUdict$"):
+        pronounce("antidisestablishmentarianism deinstitutionalization")
 
 
 def test_the_shipped_lexicon_takes_precedence_over_cmudict():
@@ -219,6 +235,8 @@ def test_cli_spot_notes_where_a_keyword_is_pronounced_from(phone_folder, capsys)
     (["-m", "{model}", "--keyword", "!!"], 1, "cannot pronounce '!!'"),
     (["-m", "{model}", "--lexicon", "{tmp}/absent.txt", "--keyword", "yes"], 1,
      "no such lexicon file"),
+    (["-m", "{model}", "--phones", "y " * 10_000], 2,
+     f"--phones: 10000 phones (a pronunciation has at most {MAX_PHONES})"),
 ])
 def test_cli_spot_refuses_in_one_line(phone_folder, tmp_path, capsys, args, code, message):
     argv = ["phones", "spot", *(a.format(tmp=tmp_path, model=phone_folder) for a in args),

@@ -17,7 +17,7 @@ from kws.errors import UsageError
 from kws.phones.align import ALIGNMENTS, clip_bounds, cut_word_clips, word_timings
 from kws.phones.data import phone_ids
 from kws.phones.phoneset import model_labels
-from kws.recordings import read_recordings, split_of
+from kws.recordings import UnreadableInputsError, read_recordings, split_of
 
 PHONE_MODEL = Path(__file__).resolve().parent.parent / "models" / "phones"
 FRAME = 0.02
@@ -108,12 +108,18 @@ def test_words_are_cut_into_a_speech_commands_folder_keeping_the_speaker_split(
 
 
 def test_low_scores_and_long_words_are_listed_not_cut(transcribed, tmp_path):
-    result = cut_word_clips([transcribed], tmp_path / "words", words=["stop"],
-                            model=PHONE_MODEL, seconds=0.1, min_score=0.0)
-    assert result.total + result.left["longer than a clip"] == 2
-    strict = cut_word_clips([transcribed], tmp_path / "strict", words=["stop"],
-                            model=PHONE_MODEL, min_score=0.999)
-    assert strict.total == 0 and strict.left["low score"] == 2
+    result = cut_word_clips([transcribed], tmp_path / "words", words=["up", "down"],
+                            model=PHONE_MODEL, seconds=0.5, min_score=0.0)
+    assert result.total == result.left["longer than a clip"] == 1  # "up" is cut, not "down"
+    # No clip at all: an error saying why, and no folder left behind to block a retry.
+    for options, why in (({"seconds": 0.1, "min_score": 0.0}, "longer than a clip"),
+                         ({"min_score": 0.999}, "low score")):
+        with pytest.raises(UnreadableInputsError, match=rf"--out .*strict: no word clip cut "
+                           rf"from 2 recording\(s\) \(2 word\(s\) left uncut: {why}\); "
+                           "nothing was written$"):
+            cut_word_clips([transcribed], tmp_path / "strict", words=["stop"],
+                           model=PHONE_MODEL, **options)
+        assert not (tmp_path / "strict").exists()
 
 
 def test_align_refuses_what_would_lose_or_mix_data(transcribed, tmp_path):
@@ -146,6 +152,29 @@ def test_cli_align(transcribed, tmp_path, run_cli):
         r for r in read_recordings(transcribed).recordings if r.speaker == "dan"))].values()) == 2
     again = run_cli(["phones", "align", str(transcribed), "-o", str(out), "-m", str(PHONE_MODEL)])
     assert again.exit_code == 2 and "already exists" in again.stderr
+
+
+def test_cli_align_where_every_recording_fails_names_them_and_writes_nothing(tmp_path,
+                                                                            run_cli):
+    from test_recordings import write_unreadable
+
+    root = tmp_path / "talk"
+    bad = write_unreadable(root / "anna")
+    write_wav(root / "bert" / "short.wav", tone(300, 0.05, 16000), 16000)  # too short
+    rows = [f"anna/{path.name}\tanna\tyes" for path in bad]
+    rows.append("bert/short.wav\tbert\tyes no stop go up down left right")
+    (root / "transcripts.tsv").write_text("file\tspeaker\ttranscript\n" + "\n".join(rows))
+    out = tmp_path / "words"
+    for _ in range(2):  # nothing is left behind: the retry fails the same way
+        result = run_cli(["phones", "align", str(root), "-o", str(out), "-m", str(PHONE_MODEL)])
+        lines = result.stderr.strip().splitlines()
+        assert result.exit_code == 1 and result.stdout == ""
+        assert sorted(line.split(": ")[2] for line in lines[:-1]) == sorted(
+            [str(path) for path in bad] + [str(root / "bert" / "short.wav")])
+        assert "short.wav: its phones do not fit in its frames" in result.stderr
+        assert lines[-1] == (f"kws: error: --out {out}: no word clip cut from 5 recording(s) "
+                             "(5 could not be read or aligned); nothing was written")
+        assert not out.exists()
 
 
 def test_a_recording_with_an_unpronounceable_word_is_left_out_by_name(transcribed, tmp_path):

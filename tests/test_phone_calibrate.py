@@ -7,6 +7,7 @@ import json
 import shutil
 import subprocess
 import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -40,6 +41,7 @@ from kws.phones.phoneset import model_labels
 from kws.phones.recognizer import pronunciation_thresholds
 
 RATE = 8000
+PHONE_MODEL = Path(__file__).resolve().parent.parent / "models" / "phones"
 
 
 def _group(low=4, high=5, confidence=(0.1, 0.5, 0.9, 1.0), rates=(100.0, 10.0, 1.0, 0.0)):
@@ -280,6 +282,23 @@ def test_calibrate_checks_its_arguments(tmp_path, capsys):
     assert exited.value.code == 2
     assert capsys.readouterr().err.strip() == (f"kws: error: --negatives {tmp_path}/nowhere: "
                                                "no such folder or file")
+
+
+def test_calibrate_names_every_unreadable_negative_before_its_error(tmp_path, capsys):
+    from test_recordings import write_unreadable
+
+    from kws.cli import main
+
+    model = tmp_path / "phones"
+    shutil.copytree(PHONE_MODEL, model)  # never calibrate the shipped folder itself
+    bad = write_unreadable(tmp_path / "bad")
+    with pytest.raises(SystemExit) as exited:
+        main(["phones", "calibrate", "-m", str(model), "--negatives", str(tmp_path / "bad")])
+    lines = capsys.readouterr().err.strip().splitlines()
+    assert exited.value.code == 1
+    assert sorted(line.split(": ")[2] for line in lines[:-1]) == [str(p) for p in bad]
+    assert lines[-1] == "kws: error: --negatives: none of the 4 recording(s) could be read"
+    assert read_card(model).fa_calibration == read_card(PHONE_MODEL).fa_calibration
 
 
 # ----------------------------------------------------------------------------- end to end

@@ -712,6 +712,20 @@ def test_cli_phones_evaluate_spot(trained, tmp_path, capsys):
     assert report["recordings"] == 4 and "overall" in report["det"]
 
 
+def test_cli_phones_evaluate_spot_with_no_readable_recording_is_no_report(tmp_path, capsys):
+    from test_recordings import write_unreadable
+
+    bad = write_unreadable(tmp_path / "said" / "spk")
+    (tmp_path / "said" / "transcripts.tsv").write_text("file\tspeaker\ttranscript\n" + "".join(
+        f"spk/{path.name}\tspk\thello\n" for path in bad))
+    code, stdout, stderr = run(["phones", "evaluate", "--data", tmp_path / "said", "--spot",
+                                "-k", "hello", "--split", "all"], capsys)  # the shipped model
+    lines = stderr.strip().splitlines()
+    assert code == 1 and stdout == ""
+    assert sorted(line.split(": ")[2] for line in lines[:-1]) == [str(p) for p in bad]
+    assert lines[-1] == "kws: error: nothing to score: none of the 4 recording(s) could be read"
+
+
 @pytest.mark.parametrize(("args", "message"), [
     (["--spot"], "--spot: give the words to find with --keyword WORD"),
     (["-k", "hello"], "--keyword applies to --spot only"),

@@ -5,6 +5,7 @@ from __future__ import annotations
 import random
 from pathlib import Path
 
+import numpy as np
 import pytest
 from conftest import tone, write_wav
 
@@ -39,6 +40,20 @@ def make_arctic(root: Path, count: int = 30, rate: int = 16000) -> Path:
         lines.append(f"{name}\tarctic_a{n:04d}\t{text}")
     (root / "transcripts.tsv").write_text("\n".join(lines) + "\n")
     return root
+
+
+def write_unreadable(folder: Path, rate: int = 16000) -> list[Path]:
+    """Audio files no command can read: empty, text named .wav, a WAV cut short, NaN."""
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / "empty.wav").write_bytes(b"")
+    (folder / "text.wav").write_text("not audio\n")
+    whole = write_wav(folder / "whole.wav", tone(300, 1.0, rate), rate).read_bytes()
+    (folder / "whole.wav").unlink()
+    (folder / "cut.wav").write_bytes(whole[: len(whole) // 2])
+    nan = tone(300, 0.5, rate)
+    nan[10] = np.nan
+    write_wav(folder / "nan.wav", nan, rate, subtype="FLOAT")
+    return sorted(folder.glob("*.wav"))
 
 
 def test_words_are_lower_case_without_punctuation():
@@ -87,6 +102,20 @@ def test_listed_missing_and_unlisted_files_are_skipped_with_reasons(tmp_path):
     assert reasons[root / "arctic_a0001.flac"] == "listed in transcripts.tsv but missing"
     assert "not listed" in reasons[root / "extra.wav"]
     assert any("extra.wav" in note for note in folder.notes)
+
+
+def test_a_folder_whose_listed_files_are_all_unusable_names_them(tmp_path):
+    root = tmp_path / "talk"
+    (root / "sub").mkdir(parents=True)
+    rows = ["missing.wav", "sub", '"quoted.wav"', "gone/a.wav", "gone/b.wav"]
+    (root / "transcripts.tsv").write_text(
+        "file\ttranscript\n" + "".join(f"{row}\tyes\n" for row in rows))
+    with pytest.raises(DatasetError) as error:
+        recordings.read_recordings(root)
+    assert str(error.value) == (
+        f"{root}: no recordings found (no file listed in transcripts.tsv is usable: "
+        "missing.wav: missing; sub: a folder, not an audio file; "
+        '"quoted.wav": missing (file names are written without quotes); and 2 more)')
 
 
 @pytest.mark.parametrize(("content", "message"), [
@@ -165,7 +194,8 @@ def test_durations_from_headers_and_problems(tmp_path):
     found, problems = recordings.durations([Recording(good, None, None),
                                             Recording(bad, None, None)])
     assert found == {good: pytest.approx(2.5)}
-    assert [path for path, _ in problems] == [bad]
+    # worded as every command words it, not libsndfile's "Error opening b'...'"
+    assert problems == [(bad, "not an audio file soundfile can read (format not recognised)")]
 
 
 def test_cut_windows_lie_inside_their_recordings_and_are_reproducible(tmp_path):

@@ -305,6 +305,50 @@ def test_kws_evaluate_stream_json_and_det_png(fake_model, clip_data, recordings,
     assert list(png.parent.iterdir()) == [png]
 
 
+def test_unreadable_background_noise_is_named_and_never_streamed_over(fake_model, clip_data,
+                                                                      tmp_path, run_cli):
+    from test_recordings import write_unreadable
+
+    noisy = tmp_path / "noise"
+    bad = write_unreadable(noisy, RATE)
+    write_wav(noisy / "good.wav", 0.1 * tone(300, 5.0, RATE), RATE)
+    settings = se.StreamSettings(split="all", snrs=(20.0,), stream_seconds=4.0,
+                                 backgrounds=(str(noisy),))
+    result = se.evaluate_stream(fake_model, (), [clip_data], settings)
+    # named once each, and every stream was built, over readable noise
+    assert sorted(path for path, _ in result.failed) == [str(p) for p in bad]
+    assert result.score.recordings == len(se.plan_synthetic(
+        [(p, p.parent.name) for p in clip_data.glob("[!_]*/*.wav")], [noisy], stream_seconds=4.0))
+    outcome = run_cli(["evaluate", str(fake_model), "--stream", "--synthetic-from",
+                       str(clip_data), "--split", "all", "--background", str(noisy)])
+    assert outcome.exit_code == 1 and "empty.wav: empty file (0 bytes)" in outcome.stderr
+    # Without a readable noise file, no stream: one line per file, then one error line.
+    (noisy / "good.wav").unlink()
+    (clip_data / "_background_noise_" / "white.wav").write_bytes(b"")
+    outcome = run_cli(["evaluate", str(fake_model), "--stream", "--synthetic-from",
+                       str(clip_data), "--split", "all", "--background", str(noisy)])
+    lines = outcome.stderr.strip().splitlines()
+    assert outcome.exit_code == 1 and outcome.stdout == ""
+    assert len(lines) == 6 and all(line.startswith("kws: error: ") for line in lines)
+    assert lines[-1] == (f"kws: error: --background {noisy}, {clip_data}/_background_noise_: "
+                         "none of the 5 background noise file(s) is readable, so no stream "
+                         "can be built")
+
+
+def test_recordings_none_of_which_can_be_read_are_no_report(fake_model, tmp_path, run_cli):
+    from test_recordings import write_unreadable
+
+    bad = write_unreadable(tmp_path / "talk" / "spk", RATE)
+    (tmp_path / "talk" / "transcripts.tsv").write_text("file\tspeaker\ttranscript\n" + "".join(
+        f"spk/{path.name}\tspk\tyes\n" for path in bad))
+    outcome = run_cli(["evaluate", str(fake_model), "--stream", "--data", str(tmp_path / "talk"),
+                       "--split", "all"])
+    lines = outcome.stderr.strip().splitlines()
+    assert outcome.exit_code == 1 and outcome.stdout == ""
+    assert sorted(line.split(": ")[2] for line in lines[:-1]) == [str(p) for p in bad]
+    assert lines[-1] == "kws: error: nothing to score: none of the 4 recording(s) could be read"
+
+
 def test_kws_evaluate_stream_refuses_bad_arguments(fake_model, clip_data, recordings, capsys):
     def run(*args: str) -> tuple[int, str]:
         """Run ``kws`` as the console script does: one-line errors, exit codes."""
@@ -327,3 +371,6 @@ def test_kws_evaluate_stream_refuses_bad_arguments(fake_model, clip_data, record
     assert code == 2 and "'maybe' is not a keyword" in output
     code, output = run("--stream", "--synthetic-from", str(recordings))
     assert code == 1 and "no word clips" in output
+    for snr in ("1000", "-1000", "41", "nan"):
+        code, output = run("--stream", "--synthetic-from", str(clip_data), "--snr", snr)
+        assert code == 2 and "--snr" in output and len(output.strip().splitlines()) == 1

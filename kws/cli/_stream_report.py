@@ -1,16 +1,34 @@
 """Rendering what ``kws evaluate --stream`` and ``kws phones evaluate --spot`` measure: the
-notes and unreadable files, the per-keyword and per-source tables, the DET curve."""
+notes and unreadable files, the per-keyword and per-source tables, the DET curve; and the
+unreadable files of a run over recordings that could not go on (:func:`failures_first`)."""
 
 from __future__ import annotations
 
+import contextlib
+from collections.abc import Iterator
 from pathlib import Path
 
 import click
 
 from kws.cli import _console
 from kws.dataset import group_problems
+from kws.recordings import UnreadableInputsError
 from kws.report import plot_det
 from kws.stream_eval import FA_TARGETS, OVERALL, StreamEvaluation
+
+
+@contextlib.contextmanager
+def failures_first() -> Iterator[None]:
+    """Name the inputs a run could not read (one ``kws: error:`` line each) and its notes
+    before the one-line error of a run that could not go on without them
+    (:class:`kws.recordings.UnreadableInputsError`), so the user knows which to fix."""
+    try:
+        yield
+    except UnreadableInputsError as error:
+        for message in error.failures:
+            _console.error(message)
+        _console.warn_many(error.notes)
+        raise
 
 
 def warn_notes_and_failures(notes: list[str], failed: list[tuple[str, str]]) -> None:

@@ -17,8 +17,8 @@ from kws.cli import _console, _options
               help="Folder to write the copies to (not inside --data, nor containing it).")
 @click.option("--copies", type=click.IntRange(min=1), default=1, show_default=True,
               help="Augmented copies of each clip.")
-@click.option("--snr-db", type=float, nargs=2, default=(0.0, 20.0), show_default=True,
-              metavar="MIN MAX",
+@click.option("--snr-db", type=click.FloatRange(-30.0, 80.0), nargs=2, default=(0.0, 20.0),
+              show_default=True, metavar="MIN MAX",
               help="Signal-to-noise ratio range of the background mixed in, in dB.")
 @click.option("--background-probability", type=click.FloatRange(0.0, 1.0), default=1.0,
               show_default=True,

@@ -19,7 +19,7 @@ from kws.cli._options import (
     split_option,
     split_percent_options,
 )
-from kws.cli._stream_report import report_stream, warn_notes_and_failures
+from kws.cli._stream_report import failures_first, report_stream, warn_notes_and_failures
 from kws.cli._verifier import detector_verifier, verify_option
 from kws.errors import UsageError
 from kws.evaluate import Evaluation, evaluate, unsplit_training_folders
@@ -27,6 +27,8 @@ from kws.modelfolder import read_card, resolve_model_dir
 from kws.report import confusion_table, metrics_table, plot_confusion
 from kws.stream_eval import (
     DEFAULT_SNRS,
+    MAX_SNR_DB,
+    MIN_SNR_DB,
     StreamSettings,
     evaluate_stream,
 )
@@ -69,9 +71,10 @@ _STREAM_ONLY = (("synthetic_from", "--synthetic-from"), ("det_png", "--det-png")
               help="With --stream: every keyword's operating threshold [default: the "
                    "card's calibrated thresholds, else the detector's default].")
 @keywords_option("With --stream: measure only these keywords [default: every word].")
-@click.option("--snr", type=float, multiple=True,
+@click.option("--snr", type=click.FloatRange(MIN_SNR_DB, MAX_SNR_DB), multiple=True,
               help=f"With --synthetic-from: signal-to-noise ratio in dB (repeatable, cycled "
-                   f"over the clips) [default: {', '.join(f'{v:g}' for v in DEFAULT_SNRS)}].")
+                   f"over the clips; at {MAX_SNR_DB:g} speech reaches full scale) "
+                   f"[default: {', '.join(f'{v:g}' for v in DEFAULT_SNRS)}].")
 @click.option("--max-clips", type=int, default=None,
               help="With --synthetic-from: use at most this many clips, drawn with --seed.")
 @seed_option
@@ -113,7 +116,7 @@ def command(model, data, split, as_json, confusion_png, batch_size, validation_p
     if confusion_png:
         files.check_not_input(confusion_png, [*data, *background, folder], "--confusion-png")
     _warn_unsplit(folder, data, resplit)
-    with _console.progress("scoring clips") as progress:
+    with failures_first(), _console.progress("scoring clips") as progress:
         result = evaluate(folder, data, split, batch_size, validation_percent,
                           testing_percent, background, resplit, runner, progress)
     _remarks(result)
@@ -183,7 +186,7 @@ def _stream(model, data, split, as_json, confusion_png, batch_size, validation_p
     settings.check()
     _warn_unsplit(folder, synthetic_from, resplit)
     verifier = detector_verifier(folder, verify)
-    with _console.progress("scoring recordings") as progress:
+    with failures_first(), _console.progress("scoring recordings") as progress:
         result = evaluate_stream(folder, data, synthetic_from, settings, runner,
                                  progress=progress, verifier=verifier)
     report_stream(result, det_png, as_json)

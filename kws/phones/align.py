@@ -37,7 +37,13 @@ from kws.phones.data import phone_ids, word_pronunciations
 from kws.phones.lexicon import LexiconError
 from kws.phones.recognizer import PhoneRecognizer, recording_posteriors
 from kws.phones.utterances import utterance_readings
-from kws.recordings import Recording, read_recordings, split_of, words_of
+from kws.recordings import (
+    Recording,
+    UnreadableInputsError,
+    read_recordings,
+    split_of,
+    words_of,
+)
 
 #: The alignment table written next to the clips.
 ALIGNMENTS = "alignments.tsv"
@@ -150,6 +156,9 @@ def cut_word_clips(
         out of range; no recording with a transcript says any of ``words``.
     DatasetError
         A source cannot be read (see :func:`kws.recordings.read_recordings`).
+    UnreadableInputsError
+        No clip could be cut (every recording unreadable, unaligned or its words left
+        uncut): nothing is written, not even ``out``.
     """
     out = Path(out)
     _check_arguments(sources, out, seconds, rate, min_score)
@@ -176,8 +185,24 @@ def cut_word_clips(
             listed.get(split_of(rec), []).extend(cut.values())
             rows += [_row(rec, index, timing, cut.get(index, ""))
                      for index, timing in enumerate(timings)]
+        if not result.total:  # raised inside: the folder is discarded, never committed
+            raise _nothing_cut(result, len(recordings))
         _write_tables(folder, rows, listed)
     return result
+
+
+def _nothing_cut(result: AlignResult, tried: int) -> UnreadableInputsError:
+    """The error of a run that cut no clip, saying why (the failures and notes with it)."""
+    why = [f"{len(result.failed)} could not be read or aligned"] if result.failed else []
+    unpronounced = tried - len(result.failed) - result.aligned
+    if unpronounced:
+        why.append(f"{unpronounced} left out: a word with no pronunciation")
+    why += [f"{count} word(s) left uncut: {reason}"
+            for reason, count in sorted(result.left.items())]
+    return UnreadableInputsError(
+        f"--out {result.out}: no word clip cut from {tried} recording(s) "
+        f"({'; '.join(why) or 'none of the words asked for was aligned'}); nothing was written",
+        [f"{path}: {problem}" for path, problem in result.failed], result.notes)
 
 
 def _check_arguments(sources: Sequence[str | os.PathLike], out: Path, seconds: float,

@@ -58,7 +58,7 @@ from kws.phones.recognizer import (
     spot_in,
     training_split,
 )
-from kws.recordings import Recording, read_recordings, split_of
+from kws.recordings import Recording, read_recordings, require_both_sides, split_of
 from kws.stream_eval import Counts, Curve
 
 #: Groups of keyword lengths, in phones (``None``: no upper bound).
@@ -257,10 +257,8 @@ def calibrate_phones(model: str | os.PathLike | None, negatives: Sequence[str | 
             failures.append(record)
         if progress:
             progress(done, len(by_path))
-    if not seen[False][0] or not seen[True][0]:
-        raise KwsError("calibration needs readable recordings on both sides of the split "
-                       f"(fitted {seen[False][0]}, held out {seen[True][0]}); give more "
-                       "recordings or speakers")
+    require_both_sides(seen[False][0], seen[True][0], [f.message for f in failures], "fitted",
+                       notes)
     groups = [fa_group(low, high, sum(g in w.groups for w in chosen),
                        sides[(g, False)], sides[(g, True)], targets)
               for g, (low, high) in enumerate(PHONE_GROUPS)]

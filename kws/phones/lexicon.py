@@ -47,6 +47,10 @@ DEFAULT_SOURCE = f"{CMUDICT_SOURCE} + {KWS_LEXICON_SOURCE}"
 #: The longest word :func:`pronounce` accepts (characters), and the most words.
 MAX_WORD_LENGTH = 40
 MAX_WORDS = 8
+#: The most phones of a pronunciation (a lexicon entry, ``--phones``, a G2P guess, the
+#: words of a keyword together). CMUdict's longest, "antidisestablishmentarianism", has
+#: 28; spotting time and memory grow with the length, so a longer one is refused.
+MAX_PHONES = 40
 #: The most pronunciations of a keyword of several words (the product is cut there).
 MAX_ALTERNATIVES = 4
 #: Vowel letters: a word that no dictionary has and that has none of them ("kws", "npm",
@@ -155,6 +159,9 @@ def parse_lexicon(text: str, source: str = "lexicon") -> Lexicon:
             pron = tuple(_fold_symbols(symbols, f"{source}:{number}", word))
         if not pron:
             raise LexiconError(f"{source}:{number}: {word!r} has no phones")
+        if len(pron) > MAX_PHONES:
+            raise LexiconError(f"{source}:{number}: {shorten(word)!r} has "
+                               f"{too_many_phones(pron)}")
         prons = entries.get(word)
         if prons is None:
             entries[word] = (pron,)
@@ -163,6 +170,16 @@ def parse_lexicon(text: str, source: str = "lexicon") -> Lexicon:
     if not entries:
         raise LexiconError(f"{source}: no pronunciations found")
     return Lexicon(entries, source)
+
+
+def shorten(text: str, width: int = 30) -> str:
+    """``text``, cut to ``width`` characters with ``...`` when longer (for error lines)."""
+    return text if len(text) <= width else text[:width - 3] + "..."
+
+
+def too_many_phones(phones: Sequence[str]) -> str:
+    """What is wrong with a pronunciation over :data:`MAX_PHONES` (for error lines)."""
+    return f"{len(phones)} phones (a pronunciation has at most {MAX_PHONES})"
 
 
 def _fold_symbols(symbols: Sequence[str], where: str, word: str) -> list[str]:
@@ -299,8 +316,7 @@ def _check(text: str) -> list[str]:
     """The words of ``text`` (lower case, accents stripped); a LexiconError saying why
     it cannot be pronounced."""
     def refuse(why: str) -> LexiconError:
-        shown = text if len(text) <= 30 else text[:27] + "..."
-        return LexiconError(f"cannot pronounce {shown!r}: {why}")
+        return LexiconError(f"cannot pronounce {shorten(text)!r}: {why}")
 
     words = text.split()
     if not words:
@@ -399,7 +415,7 @@ def pronounce(word: str, lexicon: Lexicon | None = None) -> Pronunciation:
         One line saying why ``word`` cannot be pronounced: no letters, digits or other
         characters than letters, apostrophes and hyphens, letters outside a-z after
         accents are stripped, a word over :data:`MAX_WORD_LENGTH` characters or over
-        :data:`MAX_WORDS` words.
+        :data:`MAX_WORDS` words, a pronunciation over :data:`MAX_PHONES` phones.
     """
     words = _check(word)
     given = _shipped() if lexicon is None else lexicon
@@ -410,8 +426,12 @@ def pronounce(word: str, lexicon: Lexicon | None = None) -> Pronunciation:
         combined = itertools.product(*(prons for prons, _ in items))
         phones = tuple(tuple(itertools.chain.from_iterable(parts))
                        for parts in itertools.islice(combined, MAX_ALTERNATIVES))
-    sources = list(dict.fromkeys(source for _, source in items))
-    return Pronunciation(" ".join(words), phones, " + ".join(sources))
+    source = " + ".join(dict.fromkeys(source for _, source in items))
+    longest = max(phones, key=len)
+    if len(longest) > MAX_PHONES:
+        raise LexiconError(f"cannot pronounce {shorten(word)!r}: {too_many_phones(longest)}, "
+                           f"from {source}")
+    return Pronunciation(" ".join(words), phones, source)
 
 
 # ----------------------------------------------------------------------------- rivals

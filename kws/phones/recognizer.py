@@ -66,6 +66,7 @@ from kws.phones.decoding import (
     score_examples,
 )
 from kws.phones.lexicon import (
+    MAX_PHONES,
     Lexicon,
     Pronunciation,
     cmudict_lexicon,
@@ -75,6 +76,7 @@ from kws.phones.lexicon import (
     pronounce,
     read_lexicon,
     rival_pronunciations,
+    too_many_phones,
 )
 from kws.phones.phoneset import fold_each, model_labels
 
@@ -271,9 +273,11 @@ def keyword_pronunciation(
     Raises
     ------
     UsageError
-        Neither given, or ``phones`` are not ARPAbet.
+        Neither given, or ``phones`` are not ARPAbet or are over
+        :data:`~kws.phones.lexicon.MAX_PHONES`.
     LexiconError
-        ``keyword`` cannot be pronounced (no letters, digits...): one line saying why.
+        ``keyword`` cannot be pronounced (no letters, digits, too many phones...): one
+        line saying why.
     """
     if phones is not None:
         try:
@@ -283,6 +287,8 @@ def keyword_pronunciation(
                              "ARPAbet set, e.g. \"m aa r v ih n\")") from None
         if not folded:
             raise UsageError("--phones: no phones given")
+        if len(folded) > MAX_PHONES:
+            raise UsageError(f"--phones: {too_many_phones(folded)}")
         return Pronunciation(keyword or "-".join(folded), (tuple(folded),), "--phones")
     if not keyword:
         raise UsageError("give --keyword WORD (any English word) or --phones \"p h o n e s\"")

@@ -45,6 +45,7 @@ from kws.stream_eval import (
     StreamProgress,
     Tally,
     Truth,
+    nothing_scored,
 )
 
 #: The DET curve's thresholds: one confidence for every word, 0.01 to 0.99.
@@ -111,6 +112,8 @@ def evaluate_spotting(
             pooled.add(truth, operating, swept)
         if progress is not None:
             progress(done, len(chosen))
+    if not pooled.recordings:
+        raise nothing_scored(len(chosen), failed, notes, split)
     thresholds = {t.spotted.word: min(t.thresholds) for t in targets}
     return StreamEvaluation(str(folder), recognizer.runner.name, split,
                             pooled.result(thresholds), sources, failed, notes)
