@@ -567,8 +567,9 @@ def describe(
     """Everything ``kws dataset`` reports about dataset folders, as JSON-ready data.
 
     Returns counts per split and label, files and speakers per split, the label list,
-    every clip's split and label, and warnings (unreadable files, unusual rates, empty
-    words, labels missing from a split).
+    every clip's split and label, warnings (unreadable files, unusual rates, empty words,
+    labels missing from a split), and the files whose header could not be read
+    (``unreadable``; they are still counted: the counts are of the files present).
     """
     dataset = open_datasets(roots, validation_percent, testing_percent, backgrounds, resplit)
     clips, labels = assign_labels(dataset, policy)
@@ -577,9 +578,11 @@ def describe(
     absent = [word for word in (policy.words or ()) if word not in dataset.words]
     if absent:
         warnings.append(f"no clips of {', '.join(absent)} in {', '.join(map(str, roots))}")
+    unreadable: list[tuple[Path, str]] = []
     if check:
         found = check_files(dataset)
-        warnings += group_problems(found.unreadable)
+        unreadable = found.unreadable
+        warnings += group_problems(unreadable)
         warnings += group_problems(
             [
                 (path, f"sample rate {rate} Hz differs from its dataset's {usual} Hz")
@@ -608,6 +611,7 @@ def describe(
         "backgrounds": [str(path) for path in dataset.backgrounds],
         "skipped": [{"path": str(path), "reason": reason} for path, reason in dataset.skipped],
         "warnings": warnings,
+        "unreadable": [{"path": str(path), "problem": problem} for path, problem in unreadable],
         "clips": [
             {
                 "path": str(c.path),

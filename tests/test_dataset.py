@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -157,15 +158,18 @@ def test_dataset_command_json_and_warnings(speech_commands):
     assert "eeee0005_nohash_0.wav: sample rate 8000 Hz" in warnings
     assert "ffff0006_nohash_0.wav" in warnings
     assert "'go' holds no audio" in warnings
+    assert [Path(u["path"]).name for u in summary["unreadable"]] == ["ffff0006_nohash_0.wav"]
 
 
-def test_dataset_command_words_unreadable_files_as_reading_audio_does(speech_commands):
+def test_dataset_command_words_unreadable_files_as_reading_audio_does(speech_commands,
+                                                                     capsys):
     from test_recordings import write_unreadable
 
     write_unreadable(speech_commands / "up")
-    result = CliRunner().invoke(cli, ["dataset", str(speech_commands)])
-    assert result.exit_code == 0, result.output
-    warned = {line for line in result.stderr.splitlines() if "/up/" in line}
+    with pytest.raises(SystemExit) as exit_info:
+        main(["dataset", str(speech_commands)])
+    assert exit_info.value.code == 1  # some inputs cannot be read
+    warned = {line for line in capsys.readouterr().err.splitlines() if "/up/" in line}
     up = speech_commands / "up"
     assert warned == {
         f"kws: warning: {up / 'cut.wav'}: truncated WAV: header declares 32000 bytes of "

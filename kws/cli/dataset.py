@@ -24,12 +24,13 @@ from kws.cli import _console, _options
               help="Read every file's header to find unreadable files and odd rates.")
 @_options.json_option
 def command(folders, words, silence_percent, unknown_percent, validation_percent,
-            testing_percent, background, resplit, check, as_json) -> None:
+            testing_percent, background, resplit, check, as_json) -> int:
     """Count the clips of dataset FOLDERS per split and label.
 
     Reads the Speech Commands layout (word folders, _background_noise_, list files) and
     the 12-label test layout (_silence_, _unknown_). Several folders are combined;
-    a speaker never crosses splits.
+    a speaker never crosses splits. Exit status 1 when a file's header cannot be read
+    (each is named; the counts are of the files present), 2 for usage errors.
     """
     from kws import dataset
 
@@ -45,6 +46,7 @@ def command(folders, words, silence_percent, unknown_percent, validation_percent
     else:
         _render(summary)
     _console.warn_many(summary["warnings"])
+    return 1 if summary["unreadable"] else 0
 
 
 def _render(summary: dict) -> None:
