@@ -6,6 +6,8 @@ traceback) and exits with :attr:`KwsError.exit_code`.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 #: Control characters (all but the tab) as the escapes Python writes for them.
 _ESCAPES = {code: repr(chr(code))[1:-1] for code in (*range(32), 127) if code != 9}
 
@@ -39,6 +41,21 @@ class AudioError(KwsError):
 
 class DatasetError(KwsError):
     """A dataset folder is missing, empty or not in a layout kws understands."""
+
+
+class UnreadableInputsError(DatasetError):
+    """Too little of the inputs could be read for the run to go on.
+
+    ``failures`` are one-line messages naming each input that could not be read, and
+    ``notes`` remarks on what was left out: the CLI prints them (as it does when a run goes
+    on) before this error's own line, so the user sees which files to fix.
+    """
+
+    def __init__(self, message: str, failures: Sequence[str] = (),
+                 notes: Sequence[str] = ()) -> None:
+        super().__init__(message)
+        self.failures = list(failures)
+        self.notes = list(notes)
 
 
 class MissingInputError(DatasetError, UsageError):

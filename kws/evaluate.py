@@ -26,11 +26,10 @@ from kws.dataset import (
     assign_labels,
     open_datasets,
 )
-from kws.errors import DatasetError, KwsError, UsageError
+from kws.errors import DatasetError, KwsError, UnreadableInputsError, UsageError
 from kws.infer import open_runner
 from kws.infer.clips import SPLIT_CHOICES, Progress, score_clips
 from kws.modelfolder import ModelCard, Task, read_card, resolve_model_dir
-from kws.recordings import UnreadableInputsError
 
 
 @dataclass

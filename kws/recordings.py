@@ -39,7 +39,7 @@ from kws.dataset import (
     group_problems,
     read_header,
 )
-from kws.errors import AudioError, DatasetError, MissingInputError
+from kws.errors import AudioError, DatasetError, MissingInputError, UnreadableInputsError
 
 #: The transcript file of a recordings folder.
 TRANSCRIPTS = "transcripts.tsv"
@@ -55,21 +55,6 @@ _WORD = re.compile(r"[^\W_]+(?:'[^\W_]+)*")
 #: rows the error names when none of them is usable.
 _LISTED = f"listed in {TRANSCRIPTS}"
 _ROWS_SHOWN = 3
-
-
-class UnreadableInputsError(DatasetError):
-    """Too little of the inputs could be read for the run to go on.
-
-    ``failures`` are one-line messages naming each input that could not be read, and
-    ``notes`` remarks on what was left out: the command reports them (as it does when the
-    run goes on) before this error's own line, so the user sees which files to fix.
-    """
-
-    def __init__(self, message: str, failures: Sequence[str] = (),
-                 notes: Sequence[str] = ()) -> None:
-        super().__init__(message)
-        self.failures = list(failures)
-        self.notes = list(notes)
 
 
 def require_both_sides(fitted: int, held_out: int, failures: Sequence[str],
@@ -458,7 +443,7 @@ def _audio_files(root: Path) -> list[Path]:
 
 __all__ = [
     "SPLIT_PERCENT", "SPLIT_SALT", "TRANSCRIPTS", "Negatives", "Recording", "RecordingFolder",
-    "UnreadableInputsError", "cut_windows", "durations", "keyword_free", "negative_windows",
+    "cut_windows", "durations", "keyword_free", "negative_windows",
     "read_recordings", "read_transcripts", "require_both_sides",
     "split_of", "split_recordings", "words_of",
 ]

@@ -43,7 +43,7 @@ import numpy as np
 
 from kws import audio
 from kws.dataset import BACKGROUND_FOLDER, open_datasets
-from kws.errors import AudioError, DatasetError, UsageError
+from kws.errors import AudioError, DatasetError, UnreadableInputsError, UsageError
 from kws.infer import NOT_WORDS, Detection, Runner, open_runner
 from kws.infer.clips import SPLIT_CHOICES
 from kws.infer.detector import DetectorSettings, StreamDetector, Verifier, detect
@@ -52,7 +52,6 @@ from kws.recordings import (
     TRANSCRIPTS,
     Recording,
     RecordingFolder,
-    UnreadableInputsError,
     read_recordings,
     split_of,
 )

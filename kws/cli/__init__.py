@@ -15,7 +15,7 @@ import sys
 import click
 
 from kws import __version__
-from kws.errors import KwsError, printable
+from kws.errors import KwsError, UnreadableInputsError, printable
 
 
 def _command_modules() -> dict[str, str]:
@@ -69,6 +69,9 @@ def main(argv: list[str] | None = None) -> None:
         _fail(_usage_line(error), error.exit_code)
     except click.ClickException as error:
         _fail(error.format_message(), error.exit_code)
+    except UnreadableInputsError as error:
+        _name_unreadable(error)
+        _fail(str(error), error.exit_code)
     except KwsError as error:
         _fail(str(error), error.exit_code)
     except KeyboardInterrupt:
@@ -93,6 +96,16 @@ def _fail(message: str, code: int) -> None:
     if sys.stderr is not None:
         click.echo(f"kws: error: {printable(message)}", err=True)
     sys.exit(code)
+
+
+def _name_unreadable(error: UnreadableInputsError) -> None:
+    """Name each input a run could not read (one ``kws: error:`` line each) and its notes,
+    as a run that goes on does, before the error of the run that could not."""
+    from kws.cli import _console
+
+    for message in error.failures:
+        _console.error(message)
+    _console.warn_many(error.notes)
 
 
 def _usage_line(error: click.UsageError) -> str:

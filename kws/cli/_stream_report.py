@@ -1,47 +1,27 @@
 """Rendering what ``kws evaluate --stream`` and ``kws phones evaluate --spot`` measure: the
-notes and unreadable files, the per-keyword and per-source tables, the DET curve; and the
-unreadable files of a run over recordings that could not go on (:func:`failures_first`)."""
+notes and unreadable files, the per-keyword and per-source tables, the DET curve."""
 
 from __future__ import annotations
 
-import contextlib
-from collections.abc import Iterator
 from pathlib import Path
 
 import click
 
 from kws.cli import _console
 from kws.dataset import group_problems
-from kws.recordings import UnreadableInputsError
 from kws.report import plot_det
 from kws.stream_eval import FA_TARGETS, OVERALL, StreamEvaluation
 
 
-@contextlib.contextmanager
-def failures_first() -> Iterator[None]:
-    """Name the inputs a run could not read (one ``kws: error:`` line each) and its notes
-    before the one-line error of a run that could not go on without them
-    (:class:`kws.recordings.UnreadableInputsError`), so the user knows which to fix."""
-    try:
-        yield
-    except UnreadableInputsError as error:
-        for message in error.failures:
-            _console.error(message)
-        _console.warn_many(error.notes)
-        raise
-
-
 def warn_notes_and_failures(notes: list[str], failed: list[tuple[str, str]]) -> None:
     """The data layer's notes and the unreadable files (grouped), as warnings on stderr."""
-    from rich.markup import escape
-
     for note in notes:
-        _console.warn(escape(note))
+        _console.warn(note)
     if failed:
         lines = group_problems([(Path(path), why) for path, why in failed])
         more = f"; and {len(lines) - 3} more" if len(lines) > 3 else ""
-        _console.warn(escape(f"skipped {len(failed)} unreadable file(s): "
-                             f"{'; '.join(lines[:3])}{more}"))
+        _console.warn(f"skipped {len(failed)} unreadable file(s): "
+                      f"{'; '.join(lines[:3])}{more}")
 
 
 def draw_det(result: StreamEvaluation, path: str) -> None:

@@ -10,7 +10,6 @@ import click
 from kws.calibrate import Calibration, calibrate, record_calibration
 from kws.cli import _console
 from kws.cli._options import json_option, keywords_option, runner_option, threads_option
-from kws.cli._stream_report import failures_first
 from kws.cli._verifier import detector_verifier
 from kws.errors import UsageError
 
@@ -57,9 +56,8 @@ def command(ctx, model, negatives, target_fa_per_hour, keywords, min_threshold, 
     if min_threshold is not None and not 0.0 <= min_threshold <= 1.0:
         raise UsageError("--min-threshold must be in 0..1")
     verifier = detector_verifier(model, True) if verify else None
-    with failures_first():
-        result = _run(model, negatives, target_fa_per_hour, words, runner, threads,
-                      min_threshold, verifier)
+    result = _run(model, negatives, target_fa_per_hour, words, runner, threads,
+                  min_threshold, verifier)
     for failure in result.failures:
         _console.error(failure.message)
     _console.warn_many(result.notes)

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import click
-from rich.markup import escape
 
 from kws.cli._console import stderr, warn
 from kws.download import MIN_SPEED, RELEASES, download_dataset
@@ -122,7 +121,7 @@ def command(version, dest, url, archive, sha256, no_verify, keep_archive, retrie
         timeout=timeout,
         min_speed=min_speed,
         log=log,
-        warn=lambda message: warn(escape(message)),
+        warn=warn,
     )
     if quiet or not console.is_terminal:
         path = download_dataset(**options)

@@ -19,7 +19,7 @@ from kws.cli._options import (
     split_option,
     split_percent_options,
 )
-from kws.cli._stream_report import failures_first, report_stream, warn_notes_and_failures
+from kws.cli._stream_report import report_stream, warn_notes_and_failures
 from kws.cli._verifier import detector_verifier, verify_option
 from kws.errors import UsageError
 from kws.evaluate import Evaluation, evaluate, unsplit_training_folders
@@ -116,7 +116,7 @@ def command(model, data, split, as_json, confusion_png, batch_size, validation_p
     if confusion_png:
         files.check_not_input(confusion_png, [*data, *background, folder], "--confusion-png")
     _warn_unsplit(folder, data, resplit)
-    with failures_first(), _console.progress("scoring clips") as progress:
+    with _console.progress("scoring clips") as progress:
         result = evaluate(folder, data, split, batch_size, validation_percent,
                           testing_percent, background, resplit, runner, progress)
     _remarks(result)
@@ -186,7 +186,7 @@ def _stream(model, data, split, as_json, confusion_png, batch_size, validation_p
     settings.check()
     _warn_unsplit(folder, synthetic_from, resplit)
     verifier = detector_verifier(folder, verify)
-    with failures_first(), _console.progress("scoring recordings") as progress:
+    with _console.progress("scoring recordings") as progress:
         result = evaluate_stream(folder, data, synthetic_from, settings, runner,
                                  progress=progress, verifier=verifier)
     report_stream(result, det_png, as_json)

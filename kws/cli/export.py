@@ -53,10 +53,8 @@ def command(model, fmt, int8, data, clips, calibration_clips, as_json) -> None:
     finally:
         if status:
             status.stop()
-    from rich.markup import escape
-
     for note in result.rejected:
-        _console.warn(escape(f"not kept: {note}"))
+        _console.warn(f"not kept: {note}")
     if as_json:
         record = {
             "path": str(result.path), "quantization": result.quantization,

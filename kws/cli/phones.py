@@ -20,7 +20,7 @@ from kws.cli._options import (
     split_percent_options,
     spoken_keywords_option,
 )
-from kws.cli._stream_report import failures_first, report_stream
+from kws.cli._stream_report import report_stream
 from kws.dataset import TESTING, TRAINING, VALIDATION, parse_words
 from kws.errors import UsageError
 from kws.infer import DEFAULT_SPOT_THRESHOLD, Failure
@@ -300,7 +300,7 @@ def _evaluate_spotting(model, data, split, lexicon, validation_percent,
     if det_png:
         files.check_not_input(det_png, [*data, resolve_model_dir(model, Task.PHONES)],
                               "--det-png")
-    with failures_first(), _console.progress("spotting in recordings") as progress:
+    with _console.progress("spotting in recordings") as progress:
         result = evaluate_spotting(model, data, keywords, threshold, fa_per_hour, split,
                                    (validation_percent, testing_percent), lexicon,
                                    warn=_console.warn, progress=progress)
@@ -480,7 +480,7 @@ def align(sources, out, words, model, seconds, rate, min_score, as_json) -> int:
     for folder in sources:
         if not Path(folder).exists():
             raise UsageError(f"{folder}: no such folder")
-    with failures_first(), _console.progress("aligning recordings") as progress:
+    with _console.progress("aligning recordings") as progress:
         result = cut_word_clips(sources, out, parse_words(words), model, seconds, rate,
                                 min_score, progress)
     for path, problem in result.failed:
@@ -582,7 +582,7 @@ def _calibration_warnings(cal) -> None:
 def _calibrate(model, negatives, words, seed):
     """Calibrate, with a progress bar on a terminal (unreadable recordings named before
     the error when too few could be read)."""
-    with failures_first(), _console.progress("spotting calibration words") as progress:
+    with _console.progress("spotting calibration words") as progress:
         return calibrate_phones(model, negatives, words, seed, progress=progress)
 
 

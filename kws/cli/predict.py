@@ -83,7 +83,7 @@ def command(inputs, model, fmt, top_k, threshold, spot, hop, cooldown, max_delay
         verifier = detector_verifier(model, verify) if spot else None
         stream = predict(inputs, model, runner, options, verifier=verifier)
     for note in stream.runner.notes:
-        _console.warn(_escape(note))
+        _console.warn(note)
     if fmt == "auto":
         fmt = "table" if sys.stdout.isatty() else "jsonl"
     top_k = min(top_k, len(stream.runner.labels))
@@ -131,13 +131,6 @@ def _progress():
     return Progress(SpinnerColumn(), "{task.description}", MofNCompleteColumn(),
                     TimeElapsedColumn(), console=_console.stderr(), transient=True,
                     redirect_stdout=False, redirect_stderr=False)
-
-
-def _escape(text: str) -> str:
-    """Text with rich markup characters (``[`` in file names) shown as they are."""
-    from rich.markup import escape
-
-    return escape(text)
 
 
 def _summary(stream, detections: int | None, seconds: float) -> None:

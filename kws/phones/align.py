@@ -31,7 +31,7 @@ import numpy as np
 
 from kws import audio, files
 from kws.dataset import TESTING, TESTING_LIST, VALIDATION, VALIDATION_LIST, group_problems
-from kws.errors import UsageError
+from kws.errors import UnreadableInputsError, UsageError
 from kws.phones import ctc
 from kws.phones.data import phone_ids, word_pronunciations
 from kws.phones.lexicon import LexiconError
@@ -39,7 +39,6 @@ from kws.phones.recognizer import PhoneRecognizer, recording_posteriors
 from kws.phones.utterances import utterance_readings
 from kws.recordings import (
     Recording,
-    UnreadableInputsError,
     read_recordings,
     split_of,
     words_of,
