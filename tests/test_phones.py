@@ -276,6 +276,39 @@ def test_beam_search_sums_alignments_where_greedy_does_not():
     assert [(s.label, s.first) for s in aligned] == [(1, 3), (2, 8), (3, 15)]
 
 
+def test_the_phone_bigram_runs_within_words_and_across_them():
+    from kws.phones.bigram import bigram, transitions
+
+    labels = ["<blank>", "s", "t", "aa", "p", "sil"]
+    found = bigram([("s", "t", "aa", "p"), ("t", "aa", "p")], labels)
+    np.testing.assert_allclose(found.sum(axis=1), 1.0)
+    assert (found[:, 0] == 0).all() and (found[:, 5] == 0).all()
+    assert found[1, 2] > found[1, 3]  # "s t" is said, "s aa" is not
+    assert found[4, 1] > found[4, 3]  # after "p" ends a word, words start with "s" or "t"
+    scores = transitions(found, labels, weight=0.5, bonus=1.0)
+    np.testing.assert_allclose(scores[1, 2], 0.5 * np.log(found[1, 2]) + 1.0)
+    assert (scores[:, 5] == 1.0).all() and (scores[5] == scores[0]).all()
+
+
+def test_transitions_decide_what_the_posteriors_leave_in_doubt():
+    log_probs = ctc.log_posteriors(np.array([[0.1, 0.45, 0.45], [0.8, 0.1, 0.1]]))
+    prefer_second = np.log(np.array([[0.5, 0.2, 0.8]] * 3))
+    assert ctc.prefix_beam_search(log_probs, 4, transitions=prefer_second)[0][0] == (2,)
+    prefer_first = prefer_second[:, [0, 2, 1]]
+    assert ctc.prefix_beam_search(log_probs, 4, transitions=prefer_first)[0][0] == (1,)
+
+
+def test_english_transitions_know_how_english_words_start():
+    from kws.phones.bigram import english_transitions
+    from kws.phones.phoneset import model_labels
+
+    scores = english_transitions()
+    index = {label: i for i, label in enumerate(model_labels())}
+    assert scores.shape == (len(index), len(index)) and not scores.flags.writeable
+    assert scores[0, index["ng"]] < scores[0, index["s"]]  # no English word starts "ng"
+    assert scores[index["s"], index["t"]] > scores[index["s"], index["ng"]]
+
+
 def test_decode_defaults_to_the_beam_search():
     from kws.phones.decoding import decode
     from kws.phones.phoneset import model_labels
