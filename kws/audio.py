@@ -19,7 +19,7 @@ import os
 import stat
 import struct
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -320,6 +320,31 @@ def check_file(path: Path) -> int:
     except OSError as error:
         raise AudioError(path, _describe_os_error(error)) from None
     return size
+
+
+def read_header(path: str | os.PathLike) -> tuple[Any, str | None]:
+    """An audio file's header (soundfile's ``info``), without decoding a sample.
+
+    Returns ``(info, None)``, or ``(None, problem)`` with the problem worded as
+    :func:`read` words it (an empty or truncated file, not audio, an implausible header,
+    no samples), so every command names an unreadable file the same way.
+    """
+    import soundfile
+
+    path = Path(path)
+    try:
+        size = check_file(path)
+        info = soundfile.info(os.fsencode(path))
+        _check_header(path, info, size)
+    except AudioError as error:
+        return None, error.problem
+    except soundfile.LibsndfileError as error:
+        return None, describe_libsndfile_error(error)
+    except (RuntimeError, OSError, ValueError, TypeError) as error:
+        return None, f"corrupt or unreadable audio ({' '.join(str(error).split()) or error!r})"
+    if info.frames <= 0:
+        return None, ZERO_LENGTH
+    return info, None
 
 
 def _check_header(path: Path, handle, size: int) -> None:

@@ -30,14 +30,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from kws.audio import (
-    MAX_RATE,
-    MIN_RATE,
-    check_file,
-    describe_libsndfile_error,
-    is_audio_path,
-)
-from kws.errors import AudioError, DatasetError, MissingInputError
+from kws.audio import is_audio_path, read_header
+from kws.errors import DatasetError, MissingInputError
 
 SILENCE = "_silence_"
 UNKNOWN = "_unknown_"
@@ -473,32 +467,6 @@ def _durations(paths: Iterable[Path]) -> dict[Path, float]:
             info, _ = read_header(path)
             _DURATIONS[path] = 0.0 if info is None else info.duration
     return {path: _DURATIONS[path] for path in paths}
-
-
-def read_header(path: Path) -> tuple[Any, str | None]:
-    """An audio file's header (soundfile's ``info``), without decoding a sample.
-
-    Returns ``(info, None)``, or ``(None, problem)`` with the problem worded as
-    :func:`kws.audio.load` words it (``empty file (0 bytes)``, ``not an audio file
-    soundfile can read (format not recognised)``, a truncated WAV, no samples, an
-    implausible rate), so every command names an unreadable file the same way.
-    """
-    import soundfile
-
-    try:
-        check_file(path)
-        info = soundfile.info(os.fsencode(path))
-    except AudioError as error:
-        return None, error.problem
-    except soundfile.LibsndfileError as error:
-        return None, describe_libsndfile_error(error)
-    except (RuntimeError, OSError, ValueError, TypeError) as error:
-        return None, f"corrupt or unreadable audio ({' '.join(str(error).split()) or error!r})"
-    if info.frames <= 0:
-        return None, "contains no audio samples (zero length)"
-    if not MIN_RATE <= info.samplerate <= MAX_RATE:
-        return None, f"implausible sample rate {info.samplerate} Hz in the header"
-    return info, None
 
 
 @dataclass

@@ -28,7 +28,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 
-from kws.audio import find_audio_files, is_audio_path
+from kws.audio import find_audio_files, is_audio_path, read_header
 from kws.dataset import (
     SPLITS,
     TESTING,
@@ -37,7 +37,6 @@ from kws.dataset import (
     VALIDATION,
     Clip,
     group_problems,
-    read_header,
 )
 from kws.errors import AudioError, DatasetError, MissingInputError, UnreadableInputsError
 
