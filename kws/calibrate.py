@@ -203,23 +203,32 @@ def calibrate(model: str | os.PathLike | None, negatives: Sequence[str | os.Path
     default = (DEFAULT_SPOT_THRESHOLD[Task.CLASSIFIER] if verifier is None
                else DEFAULT_VERIFIED_THRESHOLD)
     floor = _on_grid(default if min_threshold is None else min_threshold)
-    allowed = target_fa_per_hour * hours
-    if verifier is None:
-        thresholds = {w: max(floor, _lowest_threshold(loaded, chosen, settings, w, allowed))
-                      for w in words}
-        thresholds, counts = _check(loaded, chosen, settings, thresholds, allowed)
-        final = replace(settings, thresholds=thresholds)
-        held_counts = _false_accepts(loaded, held_out, final)
-    else:
-        thresholds = {w: max(floor, _lowest_verified(chosen, w, allowed)) for w in words}
-        counts, held_counts = (_verified_accepts(part, thresholds) for part in (chosen, held_out))
-        final = replace(settings, thresholds=thresholds)
+    final, counts, held_counts = _thresholds(loaded, settings, words, chosen, held_out,
+                                             floor, target_fa_per_hour * hours)
+    thresholds = final.thresholds
     rows = [KeywordCalibration(w, thresholds[w], counts[w], _rate(counts[w], hours),
                                held_counts[w], _rate(held_counts[w], held_hours),
                                counts[w] <= target_fa_per_hour * hours) for w in words]
     return Calibration(folder, target_fa_per_hour, final, rows, hours, held_hours, len(chosen),
                        len(held_out), with_keywords, failures, [str(n) for n in negatives],
                        notes)
+
+
+def _thresholds(runner: Runner, settings: DetectorSettings, words: list[str],
+                chosen: list[_Scores], held_out: list[_Scores], floor: float,
+                allowed: float) -> tuple[DetectorSettings, dict[str, int], dict[str, int]]:
+    """Each keyword's lowest threshold (at least ``floor``) with at most ``allowed`` false
+    accepts on the chosen half: ``(settings with them, false accepts on the chosen half,
+    on the held-out half)``. Verified settings threshold the candidates' combined scores."""
+    if settings.verification is None:
+        thresholds = {w: max(floor, _lowest_threshold(runner, chosen, settings, w, allowed))
+                      for w in words}
+        thresholds, counts = _check(runner, chosen, settings, thresholds, allowed)
+        final = replace(settings, thresholds=thresholds)
+        return final, counts, _false_accepts(runner, held_out, final)
+    thresholds = {w: max(floor, _lowest_verified(chosen, w, allowed)) for w in words}
+    counts, held_counts = (_verified_accepts(part, thresholds) for part in (chosen, held_out))
+    return replace(settings, thresholds=thresholds), counts, held_counts
 
 
 def record_calibration(calibration: Calibration, command: str = "") -> None:

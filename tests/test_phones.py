@@ -546,7 +546,7 @@ def test_phone_training_resumes_to_the_same_model(trained, tmp_path):
     from kws.train import TrainEvents, checkpoints, fit
 
     data, _, _ = trained
-    config = PhoneTrainConfig(data=(str(data),), rate=8000, epochs=2, patience=None,
+    config = PhoneTrainConfig(data=(str(data),), rate=8000, epochs=2, patience=None, export=False,
                               out=str(tmp_path / "whole"))
     reference = fit(PhonesTask(), config)
     assert reference.card.task == "phones" and reference.card.arch == "tcphones"

@@ -211,43 +211,19 @@ def calibrate_phones(model: str | os.PathLike | None, negatives: Sequence[str | 
         The curves (:class:`kws.modelfolder.FaCalibration`), fitted on the training and
         validation recordings and checked on the held-out ones.
     """
-    if words < len(PHONE_GROUPS):
-        raise UsageError(f"--words must be at least {len(PHONE_GROUPS)} (one per group of "
-                         "word lengths)")
-    if not negatives:
-        raise UsageError("give at least one --negatives folder")
-    if not targets or not all(0 < t < math.inf for t in targets):
-        raise UsageError("false-accept targets must be positive numbers")
+    _check_request(negatives, words, targets)
     folder = resolve_model_dir(model, Task.PHONES)
     phone_card(folder)
     recordings, held_out, notes = negative_recordings(negatives, read_card(folder))
     chosen = calibration_words(words, seed, model_lexicon(folder).words)
-    searcher = _Searcher(chosen)
     recognizer = PhoneRecognizer(folder)
     by_path = {str(r.path): r for r in recordings}
-    sides = {(g, held): GroupScores() for g in range(len(PHONE_GROUPS)) for held in (False, True)}
-    seen = {False: [0, 0.0], True: [0, 0.0]}  # recordings and seconds per side
-    skipped = 0
+    tally = _Tally(chosen, recognizer.frame_seconds)
 
     def convert(scored: Scored, posteriors: np.ndarray) -> list[tuple[str, int]]:
-        nonlocal skipped
         recording = by_path[scored.path]
-        held = held_out[recording.path]
-        seconds = len(scored.waveform) / recognizer.sample_rate
-        seen[held][0] += 1
-        seen[held][1] += seconds
-        log_probs = ctc.log_posteriors(posteriors)
-        searcher.score(log_probs)
-        said = recording.words
-        for word, ids in zip(chosen, searcher.ids, strict=True):
-            if word.word in said:
-                skipped += 1
-                continue
-            for group in word.groups:
-                sides[(group, held)].seconds += seconds
-            for d in spot_in(log_probs, scored.path, word.word, word.pronunciations, ids,
-                             SEARCH_FLOOR, recognizer.frame_seconds, seconds, search=searcher):
-                sides[(group_index(len(d.pronunciation)), held)].scores.append(d.probability)
+        tally.add(recording, held_out[recording.path], scored.path,
+                  len(scored.waveform) / recognizer.sample_rate, posteriors)
         return [(scored.path, 1)]
 
     failures = []
@@ -257,17 +233,69 @@ def calibrate_phones(model: str | os.PathLike | None, negatives: Sequence[str | 
             failures.append(record)
         if progress:
             progress(done, len(by_path))
-    require_both_sides(seen[False][0], seen[True][0], [f.message for f in failures], "fitted",
-                       notes)
-    groups = [fa_group(low, high, sum(g in w.groups for w in chosen),
-                       sides[(g, False)], sides[(g, True)], targets)
-              for g, (low, high) in enumerate(PHONE_GROUPS)]
-    calibration = FaCalibration(
-        groups=groups, targets=[float(t) for t in targets],
-        hours=round(seen[False][1] / 3600, 4), held_out_hours=round(seen[True][1] / 3600, 4),
-        recordings=seen[False][0], held_out_recordings=seen[True][0],
-        words=[w.word for w in chosen], seed=seed, folders=[str(n) for n in negatives])
-    return PhoneCalibration(folder, calibration, failures, notes, skipped)
+    require_both_sides(tally.recordings[False], tally.recordings[True],
+                       [f.message for f in failures], "fitted", notes)
+    return PhoneCalibration(folder, tally.calibration(targets, seed, negatives), failures,
+                            notes, tally.skipped)
+
+
+def _check_request(negatives: Sequence[str | os.PathLike], words: int,
+                   targets: Sequence[float]) -> None:
+    """UsageError for a calibration that cannot be made, before the model is loaded."""
+    if words < len(PHONE_GROUPS):
+        raise UsageError(f"--words must be at least {len(PHONE_GROUPS)} (one per group of "
+                         "word lengths)")
+    if not negatives:
+        raise UsageError("give at least one --negatives folder")
+    if not targets or not all(0 < t < math.inf for t in targets):
+        raise UsageError("false-accept targets must be positive numbers")
+
+
+class _Tally:
+    """Every calibration word's detections in each recording, by group of word lengths
+    and side of the split (fitted or held out), with the keyword-seconds searched."""
+
+    def __init__(self, words: Sequence[CalibrationWord], frame_seconds: float) -> None:
+        self.words = list(words)
+        self.frame_seconds = frame_seconds
+        self.searcher = _Searcher(self.words)
+        self.sides = {(g, held): GroupScores() for g in range(len(PHONE_GROUPS))
+                      for held in (False, True)}
+        self.recordings = {False: 0, True: 0}
+        self.seconds = {False: 0.0, True: 0.0}
+        #: (recording, word) pairs skipped because the recording's transcript says the word.
+        self.skipped = 0
+
+    def add(self, recording: Recording, held: bool, path: str, seconds: float,
+            posteriors: np.ndarray) -> None:
+        """Spot every word not said in one recording (its phone posteriors)."""
+        self.recordings[held] += 1
+        self.seconds[held] += seconds
+        log_probs = ctc.log_posteriors(posteriors)
+        self.searcher.score(log_probs)
+        for word, ids in zip(self.words, self.searcher.ids, strict=True):
+            if word.word in recording.words:
+                self.skipped += 1
+                continue
+            for group in word.groups:
+                self.sides[(group, held)].seconds += seconds
+            for d in spot_in(log_probs, path, word.word, word.pronunciations, ids,
+                             SEARCH_FLOOR, self.frame_seconds, seconds, search=self.searcher):
+                self.sides[(group_index(len(d.pronunciation)), held)].scores.append(
+                    d.probability)
+
+    def calibration(self, targets: Sequence[float], seed: int,
+                    negatives: Sequence[str | os.PathLike]) -> FaCalibration:
+        """The curves fitted on one side and checked on the other."""
+        groups = [fa_group(low, high, sum(g in w.groups for w in self.words),
+                           self.sides[(g, False)], self.sides[(g, True)], targets)
+                  for g, (low, high) in enumerate(PHONE_GROUPS)]
+        return FaCalibration(
+            groups=groups, targets=[float(t) for t in targets],
+            hours=round(self.seconds[False] / 3600, 4),
+            held_out_hours=round(self.seconds[True] / 3600, 4),
+            recordings=self.recordings[False], held_out_recordings=self.recordings[True],
+            words=[w.word for w in self.words], seed=seed, folders=[str(n) for n in negatives])
 
 
 def record_phone_calibration(result: PhoneCalibration, command: str = "") -> None:
