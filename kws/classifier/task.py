@@ -35,6 +35,7 @@ from kws.dataset import (
     UNKNOWN,
     VALIDATION,
     Clip,
+    Dataset,
     LabelPolicy,
     assign_labels,
     count_by_label,
@@ -237,6 +238,28 @@ class ClassifierTask(Task):
                                 config.background, config.resplit)
         for note in dataset.notes:
             events.note(note)
+        clips, labels, negatives = self._labelled(config, dataset, events)
+        decoded = _decode_by_split(clips, labels, dataset.backgrounds, config, events)
+        summary = _data_summary(config, dataset, decoded)
+        if negatives is not None:
+            summary["negatives"] = _kept_windows(negatives.summary, decoded.kept)
+        warning = small_validation_warning(labels, decoded.y[VALIDATION])
+        if warning:
+            events.warn(warning)
+        weights = sampling_weights(labels, decoded.y[TRAINING], decoded.training_speakers,
+                                   config.balance, config.unknown_percent,
+                                   config.silence_percent)
+        summary["sampling"] = {"balance": config.balance,
+                               "batch_shares": batch_shares(labels, weights, decoded.y[TRAINING])}
+        return Prepared(labels, decoded.x, decoded.y, summary, sample_rate=config.rate,
+                        input_length=decoded.length,
+                        extra={"backgrounds": decoded.backgrounds, "failed": decoded.failed,
+                               "weights": weights})
+
+    def _labelled(self, config: ClassifierConfig, dataset: Dataset, events: TrainEvents
+                  ) -> tuple[list[Clip], list[str], Negatives | None]:
+        """The clips to train on with their labels (``--negatives`` windows included), and
+        the negatives read; warns of missing words and backgrounds."""
         policy = LabelPolicy(words=config.words, silence_percent=config.silence_percent,
                              unknown_percent=config.unknown_percent,
                              sample_training_unknown=False)
@@ -253,49 +276,7 @@ class ClassifierTask(Task):
             events.warn(f"no clips of {', '.join(missing)} in {', '.join(config.data)}")
         if not dataset.backgrounds:
             events.warn(NO_BACKGROUND_WARNING)
-        length = int(round(config.rate * CLIP_SECONDS))
-        cache = task_cache(config.rate, events)
-        # Clips grouped by split, so each split's array is a view, not a copy.
-        clips = sorted(clips, key=lambda clip: SPLITS.index(clip.split))
-        x_all, kept, failed = decode_clips(clips, config.rate, length, events, cache=cache)
-        found, failed_backgrounds = cache.get_many(dataset.backgrounds)
-        failed = {**failed, **failed_backgrounds}
-        warn_unreadable(events, [str(error) for error in failed.values()])
-        index = {label: i for i, label in enumerate(labels)}
-        y_all = np.asarray([index[clip.label] for clip in kept], dtype=np.int32)
-        bounds = np.cumsum([0] + [sum(clip.split == split for clip in kept) for split in SPLITS])
-        x = {split: x_all[bounds[i] : bounds[i + 1]] for i, split in enumerate(SPLITS)}
-        y = {split: y_all[bounds[i] : bounds[i + 1]] for i, split in enumerate(SPLITS)}
-        if len(x[TRAINING]) == 0:
-            raise DatasetError(f"{', '.join(config.data)}: no readable clips in the training "
-                               "split")
-        summary = {
-            "folders": [str(root) for root in dataset.roots],
-            "backgrounds": [str(path) for path in dataset.backgrounds if path in found],
-            "words": list(config.words) if config.words is not None else "all",
-            "silence_percent": config.silence_percent,
-            "unknown_percent": config.unknown_percent,
-            "validation_percent": config.validation_percent,
-            "testing_percent": config.testing_percent,
-            "resplit": list(config.resplit),
-            "counts": count_by_label(kept),
-            "clips": {split: int(len(x[split])) for split in SPLITS},
-            "skipped_files": len(failed),
-            "notes": list(dataset.notes),
-        }
-        if negatives is not None:
-            summary["negatives"] = _kept_windows(negatives.summary, kept)
-        warning = small_validation_warning(labels, y[VALIDATION])
-        if warning:
-            events.warn(warning)
-        training_speakers = [clip.speaker for clip in kept[: bounds[1]]]
-        weights = sampling_weights(labels, y[TRAINING], training_speakers, config.balance,
-                                   config.unknown_percent, config.silence_percent)
-        summary["sampling"] = {"balance": config.balance,
-                               "batch_shares": batch_shares(labels, weights, y[TRAINING])}
-        backgrounds = [found[path] for path in dataset.backgrounds if path in found]
-        return Prepared(labels, x, y, summary, sample_rate=config.rate, input_length=length,
-                        extra={"backgrounds": backgrounds, "failed": failed, "weights": weights})
+        return clips, labels, negatives
 
     @staticmethod
     def _negatives(config: ClassifierConfig, words: Sequence[str], clips: Sequence[Clip],
@@ -404,6 +385,68 @@ class ClassifierTask(Task):
         from kws.models.classifier import count_multiply_adds
 
         return count_multiply_adds(model)
+
+
+@dataclass
+class _Decoded:
+    """The readable clips decoded, split by split, and the background recordings read."""
+
+    x: dict[str, np.ndarray]
+    y: dict[str, np.ndarray]
+    #: The clips decoded, in the order of the rows of ``x`` (split by split).
+    kept: list[Clip]
+    backgrounds: list[np.ndarray]
+    #: Background paths read (those that failed are in ``failed``).
+    background_paths: list[Path]
+    failed: dict[Path, Any]
+    length: int
+
+    @property
+    def training_speakers(self) -> list[str | None]:
+        """The speaker of each training row."""
+        return [clip.speaker for clip in self.kept[: len(self.x[TRAINING])]]
+
+
+def _decode_by_split(clips: Sequence[Clip], labels: Sequence[str], backgrounds: Sequence[Path],
+                     config: ClassifierConfig, events: TrainEvents) -> _Decoded:
+    """Decode the clips and backgrounds (through the cache); each split's array is a view of
+    one array, not a copy. Unreadable files are warned of and left out."""
+    length = int(round(config.rate * CLIP_SECONDS))
+    cache = task_cache(config.rate, events)
+    ordered = sorted(clips, key=lambda clip: SPLITS.index(clip.split))
+    x_all, kept, failed = decode_clips(ordered, config.rate, length, events, cache=cache)
+    found, failed_backgrounds = cache.get_many(backgrounds)
+    failed = {**failed, **failed_backgrounds}
+    warn_unreadable(events, [str(error) for error in failed.values()])
+    index = {label: i for i, label in enumerate(labels)}
+    y_all = np.asarray([index[clip.label] for clip in kept], dtype=np.int32)
+    bounds = np.cumsum([0] + [sum(clip.split == split for clip in kept) for split in SPLITS])
+    x = {split: x_all[bounds[i] : bounds[i + 1]] for i, split in enumerate(SPLITS)}
+    y = {split: y_all[bounds[i] : bounds[i + 1]] for i, split in enumerate(SPLITS)}
+    if len(x[TRAINING]) == 0:
+        raise DatasetError(f"{', '.join(config.data)}: no readable clips in the training "
+                           "split")
+    read = [path for path in backgrounds if path in found]
+    return _Decoded(x, y, kept, [found[path] for path in read], read, failed, length)
+
+
+def _data_summary(config: ClassifierConfig, dataset: Dataset, decoded: _Decoded
+                  ) -> dict[str, Any]:
+    """The card's account of the data: folders, options, counts per label and split."""
+    return {
+        "folders": [str(root) for root in dataset.roots],
+        "backgrounds": [str(path) for path in decoded.background_paths],
+        "words": list(config.words) if config.words is not None else "all",
+        "silence_percent": config.silence_percent,
+        "unknown_percent": config.unknown_percent,
+        "validation_percent": config.validation_percent,
+        "testing_percent": config.testing_percent,
+        "resplit": list(config.resplit),
+        "counts": count_by_label(decoded.kept),
+        "clips": {split: int(len(decoded.x[split])) for split in SPLITS},
+        "skipped_files": len(decoded.failed),
+        "notes": list(dataset.notes),
+    }
 
 
 def _with_unknown(labels: list[str]) -> list[str]:
