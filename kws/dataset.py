@@ -523,6 +523,25 @@ def _root_of(path: Path, roots: Sequence[Path]) -> Path:
     return path.parent
 
 
+
+def _file_warnings(found: FileCheck) -> list[str]:
+    """One line per kind of file problem: unreadable, unusual rate, empty word folder."""
+    wrong_rates = [(path, f"sample rate {rate} Hz differs from its dataset's {usual} Hz")
+                   for path, rate, usual in found.wrong_rate]
+    return [*group_problems(found.unreadable), *group_problems(wrong_rates),
+            *(f"word folder {word!r} holds no audio" for word in found.empty_words)]
+
+
+def _missing_label_warnings(counts: dict[str, dict[str, int]], labels: Sequence[str]) -> list[str]:
+    """A line for each non-empty split that lacks some of the labels."""
+    warnings = []
+    for split in SPLITS:
+        missing = [label for label in labels if label not in counts[split]]
+        if counts[split] and missing:
+            warnings.append(f"{split} split has no clips of: {', '.join(missing)}")
+    return warnings
+
+
 def describe(
     roots: Sequence[str | os.PathLike],
     policy: LabelPolicy = LabelPolicy(),
@@ -550,19 +569,8 @@ def describe(
     if check:
         found = check_files(dataset)
         unreadable = found.unreadable
-        warnings += group_problems(unreadable)
-        warnings += group_problems(
-            [
-                (path, f"sample rate {rate} Hz differs from its dataset's {usual} Hz")
-                for path, rate, usual in found.wrong_rate
-            ]
-        )
-        warnings += [f"word folder {word!r} holds no audio" for word in found.empty_words]
-    for split in SPLITS:
-        if counts[split]:
-            missing = [label for label in labels if label not in counts[split]]
-            if missing:
-                warnings.append(f"{split} split has no clips of: {', '.join(missing)}")
+        warnings += _file_warnings(found)
+    warnings += _missing_label_warnings(counts, labels)
     files = [clip for clip in clips if not clip.is_segment]
     return {
         "roots": [str(root) for root in dataset.roots],
