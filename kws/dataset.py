@@ -523,7 +523,6 @@ def _root_of(path: Path, roots: Sequence[Path]) -> Path:
     return path.parent
 
 
-
 def _file_warnings(found: FileCheck) -> list[str]:
     """One line per kind of file problem: unreadable, unusual rate, empty word folder."""
     wrong_rates = [(path, f"sample rate {rate} Hz differs from its dataset's {usual} Hz")
