@@ -126,6 +126,20 @@ def command_line(ctx: click.Context) -> str:
 
 
 @contextlib.contextmanager
+def status(what: str) -> Iterator[Any | None]:
+    """A transient spinner on stderr naming the work, when stderr is a terminal.
+
+    Yields the spinner (its ``update(text)`` changes what it says), or None when stderr is
+    not a terminal (nothing is drawn).
+    """
+    if not interactive():
+        yield None
+        return
+    with stderr().status(what) as spinner:
+        yield spinner
+
+
+@contextlib.contextmanager
 def progress(what: str) -> Iterator[Callable[[int, int], None] | None]:
     """A transient progress bar on stderr when it is a terminal (``what`` names the work).
 

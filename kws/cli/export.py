@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import Any
 
 import click
 
 from kws.cli import _console
 from kws.cli._options import data_option, json_option
 from kws.errors import UsageError
-from kws.export import export_tflite
+from kws.export import ExportResult, export_tflite
 
 
 @click.command("export")
@@ -41,31 +42,33 @@ def command(model, fmt, int8, data, clips, calibration_clips, as_json) -> None:
     for folder in data:
         if not Path(folder).is_dir():
             raise UsageError(f"--data {folder}: no such dataset folder")
-    status = _console.stderr().status("exporting") if _console.interactive() else None
-    if status:
-        status.start()
-    try:
+    with _console.status("exporting") as spinner:
         result = export_tflite(
             model, int8=int8, data=data, parity_clips=clips, calibration_clips=calibration_clips,
-            progress=(lambda message: status.update(message)) if status else None,
-            warn=_console.warn,
+            progress=spinner.update if spinner else None, warn=_console.warn,
         )
-    finally:
-        if status:
-            status.stop()
     for note in result.rejected:
         _console.warn(f"not kept: {note}")
     if as_json:
-        record = {
-            "path": str(result.path), "quantization": result.quantization,
-            "bytes": result.bytes, "top1_agreement": result.agreement,
-            "required": result.required, "parity_clips": result.parity_clips,
-            "calibration_clips": result.calibration_clips,
-            "max_probability_difference": result.max_probability_difference,
-            "rejected": list(result.rejected),
-        }
-        click.echo(json.dumps(record))
-        return
+        click.echo(json.dumps(_export_record(result)))
+    else:
+        _render(result)
+
+
+def _export_record(result: ExportResult) -> dict[str, Any]:
+    """``--json``'s line: what was written and how well it agrees with Keras."""
+    return {
+        "path": str(result.path), "quantization": result.quantization,
+        "bytes": result.bytes, "top1_agreement": result.agreement,
+        "required": result.required, "parity_clips": result.parity_clips,
+        "calibration_clips": result.calibration_clips,
+        "max_probability_difference": result.max_probability_difference,
+        "rejected": list(result.rejected),
+    }
+
+
+def _render(result: ExportResult) -> None:
+    """The export as a table on stdout, and a warning when the parity check was small."""
     from rich.table import Table
 
     table = Table(title=f"wrote {result.path}", title_justify="left", show_header=False)

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import abc
-import contextlib
 import csv
 import json
 import sys
@@ -75,11 +74,9 @@ def command(inputs, model, fmt, top_k, threshold, spot, hop, cooldown, max_delay
                              spot=spot, hop=hop, cooldown=cooldown, max_delay=max_delay,
                              keywords=keywords, threads=threads)
     started = time.perf_counter()
-    loading = _console.stderr().status("loading the model") if _console.interactive() \
-        else contextlib.nullcontext()
     if verify and not spot:
         raise UsageError("--verify applies to --spot only")
-    with loading:
+    with _console.status("loading the model"):
         verifier = detector_verifier(model, verify) if spot else None
         stream = predict(inputs, model, runner, options, verifier=verifier)
     for note in stream.runner.notes:
