@@ -203,12 +203,13 @@ def calibrate(model: str | os.PathLike | None, negatives: Sequence[str | os.Path
     default = (DEFAULT_SPOT_THRESHOLD[Task.CLASSIFIER] if verifier is None
                else DEFAULT_VERIFIED_THRESHOLD)
     floor = _on_grid(default if min_threshold is None else min_threshold)
+    allowed = target_fa_per_hour * hours
     final, counts, held_counts = _thresholds(loaded, settings, words, chosen, held_out,
-                                             floor, target_fa_per_hour * hours)
+                                             floor, allowed)
     thresholds = final.thresholds
     rows = [KeywordCalibration(w, thresholds[w], counts[w], _rate(counts[w], hours),
                                held_counts[w], _rate(held_counts[w], held_hours),
-                               counts[w] <= target_fa_per_hour * hours) for w in words]
+                               counts[w] <= allowed) for w in words]
     return Calibration(folder, target_fa_per_hour, final, rows, hours, held_hours, len(chosen),
                        len(held_out), with_keywords, failures, [str(n) for n in negatives],
                        notes)
