@@ -222,7 +222,7 @@ def calibrate_phones(model: str | os.PathLike | None, negatives: Sequence[str | 
 
     def convert(scored: Scored, posteriors: np.ndarray) -> list[tuple[str, int]]:
         recording = by_path[scored.path]
-        tally.add(recording, held_out[recording.path], scored.path,
+        tally.add(recording, held_out[recording.path],
                   len(scored.waveform) / recognizer.sample_rate, posteriors)
         return [(scored.path, 1)]
 
@@ -266,7 +266,7 @@ class _Tally:
         #: (recording, word) pairs skipped because the recording's transcript says the word.
         self.skipped = 0
 
-    def add(self, recording: Recording, held: bool, path: str, seconds: float,
+    def add(self, recording: Recording, held: bool, seconds: float,
             posteriors: np.ndarray) -> None:
         """Spot every word not said in one recording (its phone posteriors)."""
         self.recordings[held] += 1
@@ -279,7 +279,7 @@ class _Tally:
                 continue
             for group in word.groups:
                 self.sides[(group, held)].seconds += seconds
-            for d in spot_in(log_probs, path, word.word, word.pronunciations, ids,
+            for d in spot_in(log_probs, str(recording.path), word.word, word.pronunciations, ids,
                              SEARCH_FLOOR, self.frame_seconds, seconds, search=self.searcher):
                 self.sides[(group_index(len(d.pronunciation)), held)].scores.append(
                     d.probability)
